@@ -1,0 +1,58 @@
+"""The FastAPI application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+
+from service.api import errors
+from service.api.routes import assets, jobs, search, sources
+from service.catalog.catalog import Catalog
+from service.catalog.jobs import JobRunner
+from service.config import Settings, get_settings
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(settings: Settings | None = None, *, catalog: Catalog | None = None) -> FastAPI:
+    """The app; the catalog opens at start-up (or is given, for tests) and closes at shutdown."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own = catalog is None
+        cat = catalog or Catalog(settings)
+        runner = JobRunner(cat)
+        runner.start()
+        app.state.catalog = cat
+        app.state.runner = runner
+        try:
+            yield
+        finally:
+            runner.stop()
+            if own:
+                cat.close()
+
+    app = FastAPI(
+        title="Loupe",
+        version="0.1.0",
+        summary="A vector-search data catalog: find the training data worth labeling.",
+        lifespan=lifespan,
+        responses=errors.ERROR_RESPONSES,
+    )
+    errors.install(app)
+    api = APIRouter(prefix=API_PREFIX)
+    for module in (sources, jobs, assets, search):
+        api.include_router(module.router)
+    app.include_router(api)
+
+    @app.get("/health", tags=["health"])
+    def health() -> dict[str, Any]:
+        """Liveness and readiness: 200 when the catalog is open."""
+        cat: Catalog = app.state.catalog
+        return {"status": "ok", "model": cat.encoder.identity, "assets": cat.index.count(None)}
+
+    return app

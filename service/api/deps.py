@@ -1,0 +1,42 @@
+"""Dependencies shared by the routes."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import Depends, Query, Request
+
+from service.catalog.catalog import Catalog
+from service.catalog.jobs import JobRunner
+from service.errors import InvalidQuery
+
+
+def get_catalog(request: Request) -> Catalog:
+    return request.app.state.catalog  # type: ignore[no-any-return]
+
+
+def get_runner(request: Request) -> JobRunner:
+    return request.app.state.runner  # type: ignore[no-any-return]
+
+
+def filter_param(
+    filter: Annotated[
+        str | None,
+        Query(description='A filter in the JSON filter language, e.g. {"source": "photos"}'),
+    ] = None,
+) -> dict[str, Any] | None:
+    if filter is None or not filter.strip():
+        return None
+    try:
+        value = json.loads(filter)
+    except json.JSONDecodeError as exc:
+        raise InvalidQuery(f"not valid JSON: {exc.msg} at position {exc.pos}", path="filter") from None
+    if not isinstance(value, dict):
+        raise InvalidQuery("must be a JSON object", path="filter")
+    return value
+
+
+CatalogDep = Annotated[Catalog, Depends(get_catalog)]
+RunnerDep = Annotated[JobRunner, Depends(get_runner)]
+FilterDep = Annotated[dict[str, Any] | None, Depends(filter_param)]

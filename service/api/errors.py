@@ -1,0 +1,67 @@
+"""Every error the API returns has the body {"error": "<Kind>", "detail": "<what and how to fix>"}."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from service.errors import LoupeError
+
+log = logging.getLogger(__name__)
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Malformed request", "model": None},
+    422: {"description": "Invalid input; the detail names the offending field"},
+}
+
+
+def _body(kind: str, detail: str) -> dict[str, str]:
+    return {"error": kind, "detail": detail}
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "form")]
+    return ".".join(parts) or "request"
+
+
+async def _loupe_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, LoupeError)
+    return JSONResponse(_body(type(exc).__name__, exc.detail), status_code=exc.status_code)
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = [f"{_location(tuple(e.get('loc', ())))}: {e.get('msg')}" for e in exc.errors()]
+    malformed = any(e.get("type") == "json_invalid" for e in exc.errors())
+    kind, status = ("MalformedRequest", 400) if malformed else ("InvalidRequest", 422)
+    return JSONResponse(_body(kind, "; ".join(problems)), status_code=status)
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    kind = {404: "NotFound", 405: "MethodNotAllowed", 401: "Unauthorized", 403: "Forbidden"}.get(
+        exc.status_code, "HTTPError"
+    )
+    return JSONResponse(
+        _body(kind, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
+    )
+
+
+async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error", exc_info=exc)
+    return JSONResponse(
+        _body("InternalError", "an unexpected error occurred; the server log has the details"),
+        status_code=500,
+    )
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(LoupeError, _loupe_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,56 @@
+"""Assets: listing under a filter, one asset, its content and thumbnail."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+from fastapi.responses import RedirectResponse
+
+from service.api.deps import CatalogDep, FilterDep
+from service.models import Page
+
+router = APIRouter(prefix="/assets", tags=["assets"])
+
+
+@router.get("", response_model=Page)
+def list_assets(
+    catalog: CatalogDep,
+    filter: FilterDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> Page:
+    """Assets matching a filter, in id order; pass `next_cursor` back for the next page."""
+    data, nxt = catalog.list_assets(filter=filter, limit=limit, cursor=cursor)
+    return Page(data=data, next_cursor=nxt)
+
+
+@router.get("/count")
+def count_assets(catalog: CatalogDep, filter: FilterDep) -> dict[str, Any]:
+    """How many assets match a filter."""
+    return {"count": catalog.count(filter)}
+
+
+@router.get("/{asset_id}")
+def get_asset(asset_id: str, catalog: CatalogDep) -> dict[str, Any]:
+    """One asset with its metadata and export history."""
+    return catalog.get_asset(asset_id)
+
+
+@router.get("/{asset_id}/content", response_model=None, responses={200: {"content": {"image/*": {}}}})
+def asset_content(asset_id: str, catalog: CatalogDep) -> Response:
+    """The asset's original bytes (or a redirect to a presigned URL where the source allows)."""
+    url = catalog.presigned_url(asset_id, expires_s=900)
+    if url is not None:
+        return RedirectResponse(url, status_code=307)
+    data, media_type = catalog.content(asset_id)
+    return Response(content=data, media_type=media_type, headers={"Cache-Control": "private, max-age=300"})
+
+
+@router.get("/{asset_id}/thumbnail", response_model=None, responses={200: {"content": {"image/jpeg": {}}}})
+def asset_thumbnail(
+    asset_id: str, catalog: CatalogDep, size: Annotated[int, Query(ge=16, le=1024)] = 256
+) -> Response:
+    """A JPEG thumbnail of the asset."""
+    data = catalog.thumbnail(asset_id, size=size)
+    return Response(content=data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})

@@ -1,0 +1,320 @@
+"""The catalog: sources, syncs, assets and search over one index, for the API and the CLI."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from connectors import base as connectors
+from service.catalog.assets import asset_from_payload
+from service.catalog.decode import decode, thumbnail
+from service.catalog.sync import SyncPipeline, SyncReport
+from service.config import Settings
+from service.errors import (
+    AssetError,
+    AssetNotFound,
+    InvalidQuery,
+    LoupeError,
+    SourceError,
+)
+from service.index import open_index
+from service.index.base import Condition, Filter, VectorIndex
+from service.index.filters import parse_filter
+from service.models import SearchRequest
+from service.state import JobRow, SourceRow, StateStore, utcnow
+
+log = logging.getLogger(__name__)
+THUMBNAIL_SIZE = 256
+
+
+def _mentions_status(obj: Any) -> bool:
+    if isinstance(obj, dict):
+        return "status" in obj or any(_mentions_status(v) for v in obj.values())
+    if isinstance(obj, list):
+        return any(_mentions_status(v) for v in obj)
+    return False
+
+
+class Catalog:
+    """Loupe's core, shared by `loupe serve` and the in-process CLI."""
+
+    def __init__(self, settings: Settings, *, encoder: Any | None = None) -> None:
+        from service.encoder import load_encoder
+        from service.index import vector_name_for
+
+        settings.home.mkdir(parents=True, exist_ok=True)
+        self.settings = settings
+        self.state = StateStore(settings.state_url)
+        self.encoder = encoder if encoder is not None else load_encoder(settings)
+        self.index: VectorIndex = open_index(
+            settings,
+            vector_name=vector_name_for(self.encoder.model_name, self.encoder.pretrained),
+            dim=self.encoder.dim,
+        )
+        self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        self._optimizer: threading.Thread | None = None
+        self._optimize_again = threading.Event()
+
+    def close(self) -> None:
+        if self._optimizer is not None:
+            self._optimizer.join()
+        self.index.close()
+        self.state.close()
+
+    # -- sources ---------------------------------------------------------
+
+    def add_source(self, name: str, kind: str, config: dict[str, Any]) -> SourceRow:
+        """Validate the config, check the source answers, then record it."""
+        conn = connectors.build(name, kind, config)
+        conn.check()
+        parsed = connectors.parse_config(kind, config)
+        return self.state.add_source(name, kind, parsed.stored())
+
+    def public_source(self, row: SourceRow) -> dict[str, Any]:
+        cfg = connectors.parse_config(row.kind, row.config).public()
+        return {"name": row.name, "kind": row.kind, "config": cfg, "created_at": _iso(row.created_at)}
+
+    def remove_source(self, name: str) -> int:
+        """Forget a source and delete its assets from the index; returns how many."""
+        self.state.get_source(name)
+        flt = Filter(must=[Condition(key="source", eq=name)])
+        ids: list[str] = []
+        cursor: str | None = None
+        while True:
+            recs, cursor = self.index.scroll(filter=flt, limit=2048, cursor=cursor, fields=["key"])
+            ids.extend(r.id for r in recs)
+            if cursor is None:
+                break
+        for start in range(0, len(ids), 1000):
+            self.index.delete(ids[start : start + 1000])
+        self.state.remove_source(name)
+        return len(ids)
+
+    def connector(self, name: str) -> connectors.Connector:
+        row = self.state.get_source(name)
+        return connectors.build(row.name, row.kind, row.config)
+
+    # -- syncs -----------------------------------------------------------
+
+    def sync(
+        self,
+        name: str,
+        *,
+        full: bool = False,
+        prune: bool = False,
+        job: JobRow | None = None,
+        on_progress: Callable[[SyncReport], None] | None = None,
+    ) -> JobRow:
+        """Run one sync to its end in this thread; the job records how it went."""
+        row = self.state.get_source(name)
+        if job is None:
+            job = self.state.create_job(name, {"full": full, "prune": prune})
+        self.state.update_job(job.id, state="running", started_at=utcnow(), owner=self.owner)
+        pipeline = SyncPipeline(
+            source=name,
+            connector=connectors.build(row.name, row.kind, row.config),
+            index=self.index,
+            encoder=self.encoder,
+            settings=self.settings.ingest,
+            on_progress=lambda r: self._progress(job.id, r, on_progress),
+            on_cursor=lambda c: self.state.set_cursor(name, c),
+        )
+        try:
+            report = pipeline.run(cursor=row.cursor, full=full, prune=prune)
+        except LoupeError as exc:
+            self._finish(job.id, pipeline.report, state="failed", detail=exc.detail)
+            self.index.flush()
+        except Exception as exc:
+            log.exception("sync of %s failed", name)
+            self._finish(job.id, pipeline.report, state="failed", detail=f"internal error: {exc}")
+            self.index.flush()
+        else:
+            self._finish(job.id, report, state="succeeded", detail=None)
+            self.index.flush()
+            if report.added or report.updated:
+                self.optimize_soon()
+        return self.state.get_job(job.id)
+
+    def _progress(
+        self, job_id: str, report: SyncReport, also: Callable[[SyncReport], None] | None
+    ) -> None:
+        self.state.update_job(
+            job_id,
+            counts=report.counts,
+            progress=report.progress,
+            rate=report.rate,
+            errors=list(report.errors),
+            error_count=report.failed,
+            heartbeat_at=utcnow(),
+        )
+        if also is not None:
+            also(report)
+
+    def _finish(self, job_id: str, report: SyncReport, *, state: str, detail: str | None) -> None:
+        self.state.update_job(
+            job_id,
+            state=state,
+            detail=detail,
+            counts=report.counts,
+            progress=1.0 if state == "succeeded" else report.progress,
+            rate=report.rate,
+            errors=list(report.errors),
+            error_count=report.failed,
+            finished_at=utcnow(),
+        )
+
+    def optimize_soon(self) -> None:
+        """Build the search graph in the background; searches keep answering meanwhile."""
+        if not self.settings.index.optimize_after_sync:
+            return
+        self._optimize_again.set()
+        if self._optimizer is not None and self._optimizer.is_alive():
+            return
+        self._optimizer = threading.Thread(target=self._optimize_loop, name="loupe-optimize", daemon=True)
+        self._optimizer.start()
+
+    def _optimize_loop(self) -> None:
+        while self._optimize_again.is_set():
+            self._optimize_again.clear()
+            try:
+                self.index.optimize()
+            except Exception:
+                log.exception("index optimisation failed; searches stay exact")
+
+    # -- assets ----------------------------------------------------------
+
+    def get_asset(self, asset_id: str) -> dict[str, Any]:
+        recs = self.index.retrieve([asset_id])
+        if not recs:
+            raise AssetNotFound(f"no asset with id {asset_id!r}")
+        return asset_from_payload(recs[0].id, recs[0].payload)
+
+    def list_assets(
+        self, *, filter: dict[str, Any] | None, limit: int, cursor: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        flt = parse_filter(filter)
+        recs, nxt = self.index.scroll(filter=flt, limit=limit, cursor=cursor)
+        return [asset_from_payload(r.id, r.payload) for r in recs], nxt
+
+    def count(self, filter: dict[str, Any] | None) -> int:
+        return self.index.count(parse_filter(filter))
+
+    def content(self, asset_id: str) -> tuple[bytes, str]:
+        """The asset's bytes and media type, read from its source."""
+        asset = self.get_asset(asset_id)
+        conn = self.connector(asset["source"])
+        record = connectors.AssetRecord(
+            key=asset["key"], uri=asset["uri"], version="", media_type=asset["media_type"]
+        )
+        try:
+            blob = conn.fetch(record)
+        except AssetError as exc:
+            raise AssetNotFound(f"asset {asset_id} cannot be read from its source: {exc.detail}") from None
+        return blob.data, blob.media_type or asset["media_type"] or "application/octet-stream"
+
+    def presigned_url(self, asset_id: str, *, expires_s: int) -> str | None:
+        asset = self.get_asset(asset_id)
+        conn = self.connector(asset["source"])
+        if not isinstance(conn, connectors.PresignsUrls):
+            return None
+        record = connectors.AssetRecord(key=asset["key"], uri=asset["uri"], version="")
+        return conn.presigned_url(record, expires_s=expires_s)
+
+    def thumbnail(self, asset_id: str, *, size: int = THUMBNAIL_SIZE) -> bytes:
+        data, _ = self.content(asset_id)
+        try:
+            return thumbnail(data, size=size, max_pixels=self.settings.ingest.max_pixels)
+        except AssetError as exc:
+            raise AssetNotFound(f"asset {asset_id} has no readable image: {exc.detail}") from None
+
+    def facet(self, field: str, *, filter: dict[str, Any] | None, limit: int) -> list[dict[str, Any]]:
+        from service.index.filters import field_key
+
+        counts = self.index.facet(field_key(field), filter=parse_filter(filter), limit=limit)
+        return [{"value": c.value, "count": c.count} for c in counts]
+
+    # -- search ----------------------------------------------------------
+
+    def search(
+        self, req: SearchRequest, *, images: Sequence[bytes] = ()
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """Hits as (id, score, asset) dicts, and the next offset or None."""
+        positive, negative = self._examples(req, images)
+        if not positive:
+            raise InvalidQuery(
+                "a search needs `text`, `like` asset ids or an example image; "
+                "to list assets by filter alone use GET /api/v1/assets"
+            )
+        flt = self._search_filter(req.filter)
+        exclude = set(req.like) | set(req.unlike)
+        want = req.offset + req.limit + len(exclude)
+        hits = self.index.query(
+            positive=positive,
+            negative=negative,
+            filter=flt,
+            limit=want,
+            offset=0,
+            score_threshold=req.score_threshold,
+        )
+        hits = [h for h in hits if h.id not in exclude]
+        page = hits[req.offset : req.offset + req.limit]
+        more = len(hits) > req.offset + req.limit or len(hits) == want - len(exclude)
+        out = [
+            {"id": h.id, "score": float(h.score), "asset": asset_from_payload(h.id, h.payload)}
+            for h in page
+        ]
+        nxt = req.offset + req.limit if more and len(page) == req.limit else None
+        return out, nxt
+
+    def _search_filter(self, raw: dict[str, Any] | None) -> Filter:
+        user = parse_filter(raw)
+        must: list[Condition | Filter] = [] if user is None else [user]
+        if not _mentions_status(raw):
+            must.append(Condition(key="status", eq="ok"))
+        return Filter(must=must)
+
+    def _examples(
+        self, req: SearchRequest, images: Sequence[bytes]
+    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        positive: list[np.ndarray] = []
+        if req.text and req.text.strip():
+            positive.append(self.encoder.encode_text(req.text))
+        positive.extend(self._vectors(req.like, "like"))
+        if images:
+            decoded = []
+            for i, data in enumerate(images):
+                try:
+                    decoded.append(
+                        decode(data, target=self.encoder.image_size, max_pixels=self.settings.ingest.max_pixels).image
+                    )
+                except AssetError as exc:
+                    raise InvalidQuery(f"example image {i + 1}: {exc.detail}", path=f"images[{i}]") from None
+            positive.extend(self.encoder.encode_images(decoded))
+        return positive, self._vectors(req.unlike, "unlike")
+
+    def _vectors(self, ids: Sequence[str], field: str) -> list[np.ndarray]:
+        if not ids:
+            return []
+        recs = {r.id: r for r in self.index.retrieve(list(ids), with_vectors=True)}
+        missing = [i for i in ids if i not in recs]
+        if missing:
+            raise AssetNotFound(f"{field}: no asset with id {missing[0]!r}")
+        return [recs[i].vector for i in ids if recs[i].vector is not None]  # type: ignore[misc]
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.isoformat()
+
+
+__all__ = ["Catalog", "SourceError"]

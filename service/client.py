@@ -1,0 +1,172 @@
+"""How the CLI reaches the catalog: in this process, or through a running `loupe serve`.
+
+The embedded index belongs to one process. While `loupe serve` runs (found via
+LOUPE_URL or the `server.json` it writes under LOUPE_HOME), CLI commands go
+through its API; otherwise they open the catalog in process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+
+from service import errors
+from service.config import Settings
+from service.models import SearchRequest
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+class Client(Protocol):
+    def add_source(self, name: str, kind: str, config: dict[str, Any]) -> dict[str, Any]: ...
+    def list_sources(self) -> list[dict[str, Any]]: ...
+    def remove_source(self, name: str) -> None: ...
+    def sync(self, name: str, *, full: bool, prune: bool, progress: Progress) -> dict[str, Any]: ...
+    def search(self, req: SearchRequest, *, images: Sequence[bytes] = ()) -> dict[str, Any]: ...
+    def get_asset(self, asset_id: str) -> dict[str, Any]: ...
+    def close(self) -> None: ...
+
+
+def server_file(settings: Settings) -> Path:
+    return settings.home / "server.json"
+
+
+def running_server(settings: Settings) -> str | None:
+    """The URL of a live `loupe serve` on this home, if any."""
+    if settings.url:
+        return settings.url.rstrip("/")
+    path = server_file(settings)
+    try:
+        info = json.loads(path.read_text())
+        pid, url = int(info["pid"]), str(info["url"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass
+    return url
+
+
+class LocalClient:
+    """The catalog opened in this process."""
+
+    def __init__(self, settings: Settings) -> None:
+        from service.catalog.catalog import Catalog
+
+        self.catalog = Catalog(settings)
+
+    def add_source(self, name: str, kind: str, config: dict[str, Any]) -> dict[str, Any]:
+        return self.catalog.public_source(self.catalog.add_source(name, kind, config))
+
+    def list_sources(self) -> list[dict[str, Any]]:
+        return [self.catalog.public_source(r) for r in self.catalog.state.list_sources()]
+
+    def remove_source(self, name: str) -> None:
+        self.catalog.remove_source(name)
+
+    def sync(self, name: str, *, full: bool, prune: bool, progress: Progress) -> dict[str, Any]:
+        from service.api.routes.jobs import job_public
+
+        def report(r: Any) -> None:
+            progress({"progress": r.progress, "done": r.done, "total": r.total, "counts": r.counts, "rate": r.rate})
+
+        job = self.catalog.sync(name, full=full, prune=prune, on_progress=report)
+        return job_public(job).model_dump()
+
+    def search(self, req: SearchRequest, *, images: Sequence[bytes] = ()) -> dict[str, Any]:
+        hits, nxt = self.catalog.search(req, images=images)
+        return {"hits": hits, "next_offset": nxt}
+
+    def get_asset(self, asset_id: str) -> dict[str, Any]:
+        return self.catalog.get_asset(asset_id)
+
+    def close(self) -> None:
+        # A sync's graph build must finish before the process exits, or it is lost.
+        self.catalog.close()
+
+
+class RemoteClient:
+    """A running `loupe serve`, over its REST API."""
+
+    def __init__(self, url: str, *, timeout: float = 60.0) -> None:
+        self.url = url
+        self.http = httpx.Client(base_url=f"{url}/api/v1", timeout=timeout)
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            resp = self.http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise errors.LoupeError(f"cannot reach the Loupe server at {self.url}: {exc}") from None
+        if resp.status_code >= 400:
+            raise _error_from(resp)
+        return None if resp.status_code == 204 else resp.json()
+
+    def add_source(self, name: str, kind: str, config: dict[str, Any]) -> dict[str, Any]:
+        return self._call("POST", "/sources", json={"name": name, "kind": kind, "config": config})  # type: ignore[no-any-return]
+
+    def list_sources(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/sources")["data"]  # type: ignore[no-any-return]
+
+    def remove_source(self, name: str) -> None:
+        self._call("DELETE", f"/sources/{name}")
+
+    def sync(self, name: str, *, full: bool, prune: bool, progress: Progress) -> dict[str, Any]:
+        job = self._call("POST", f"/sources/{name}/sync", json={"full": full, "prune": prune})
+        while job["state"] in ("queued", "running"):
+            progress(job)
+            time.sleep(0.5)
+            job = self._call("GET", f"/jobs/{job['id']}")
+        return job  # type: ignore[no-any-return]
+
+    def search(self, req: SearchRequest, *, images: Sequence[bytes] = ()) -> dict[str, Any]:
+        if not images:
+            return self._call("POST", "/search", json=req.model_dump(exclude_none=True))  # type: ignore[no-any-return]
+        form: dict[str, Any] = {"limit": str(req.limit), "offset": str(req.offset)}
+        if req.text:
+            form["text"] = req.text
+        if req.filter:
+            form["filter"] = json.dumps(req.filter)
+        if req.like:
+            form["like"] = req.like
+        if req.unlike:
+            form["unlike"] = req.unlike
+        if req.score_threshold is not None:
+            form["score_threshold"] = str(req.score_threshold)
+        files = [("images", (f"example{i}", data, "application/octet-stream")) for i, data in enumerate(images)]
+        return self._call("POST", "/search/image", data=form, files=files)  # type: ignore[no-any-return]
+
+    def get_asset(self, asset_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/assets/{asset_id}")  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def _error_from(resp: httpx.Response) -> errors.LoupeError:
+    try:
+        body = resp.json()
+        kind, detail = str(body.get("error", "")), str(body.get("detail", resp.text))
+    except ValueError:
+        kind, detail = "", resp.text[:500] or f"HTTP {resp.status_code}"
+    cls = getattr(errors, kind, None)
+    if isinstance(cls, type) and issubclass(cls, errors.LoupeError) and cls is not errors.InvalidQuery:
+        return cls(detail)
+    exc = errors.LoupeError(detail)
+    exc.status_code = resp.status_code
+    return exc
+
+
+def connect(settings: Settings) -> Client:
+    url = running_server(settings)
+    if url is not None:
+        return RemoteClient(url)
+    return LocalClient(settings)

@@ -1,0 +1,93 @@
+"""Settings: one root object read from LOUPE_* environment variables and `.env`."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODEL = "ViT-B-32"
+DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
+OFFLINE_MODEL = "loupe-tiny"
+
+
+class IndexSettings(BaseModel):
+    """Vector index tuning (LOUPE_INDEX__*)."""
+
+    collection: str = "assets"
+    timeout_s: float = 10.0
+    retries: int = 2
+    shard_number: int | None = None
+    replication_factor: int | None = None
+    write_consistency_factor: int | None = None
+    # Filters estimated to keep fewer points than this run as exact scans:
+    # HNSW recall collapses on selective multi-field filters.
+    exact_below: int = 20_000
+    hnsw_ef: int = 128
+    optimize_after_sync: bool = True
+
+
+class IngestSettings(BaseModel):
+    """Sync pipeline tuning (LOUPE_INGEST__*)."""
+
+    batch_size: int = 32
+    fetch_workers: int = 8
+    decode_workers: int = 2
+    max_pixels: int = 100_000_000
+    max_bytes: int = 200 * 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """All of Loupe's configuration."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LOUPE_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+    )
+
+    home: Path = Field(default_factory=lambda: Path.home() / ".loupe")
+    qdrant_url: str | None = None
+    qdrant_api_key: SecretStr | None = None
+    model: str = DEFAULT_MODEL
+    pretrained: str | None = DEFAULT_PRETRAINED
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    database_url: SecretStr | None = None
+    url: str | None = None  # a running `loupe serve` the CLI should talk to
+    api_keys: str | None = None  # "key:scope,key:scope"; scopes read, write, admin
+    cors_origins: list[str] = []
+    query_threads: int = 1
+    ingest_threads: int | None = None
+    max_upload_bytes: int = 20 * 1024 * 1024
+    max_limit: int = 1000
+    index: IndexSettings = Field(default_factory=IndexSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+
+    @field_validator("home")
+    @classmethod
+    def _expand_home(cls, v: Path) -> Path:
+        return v.expanduser().resolve()
+
+    @field_validator("pretrained")
+    @classmethod
+    def _empty_is_none(cls, v: str | None) -> str | None:
+        return v or None
+
+    @property
+    def state_url(self) -> str:
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{self.home / 'state.db'}"
+
+    @property
+    def index_path(self) -> Path:
+        return self.home / "index"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,239 @@
+"""open_clip models as Loupe's encoder: images and texts to L2-normalised float32 vectors."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import open_clip
+import torch
+from PIL import Image
+
+from service.config import OFFLINE_MODEL, Settings
+from service.errors import EncoderError
+
+log = logging.getLogger(__name__)
+TEXT_CACHE_SIZE = 256
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "cuda" and not torch.cuda.is_available():
+        raise EncoderError("LOUPE_DEVICE=cuda but no CUDA device is visible; use auto or cpu")
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _load_weights(model: torch.nn.Module, path: Path, model_name: str) -> None:
+    if not path.is_file():
+        raise EncoderError(
+            f"checkpoint {path} does not exist; set LOUPE_PRETRAINED to an existing file "
+            f"or to a pretrained tag of {model_name}"
+        )
+    try:
+        open_clip.load_checkpoint(model, str(path))
+    except (RuntimeError, KeyError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0][:300]
+        raise EncoderError(
+            f"checkpoint {path} does not fit the {model_name} architecture "
+            f"(LOUPE_MODEL={model_name}): {first}"
+        ) from None
+    except Exception as exc:  # unpickling garbage raises many kinds
+        raise EncoderError(f"checkpoint {path} cannot be read: {exc}") from None
+
+
+def _create(model_name: str, pretrained: str | None) -> tuple[Any, Any]:
+    """(model, preprocess) with weights from a tag, a local file, or none."""
+    if model_name not in open_clip.list_models():
+        raise EncoderError(
+            f"unknown model {model_name!r} (LOUPE_MODEL); use an open_clip architecture such as "
+            f"ViT-B-32, or {OFFLINE_MODEL!r} for the offline model shipped with Loupe"
+        )
+    is_path = pretrained is not None and (
+        "/" in pretrained or pretrained.endswith((".pt", ".pth", ".bin", ".safetensors"))
+    )
+    tag = None if is_path else pretrained
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=tag)
+    except Exception as exc:
+        raise EncoderError(
+            f"cannot load pretrained weights {pretrained!r} for {model_name} "
+            f"(LOUPE_MODEL / LOUPE_PRETRAINED): {str(exc).splitlines()[0][:200]}. Without network "
+            "access, point LOUPE_PRETRAINED at a local checkpoint file, or use the offline "
+            f"model: LOUPE_MODEL={OFFLINE_MODEL}"
+        ) from None
+    if is_path and pretrained is not None:
+        _load_weights(model, Path(pretrained).expanduser(), model_name)
+    return model, preprocess
+
+
+class ClipEncoder:
+    """One open_clip model, ready to embed images (batched) and text queries (cached).
+
+    Ingest and query encode in different threads; each sets its own torch
+    thread count so a running sync does not starve a search.
+    """
+
+    def __init__(
+        self,
+        model_name: str,
+        pretrained: str | None,
+        *,
+        device: str = "auto",
+        query_threads: int = 1,
+        ingest_threads: int | None = None,
+    ) -> None:
+        from service.encoder import tiny
+
+        tiny.register_models()
+        if model_name == tiny.OFFLINE_MODEL and (pretrained is None or "/" not in pretrained):
+            pretrained = str(tiny.checkpoint_path())
+        self.model_name = model_name
+        self.pretrained = pretrained
+        self.device = resolve_device(device)
+        self.query_threads = query_threads
+        self.ingest_threads = ingest_threads
+        model, self.preprocess = _create(model_name, pretrained)
+        self.model = model.to(self.device).eval()
+        self.tokenizer = open_clip.get_tokenizer(model_name)
+        self.image_size = _image_size(self.model)
+        self.dim = int(self._probe_dim())
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_lock = threading.Lock()
+
+    @property
+    def identity(self) -> str:
+        """A stable name for the vectors this encoder makes (model + weights)."""
+        weights = Path(self.pretrained).stem if self.pretrained and "/" in self.pretrained else (
+            self.pretrained or "random"
+        )
+        return f"{self.model_name}/{weights}"
+
+    def _probe_dim(self) -> int:
+        with torch.inference_mode():
+            tokens = self.tokenizer(["a"]).to(self.device)
+            return int(self.model.encode_text(tokens).shape[-1])
+
+    # -- images ----------------------------------------------------------
+
+    def prepare(self, image: Image.Image) -> torch.Tensor:
+        """Preprocess one decoded RGB image (safe to call from decode workers)."""
+        return self.preprocess(image)  # type: ignore[no-any-return]
+
+    def encode_prepared(self, items: Sequence[torch.Tensor]) -> np.ndarray:
+        """Embed a batch of images that went through `prepare`."""
+        if self.ingest_threads:
+            torch.set_num_threads(self.ingest_threads)
+        with torch.inference_mode():
+            feats = self.model.encode_image(torch.stack(list(items)).to(self.device))
+        return _normalise(feats)
+
+    def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        if not images:
+            return np.zeros((0, self.dim), np.float32)
+        batch = torch.stack([self.prepare(im.convert("RGB")) for im in images])
+        torch.set_num_threads(self.query_threads)
+        with torch.inference_mode():
+            feats = self.model.encode_image(batch.to(self.device))
+        return _normalise(feats)
+
+    # -- text ------------------------------------------------------------
+
+    def encode_text(self, text: str) -> np.ndarray:
+        """One query's vector; repeated queries come from a small LRU cache."""
+        key = text.strip()
+        with self._cache_lock:
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
+                return hit
+        vec = self.encode_texts([key])[0]
+        vec.setflags(write=False)
+        with self._cache_lock:
+            self._cache[key] = vec
+            while len(self._cache) > TEXT_CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return vec
+
+    def encode_texts(self, texts: Sequence[str], *, trim: bool = True) -> np.ndarray:
+        tokens = self.tokenizer(list(texts)).to(self.device)
+        torch.set_num_threads(self.query_threads)
+        with torch.inference_mode():
+            if trim and _can_trim(self.model):
+                feats = _encode_text_trimmed(self.model, tokens)
+            else:
+                feats = self.model.encode_text(tokens)
+        return _normalise(feats)
+
+
+def _normalise(feats: torch.Tensor) -> np.ndarray:
+    feats = torch.nn.functional.normalize(feats.float(), dim=-1)
+    return feats.cpu().numpy().astype(np.float32, copy=False)
+
+
+def _image_size(model: Any) -> int:
+    size = getattr(model.visual, "image_size", 224)
+    return int(size[0] if isinstance(size, tuple | list) else size)
+
+
+def _can_trim(model: Any) -> bool:
+    """Only the standard CLIP text tower with a causal mask and EOT pooling trims exactly."""
+    return (
+        isinstance(model, open_clip.CLIP)
+        and getattr(model, "attn_mask", None) is not None
+        and getattr(model, "text_pool_type", "argmax") in ("argmax", "eos")
+    )
+
+
+def _encode_text_trimmed(model: Any, tokens: torch.Tensor) -> torch.Tensor:
+    """encode_text over the real tokens only.
+
+    With a causal mask, position i attends to positions <= i, so the end-of-text
+    token's features do not depend on the padding after it: cutting the sequence
+    after the longest real query gives the same vectors at a fraction of the cost.
+    """
+    lengths = (tokens != 0).sum(dim=1)
+    n = int(lengths.max().item())
+    n = max(n, int(tokens.argmax(dim=-1).max().item()) + 1)
+    text = tokens[:, :n]
+    cast_dtype = model.transformer.get_cast_dtype()
+    x = model.token_embedding(text).to(cast_dtype)
+    x = x + model.positional_embedding[:n].to(cast_dtype)
+    x = model.transformer(x, attn_mask=model.attn_mask[:n, :n])
+    x = model.ln_final(x)
+    x = open_clip.transformer.text_global_pool(
+        x, text, model.text_pool_type, eos_token_id=getattr(model, "text_eos_id", None)
+    )
+    if model.text_projection is not None:
+        if isinstance(model.text_projection, torch.nn.Linear):
+            x = model.text_projection(x)
+        else:
+            x = x @ model.text_projection
+    return x
+
+
+_ENCODERS: dict[tuple[str, str | None, str], ClipEncoder] = {}
+_ENCODERS_LOCK = threading.Lock()
+
+
+def load_encoder(settings: Settings) -> ClipEncoder:
+    """The process-wide encoder for these settings (models are large: load once)."""
+    key = (settings.model, settings.pretrained, settings.device)
+    with _ENCODERS_LOCK:
+        enc = _ENCODERS.get(key)
+        if enc is None:
+            log.info("loading encoder %s (%s)", settings.model, settings.pretrained)
+            enc = ClipEncoder(
+                settings.model,
+                settings.pretrained,
+                device=settings.device,
+                query_threads=settings.query_threads,
+                ingest_threads=settings.ingest_threads,
+            )
+            _ENCODERS[key] = enc
+        return enc

@@ -1,0 +1,95 @@
+"""Request and response models shared by the API and the CLI (pydantic, no HTTP)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_EXAMPLES = 64
+MAX_OFFSET = 10_000
+
+
+class SearchRequest(BaseModel):
+    """A search: text and/or example assets, steered away from negatives, under a filter."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str | None = Field(default=None, max_length=1000, description="A text query.")
+    like: list[str] = Field(default_factory=list, max_length=MAX_EXAMPLES, description="Asset ids to find more of.")
+    unlike: list[str] = Field(default_factory=list, max_length=MAX_EXAMPLES, description="Asset ids to steer away from.")
+    filter: dict[str, Any] | None = Field(default=None, description="Filter in Loupe's JSON filter language.")
+    limit: int = Field(default=20, ge=1, le=1000)
+    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
+    score_threshold: float | None = Field(default=None, ge=-1.0, le=1.0)
+
+
+class Hit(BaseModel):
+    id: str
+    score: float
+    asset: dict[str, Any]
+
+
+class SearchResponse(BaseModel):
+    hits: list[Hit]
+    next_offset: int | None = None
+
+
+class SourceCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    kind: str = Field(description="local, s3 or sql")
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class SourcePublic(BaseModel):
+    name: str
+    kind: str
+    config: dict[str, Any]
+    created_at: str | None = None
+
+
+class SyncRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    full: bool = Field(default=False, description="Re-list everything, ignoring an incremental cursor.")
+    prune: bool = Field(default=False, description="Delete assets that are gone instead of marking them missing.")
+
+
+JobState = Literal["queued", "running", "succeeded", "failed"]
+
+
+class JobPublic(BaseModel):
+    id: str
+    source: str
+    state: JobState
+    counts: dict[str, int]
+    progress: float
+    rate: float = 0.0
+    errors: list[dict[str, str]]
+    error_count: int = 0
+    detail: str | None = None
+    created_at: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+
+
+class Page(BaseModel):
+    data: list[dict[str, Any]]
+    next_cursor: str | None = None
+
+
+class FacetValue(BaseModel):
+    value: Any
+    count: int
+
+
+class Facets(BaseModel):
+    field: str
+    values: list[FacetValue]
+
+
+class ErrorBody(BaseModel):
+    error: str
+    detail: str

@@ -1,0 +1,58 @@
+"""`loupe serve`: uvicorn around the app, announcing itself to the CLI under LOUPE_HOME."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import socket
+
+import uvicorn
+
+from service.client import server_file
+from service.config import Settings
+from service.errors import InvalidConfig
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(settings: Settings, *, host: str, port: int, insecure: bool = False) -> None:
+    """Serve until interrupted."""
+    from service.api.app import create_app
+
+    if not is_loopback(host) and not insecure and not settings.api_keys:
+        raise InvalidConfig(
+            f"refusing to serve on {host} without API keys: set LOUPE_API_KEYS "
+            "(see the README), or pass --insecure to expose an open API on purpose"
+        )
+    settings.home.mkdir(parents=True, exist_ok=True)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        raise InvalidConfig(f"cannot listen on {host}:{port}: {exc.strerror}; pick another --port") from None
+    bound_port = sock.getsockname()[1]
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    url = f"http://{'[' + shown + ']' if ':' in shown else shown}:{bound_port}"
+    app = create_app(settings)
+    marker = server_file(settings)
+    config = uvicorn.Config(app, log_level="info", timeout_graceful_shutdown=10)
+    server = uvicorn.Server(config)
+    try:
+        marker.write_text(json.dumps({"url": url, "pid": os.getpid()}))
+        print(f"Loupe serving on {url} (API docs at {url}/docs)", flush=True)
+        server.run(sockets=[sock])
+    finally:
+        try:
+            if json.loads(marker.read_text()).get("pid") == os.getpid():
+                marker.unlink()
+        except (OSError, ValueError):
+            pass

@@ -1,0 +1,236 @@
+"""The relational state store: sources, sync jobs and exports (SQLite or PostgreSQL)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Float, Integer, String, Text, create_engine, event, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from service.errors import JobNotFound, LoupeError, SourceExists, SourceNotFound
+
+JOB_STATES = ("queued", "running", "succeeded", "failed")
+MAX_JOB_ERRORS = 1000
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class SourceRow(Base):
+    __tablename__ = "sources"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    cursor: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class JobRow(Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    source: Mapped[str] = mapped_column(String(200), index=True)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    rate: Mapped[float] = mapped_column(Float, default=0.0)
+    errors: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    error_count: Mapped[int] = mapped_column(Integer, default=0)
+    detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+    owner: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class ExportRow(Base):
+    __tablename__ = "exports"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    target: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16))
+    request: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    location: Mapped[str | None] = mapped_column(Text, nullable=True)
+    detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.close()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for `url` with the schema created; errors name the URL without its password."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_pragmas)
+    else:
+        engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    try:
+        Base.metadata.create_all(engine)
+    except OperationalError as exc:
+        safe = engine.url.render_as_string(hide_password=True)
+        raise LoupeError(
+            f"cannot open the state store at {safe}: {exc.orig}; check LOUPE_DATABASE_URL"
+        ) from None
+    return engine
+
+
+class StateStore:
+    """Typed access to the state tables; every method runs in its own transaction."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = make_engine(url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self._sessions.begin() as s:
+            yield s
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- sources ---------------------------------------------------------
+
+    def add_source(self, name: str, kind: str, config: dict[str, Any]) -> SourceRow:
+        row = SourceRow(name=name, kind=kind, config=config, created_at=utcnow())
+        try:
+            with self.session() as s:
+                s.add(row)
+        except IntegrityError:
+            raise SourceExists(
+                f"a source named {name!r} exists already; remove it first or pick another name"
+            ) from None
+        return row
+
+    def get_source(self, name: str) -> SourceRow:
+        with self.session() as s:
+            row = s.get(SourceRow, name)
+        if row is None:
+            raise SourceNotFound(f"no source named {name!r}; `loupe source list` shows them")
+        return row
+
+    def list_sources(self) -> list[SourceRow]:
+        with self.session() as s:
+            return list(s.scalars(select(SourceRow).order_by(SourceRow.name)))
+
+    def remove_source(self, name: str) -> None:
+        with self.session() as s:
+            row = s.get(SourceRow, name)
+            if row is None:
+                raise SourceNotFound(f"no source named {name!r}")
+            s.delete(row)
+
+    def set_cursor(self, name: str, cursor: str | None) -> None:
+        with self.session() as s:
+            row = s.get(SourceRow, name)
+            if row is not None:
+                row.cursor = cursor
+
+    # -- jobs ------------------------------------------------------------
+
+    def create_job(self, source: str, options: dict[str, Any]) -> JobRow:
+        row = JobRow(
+            id=str(uuid.uuid4()),
+            source=source,
+            state="queued",
+            options=options,
+            counts={},
+            errors=[],
+            created_at=utcnow(),
+        )
+        with self.session() as s:
+            s.add(row)
+        return row
+
+    def get_job(self, job_id: str) -> JobRow:
+        with self.session() as s:
+            row = s.get(JobRow, job_id)
+        if row is None:
+            raise JobNotFound(f"no sync job with id {job_id!r}")
+        return row
+
+    def list_jobs(self, *, source: str | None = None, limit: int = 50) -> list[JobRow]:
+        q = select(JobRow).order_by(JobRow.created_at.desc()).limit(limit)
+        if source is not None:
+            q = q.where(JobRow.source == source)
+        with self.session() as s:
+            return list(s.scalars(q))
+
+    def active_job(self, source: str) -> JobRow | None:
+        q = select(JobRow).where(JobRow.source == source, JobRow.state.in_(("queued", "running")))
+        with self.session() as s:
+            return s.scalars(q.limit(1)).first()
+
+    def update_job(self, job_id: str, **fields: Any) -> None:
+        with self.session() as s:
+            row = s.get(JobRow, job_id)
+            if row is None:
+                return
+            for key, value in fields.items():
+                setattr(row, key, value)
+
+    def fail_interrupted(self, *, owner: str | None = None) -> int:
+        """Mark running jobs of `owner` (or all) as failed: their process is gone."""
+        q = select(JobRow).where(JobRow.state.in_(("running", "queued")))
+        if owner is not None:
+            q = q.where(JobRow.owner == owner)
+        n = 0
+        with self.session() as s:
+            for row in s.scalars(q):
+                row.state = "failed"
+                row.detail = "interrupted: the process running it stopped; run the sync again"
+                row.finished_at = utcnow()
+                n += 1
+        return n
+
+    # -- exports ---------------------------------------------------------
+
+    def create_export(self, target: str, request: dict[str, Any]) -> ExportRow:
+        row = ExportRow(
+            id=str(uuid.uuid4()),
+            target=target,
+            state="queued",
+            request=request,
+            counts={},
+            created_at=utcnow(),
+        )
+        with self.session() as s:
+            s.add(row)
+        return row
+
+    def get_export(self, export_id: str) -> ExportRow:
+        from service.errors import ExportNotFound
+
+        with self.session() as s:
+            row = s.get(ExportRow, export_id)
+        if row is None:
+            raise ExportNotFound(f"no export with id {export_id!r}")
+        return row
+
+    def update_export(self, export_id: str, **fields: Any) -> None:
+        with self.session() as s:
+            row = s.get(ExportRow, export_id)
+            if row is not None:
+                for key, value in fields.items():
+                    setattr(row, key, value)

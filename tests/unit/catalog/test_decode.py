@@ -1,0 +1,78 @@
+"""Decoding every supported format to bounded RGB, and rejecting bad files alone."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.catalog.decode import decode, thumbnail
+from service.errors import AssetError
+from tests.images import write_bad, write_zoo
+
+MAX_PIXELS = 50_000_000
+
+
+@pytest.fixture(scope="module")
+def zoo(tmp_path_factory: pytest.TempPathFactory):
+    return write_zoo(tmp_path_factory.mktemp("zoo"))
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["red.jpg", "green.png", "blue.webp", "anim.gif", "grad.bmp", "grad.tiff", "cmyk.jpg",
+     "palette.png", "deep16.png", "rotated.jpg"],
+)
+def test_every_format_decodes_to_rgb(zoo, name):
+    d = decode(zoo[name].read_bytes(), target=32, max_pixels=MAX_PIXELS)
+    assert d.image.mode == "RGB"
+    assert d.width > 0 and d.height > 0
+
+
+def test_colours_survive_conversion(zoo):
+    cmyk = decode(zoo["cmyk.jpg"].read_bytes(), target=32, max_pixels=MAX_PIXELS).image
+    r, g, b = cmyk.getpixel((10, 10))
+    assert g > 150 and b > 150 and r < 80  # cyan stays cyan
+    gif = decode(zoo["anim.gif"].read_bytes(), target=32, max_pixels=MAX_PIXELS).image
+    assert gif.getpixel((5, 5))[0] > 150  # first frame (yellow), not the black second
+    pal = decode(zoo["palette.png"].read_bytes(), target=32, max_pixels=MAX_PIXELS).image
+    assert pal.getpixel((5, 5)) == (255, 255, 255)  # transparent -> white background
+
+
+def test_sixteen_bit_keeps_its_range(zoo):
+    img = decode(zoo["deep16.png"].read_bytes(), target=32, max_pixels=MAX_PIXELS).image
+    lo, hi = img.convert("L").getextrema()
+    assert lo < 10 and hi > 240
+
+
+def test_exif_orientation_and_metadata(zoo):
+    d = decode(zoo["rotated.jpg"].read_bytes(), target=32, max_pixels=MAX_PIXELS)
+    assert (d.width, d.height) == (40, 80)
+    assert d.image.size[0] < d.image.size[1]
+    assert d.metadata["camera_make"] == "LoupeCam"
+    assert d.metadata["captured_at"] == "2024-05-06T07:08:09Z"
+    assert d.metadata["orientation"] == 6
+
+
+def test_large_jpeg_is_drafted_down(tmp_path):
+    from tests.images import gradient
+
+    path = tmp_path / "big.jpg"
+    gradient(5, (4000, 3000)).save(path, "JPEG")
+    d = decode(path.read_bytes(), target=64, max_pixels=MAX_PIXELS)
+    assert (d.width, d.height) == (4000, 3000)  # the original's size is reported
+    assert max(d.image.size) <= 1000  # but decoded at a reduced scale
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [("truncated.jpg", "corrupt or truncated"), ("notimage.png", "not an image"),
+     ("bomb.png", "decompression bomb")],
+)
+def test_bad_files_raise_asset_errors(tmp_path, name, reason):
+    bad = write_bad(tmp_path)
+    with pytest.raises(AssetError, match=reason):
+        decode(bad[name].read_bytes(), target=32, max_pixels=MAX_PIXELS)
+
+
+def test_thumbnail_is_a_small_jpeg(zoo):
+    data = thumbnail(zoo["grad.tiff"].read_bytes(), size=16, max_pixels=MAX_PIXELS)
+    assert data[:2] == b"\xff\xd8"
