@@ -152,6 +152,7 @@ class VectorIndex(Protocol):
         limit: int = 100,
         cursor: str | None = None,
         fields: Sequence[str] | None = None,
+        with_vectors: bool = False,
     ) -> tuple[list[Record], str | None]:
         """Points in id order from `cursor`; returns the next cursor or None at the end.
 
