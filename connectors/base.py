@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
@@ -139,10 +139,11 @@ class PresignsUrls(Protocol):
 
 
 ConnectorFactory = Callable[[str, Any], Connector]
-_REGISTRY: dict[str, type] = {}
+_REGISTRY: dict[str, Any] = {}
+_C = TypeVar("_C")
 
 
-def register(cls: type) -> type:
+def register(cls: type[_C]) -> type[_C]:
     """Class decorator: make a connector available by its `kind`."""
     _REGISTRY[cls.kind] = cls  # type: ignore[attr-defined]
     return cls
@@ -165,14 +166,12 @@ def kinds() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def connector_class(kind: str) -> type:
+def connector_class(kind: str) -> Any:
     _load_builtin()
     try:
         return _REGISTRY[kind]
     except KeyError:
-        raise InvalidConfig(
-            f"unknown source kind {kind!r}; valid kinds: {', '.join(kinds())}"
-        ) from None
+        raise InvalidConfig(f"unknown source kind {kind!r}; valid kinds: {', '.join(kinds())}") from None
 
 
 def parse_config(kind: str, raw: Mapping[str, Any]) -> ConnectorConfig:

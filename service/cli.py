@@ -53,18 +53,33 @@ def _parser() -> argparse.ArgumentParser:
     sync = sub.add_parser("sync", help="sync a source (incremental)")
     sync.add_argument("name")
     sync.add_argument("--full", action="store_true", help="re-list everything, ignoring a saved cursor")
-    sync.add_argument("--prune", action="store_true", help="delete assets that are gone instead of marking them missing")
+    sync.add_argument(
+        "--prune", action="store_true", help="delete assets that are gone instead of marking them missing"
+    )
     sync.add_argument("--json", action="store_true", help="print the job as JSON")
 
     search = sub.add_parser("search", help="search by text, example assets or an image")
     search.add_argument("text", nargs="?", help="a text query")
-    search.add_argument("--image", action="append", default=[], type=Path, help="an example image file (repeatable)")
-    search.add_argument("--like", action="append", default=[], help="an asset id to find more of (repeatable)")
-    search.add_argument("--unlike", action="append", default=[], help="an asset id to steer away from (repeatable)")
+    search.add_argument(
+        "--image", action="append", default=[], type=Path, help="an example image file (repeatable)"
+    )
+    search.add_argument(
+        "--like", action="append", default=[], help="an asset id to find more of (repeatable)"
+    )
+    search.add_argument(
+        "--unlike", action="append", default=[], help="an asset id to steer away from (repeatable)"
+    )
     search.add_argument("--filter", help='a JSON filter, e.g. \'{"source": "photos"}\'')
     search.add_argument("--limit", type=int, default=10)
     search.add_argument("--offset", type=int, default=0)
     search.add_argument("--json", action="store_true", help="machine-readable output")
+    demo = sub.add_parser(
+        "demo", help="build a synthetic image set, ingest it with the offline model, serve it"
+    )
+    demo.add_argument("--n", type=int, default=3000, help="how many images (default 3000)")
+    demo.add_argument("--no-serve", action="store_true", help="ingest, print the example searches, and exit")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8000)
     return p
 
 
@@ -112,9 +127,15 @@ def source_config(kind: str, options: Sequence[str], base: str | None) -> dict[s
             i += 1
             continue
         if name not in fields:
-            raise CliError(f"--{name.replace('_', '-')} is not a {kind} source option; valid: "
-                           + ", ".join("--" + f.replace("_", "-") for f in fields))
-        if fields[name] == "bool" and not inline and (i + 1 >= len(options) or options[i + 1].startswith("--")):
+            raise CliError(
+                f"--{name.replace('_', '-')} is not a {kind} source option; valid: "
+                + ", ".join("--" + f.replace("_", "-") for f in fields)
+            )
+        if (
+            fields[name] == "bool"
+            and not inline
+            and (i + 1 >= len(options) or options[i + 1].startswith("--"))
+        ):
             config[name] = True
             i += 1
             continue
@@ -203,29 +224,50 @@ def cmd_source(args: argparse.Namespace, extra: list[str], settings: Settings) -
     return 0
 
 
-def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
+def _sync_with_bar(args: argparse.Namespace, client: Any) -> dict[str, Any]:
+    """Run a sync through `client` (a Client or a Catalog) with a progress bar on a terminal."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:.1f}/s"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, disable=args.json or not sys.stderr.isatty(), transient=True) as bar:
+        task = bar.add_task(f"syncing {args.name}", total=None, rate=0.0)
+
+        def progress(p: Any) -> None:
+            if not isinstance(p, dict):  # a SyncReport, from an in-process Catalog
+                p = {"total": p.total, "done": p.done, "rate": p.rate}
+            total = p.get("total") or None
+            done = p.get("done")
+            if done is None:
+                done = round(p.get("progress", 0.0) * (p.get("counts", {}).get("seen") or 0))
+                total = total or p.get("counts", {}).get("seen") or None
+            bar.update(task, total=total, completed=done or 0, rate=p.get("rate", 0.0))
+
+        if hasattr(client, "state"):  # a Catalog opened by this command
+            from service.api.routes.jobs import job_public
+
+            row = client.sync(args.name, full=args.full, prune=args.prune, on_progress=progress)
+            job = job_public(row).model_dump()
+        else:
+            job = client.sync(args.name, full=args.full, prune=args.prune, progress=progress)
+    if not getattr(args, "quiet", False):
+        _print_json(job) if args.json else _print_job(job)
+    return job  # type: ignore[no-any-return]
+
+
+def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
     from service.client import connect
 
     client = connect(settings)
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[rate]:.1f}/s"), TimeRemainingColumn())
     try:
-        with Progress(*columns, disable=args.json or not sys.stderr.isatty(), transient=True) as bar:
-            task = bar.add_task(f"syncing {args.name}", total=None, rate=0.0)
-
-            def progress(p: dict[str, Any]) -> None:
-                total = p.get("total") or p.get("counts", {}).get("seen") or None
-                done = p.get("done")
-                if done is None and total:
-                    done = round(p.get("progress", 0.0) * total)
-                bar.update(task, total=total, completed=done or 0, rate=p.get("rate", 0.0))
-
-            job = client.sync(args.name, full=args.full, prune=args.prune, progress=progress)
+        job = _sync_with_bar(args, client)
     finally:
         client.close()
-    _print_json(job) if args.json else _print_job(job)
     return 0 if job["state"] == "succeeded" else 1
 
 
@@ -244,16 +286,53 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     except json.JSONDecodeError as exc:
         raise CliError(f"--filter is not valid JSON: {exc.msg} at position {exc.pos}") from None
     try:
-        req = SearchRequest(text=args.text, like=args.like, unlike=args.unlike, filter=flt,
-                            limit=args.limit, offset=args.offset)
+        req = SearchRequest(
+            text=args.text,
+            like=args.like,
+            unlike=args.unlike,
+            filter=flt,
+            limit=args.limit,
+            offset=args.offset,
+        )
     except ValidationError as exc:
-        raise CliError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
+        raise CliError(
+            "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        ) from None
     client = connect(settings)
     try:
         result = client.search(req, images=images)
     finally:
         client.close()
     _print_json(result) if args.json else _print_hits(result)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from service.catalog.catalog import Catalog
+    from service.config import OFFLINE_MODEL
+    from service.demo import DEMO_SOURCE, ensure_dataset, ensure_source, print_examples
+
+    if args.n < 10 or args.n > 1_000_000:
+        raise CliError("--n must be between 10 and 1,000,000")
+    if "model" not in settings.model_fields_set:
+        settings = settings.model_copy(update={"model": OFFLINE_MODEL, "pretrained": None})
+    print(f"Loupe demo with model {settings.model}; data under {settings.home}", flush=True)
+    root = ensure_dataset(settings, args.n)
+    catalog = Catalog(settings)
+    try:
+        ensure_source(catalog, root)
+        args.name, args.full, args.prune, args.json = DEMO_SOURCE, False, False, False
+        _sync_with_bar(args, catalog)
+        url = None if args.no_serve else f"http://{args.host}:{args.port}"
+        print_examples(catalog, url)
+        if args.no_serve:
+            return 0
+        from service.server import serve
+
+        print(f"\nOpen {url}/ in a browser, or {url}/docs for the API.", flush=True)
+        serve(settings, host=args.host, port=args.port, catalog=catalog)
+    finally:
+        catalog.close()
     return 0
 
 
@@ -278,6 +357,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_sync(args, settings)
         if args.command == "search":
             return cmd_search(args, settings)
+        if args.command == "demo":
+            return cmd_demo(args, settings)
     except CliError as exc:
         _fail(str(exc), 2)
     except InvalidConfig as exc:
@@ -285,8 +366,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LoupeError as exc:
         _fail(exc.detail, 1)
     except ValidationError as exc:
-        _fail("invalid settings: " + "; ".join(
-            f"LOUPE_{'__'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()), 2)
+        _fail(
+            "invalid settings: "
+            + "; ".join(f"LOUPE_{'__'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()),
+            2,
+        )
     except KeyboardInterrupt:
         _fail("interrupted", 130)
     parser.error(f"unknown command {args.command}")

@@ -77,7 +77,7 @@ class LocalClient:
         from service.api.routes.jobs import job_public
 
         def report(r: Any) -> None:
-            progress({"progress": r.progress, "done": r.done, "total": r.total, "counts": r.counts, "rate": r.rate})
+            progress({"done": r.done, "total": r.total, "rate": r.rate})
 
         job = self.catalog.sync(name, full=full, prune=prune, on_progress=report)
         return job_public(job).model_dump()
@@ -141,7 +141,9 @@ class RemoteClient:
             form["unlike"] = req.unlike
         if req.score_threshold is not None:
             form["score_threshold"] = str(req.score_threshold)
-        files = [("images", (f"example{i}", data, "application/octet-stream")) for i, data in enumerate(images)]
+        files = [
+            ("images", (f"example{i}", data, "application/octet-stream")) for i, data in enumerate(images)
+        ]
         return self._call("POST", "/search/image", data=form, files=files)  # type: ignore[no-any-return]
 
     def get_asset(self, asset_id: str) -> dict[str, Any]:

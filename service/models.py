@@ -16,8 +16,12 @@ class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     text: str | None = Field(default=None, max_length=1000, description="A text query.")
-    like: list[str] = Field(default_factory=list, max_length=MAX_EXAMPLES, description="Asset ids to find more of.")
-    unlike: list[str] = Field(default_factory=list, max_length=MAX_EXAMPLES, description="Asset ids to steer away from.")
+    like: list[str] = Field(
+        default_factory=list, max_length=MAX_EXAMPLES, description="Asset ids to find more of."
+    )
+    unlike: list[str] = Field(
+        default_factory=list, max_length=MAX_EXAMPLES, description="Asset ids to steer away from."
+    )
     filter: dict[str, Any] | None = Field(default=None, description="Filter in Loupe's JSON filter language.")
     limit: int = Field(default=20, ge=1, le=1000)
     offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
@@ -54,7 +58,9 @@ class SyncRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     full: bool = Field(default=False, description="Re-list everything, ignoring an incremental cursor.")
-    prune: bool = Field(default=False, description="Delete assets that are gone instead of marking them missing.")
+    prune: bool = Field(
+        default=False, description="Delete assets that are gone instead of marking them missing."
+    )
 
 
 JobState = Literal["queued", "running", "succeeded", "failed"]

@@ -6,12 +6,16 @@ import ipaddress
 import json
 import os
 import socket
+from typing import TYPE_CHECKING
 
 import uvicorn
 
 from service.client import server_file
 from service.config import Settings
 from service.errors import InvalidConfig
+
+if TYPE_CHECKING:
+    from service.catalog.catalog import Catalog
 
 
 def is_loopback(host: str) -> bool:
@@ -23,8 +27,10 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def serve(settings: Settings, *, host: str, port: int, insecure: bool = False) -> None:
-    """Serve until interrupted."""
+def serve(
+    settings: Settings, *, host: str, port: int, insecure: bool = False, catalog: Catalog | None = None
+) -> None:
+    """Serve until interrupted (an already open `catalog` is served as it is)."""
     from service.api.app import create_app
 
     if not is_loopback(host) and not insecure and not settings.api_keys:
@@ -42,7 +48,7 @@ def serve(settings: Settings, *, host: str, port: int, insecure: bool = False) -
     bound_port = sock.getsockname()[1]
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     url = f"http://{'[' + shown + ']' if ':' in shown else shown}:{bound_port}"
-    app = create_app(settings)
+    app = create_app(settings, catalog=catalog)
     marker = server_file(settings)
     config = uvicorn.Config(app, log_level="info", timeout_graceful_shutdown=10)
     server = uvicorn.Server(config)

@@ -47,9 +47,7 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     kind = {404: "NotFound", 405: "MethodNotAllowed", 401: "Unauthorized", 403: "Forbidden"}.get(
         exc.status_code, "HTTPError"
     )
-    return JSONResponse(
-        _body(kind, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
-    )
+    return JSONResponse(_body(kind, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
 
 
 async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:

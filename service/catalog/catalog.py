@@ -142,9 +142,7 @@ class Catalog:
                 self.optimize_soon()
         return self.state.get_job(job.id)
 
-    def _progress(
-        self, job_id: str, report: SyncReport, also: Callable[[SyncReport], None] | None
-    ) -> None:
+    def _progress(self, job_id: str, report: SyncReport, also: Callable[[SyncReport], None] | None) -> None:
         self.state.update_job(
             job_id,
             counts=report.counts,
@@ -267,8 +265,7 @@ class Catalog:
         page = hits[req.offset : req.offset + req.limit]
         more = len(hits) > req.offset + req.limit or len(hits) == want - len(exclude)
         out = [
-            {"id": h.id, "score": float(h.score), "asset": asset_from_payload(h.id, h.payload)}
-            for h in page
+            {"id": h.id, "score": float(h.score), "asset": asset_from_payload(h.id, h.payload)} for h in page
         ]
         nxt = req.offset + req.limit if more and len(page) == req.limit else None
         return out, nxt
@@ -292,7 +289,9 @@ class Catalog:
             for i, data in enumerate(images):
                 try:
                     decoded.append(
-                        decode(data, target=self.encoder.image_size, max_pixels=self.settings.ingest.max_pixels).image
+                        decode(
+                            data, target=self.encoder.image_size, max_pixels=self.settings.ingest.max_pixels
+                        ).image
                     )
                 except AssetError as exc:
                     raise InvalidQuery(f"example image {i + 1}: {exc.detail}", path=f"images[{i}]") from None

@@ -62,10 +62,10 @@ def decode(data: bytes, *, target: int, max_pixels: int) -> Decoded:
         raise AssetError("not an image, or a format Loupe cannot read") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise AssetError(f"image is corrupt or truncated: {exc}") from None
-    img = ImageOps.exif_transpose(img) if orientation != 1 else img
+    out: Image.Image = ImageOps.exif_transpose(img) if orientation != 1 else img
     if orientation in (5, 6, 7, 8):
         w, h = h, w
-    return Decoded(image=_to_rgb(img), width=w, height=h, format=fmt, metadata=meta)
+    return Decoded(image=_to_rgb(out), width=w, height=h, format=fmt, metadata=meta)
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

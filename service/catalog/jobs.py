@@ -41,8 +41,7 @@ class JobRunner:
         active = self.catalog.state.active_job(source)
         if active is not None:
             raise Conflict(
-                f"a sync of {source!r} is already {active.state} (job {active.id}); "
-                "wait for it to finish"
+                f"a sync of {source!r} is already {active.state} (job {active.id}); wait for it to finish"
             )
         job = self.catalog.state.create_job(source, {"full": full, "prune": prune})
         self._queue.put(job.id)

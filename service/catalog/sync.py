@@ -24,9 +24,8 @@ from service.catalog.assets import asset_id, build_payload
 from service.catalog.decode import decode
 from service.config import IngestSettings
 from service.errors import AssetError, LoupeError, SourceError
-from service.index.base import Filter, Point, VectorIndex
+from service.index.base import Condition, Filter, Point, VectorIndex
 from service.index.filters import field_type_of
-from service.index.base import Condition
 
 log = logging.getLogger(__name__)
 MAX_REPORTED_ERRORS = 1000
@@ -273,8 +272,7 @@ class SyncPipeline:
         t1 = time.monotonic()
         self._ensure_metadata_indexes(batch)
         points = [
-            Point(id=b.work.id, vector=vec, payload=b.payload)
-            for b, vec in zip(batch, vectors, strict=True)
+            Point(id=b.work.id, vector=vec, payload=b.payload) for b, vec in zip(batch, vectors, strict=True)
         ]
         self.index.upsert(points)
         t2 = time.monotonic()

@@ -109,8 +109,10 @@ class ClipEncoder:
     @property
     def identity(self) -> str:
         """A stable name for the vectors this encoder makes (model + weights)."""
-        weights = Path(self.pretrained).stem if self.pretrained and "/" in self.pretrained else (
-            self.pretrained or "random"
+        weights = (
+            Path(self.pretrained).stem
+            if self.pretrained and "/" in self.pretrained
+            else (self.pretrained or "random")
         )
         return f"{self.model_name}/{weights}"
 

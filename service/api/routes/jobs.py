@@ -14,7 +14,9 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 
 def job_public(row: JobRow) -> JobPublic:
-    counts = {k: int(row.counts.get(k, 0)) for k in ("seen", "added", "updated", "unchanged", "missing", "failed")}
+    counts = {
+        k: int(row.counts.get(k, 0)) for k in ("seen", "added", "updated", "unchanged", "missing", "failed")
+    }
     return JobPublic(
         id=row.id,
         source=row.source,

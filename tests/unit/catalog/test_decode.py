@@ -18,8 +18,18 @@ def zoo(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.mark.parametrize(
     "name",
-    ["red.jpg", "green.png", "blue.webp", "anim.gif", "grad.bmp", "grad.tiff", "cmyk.jpg",
-     "palette.png", "deep16.png", "rotated.jpg"],
+    [
+        "red.jpg",
+        "green.png",
+        "blue.webp",
+        "anim.gif",
+        "grad.bmp",
+        "grad.tiff",
+        "cmyk.jpg",
+        "palette.png",
+        "deep16.png",
+        "rotated.jpg",
+    ],
 )
 def test_every_format_decodes_to_rgb(zoo, name):
     d = decode(zoo[name].read_bytes(), target=32, max_pixels=MAX_PIXELS)
@@ -64,8 +74,11 @@ def test_large_jpeg_is_drafted_down(tmp_path):
 
 @pytest.mark.parametrize(
     ("name", "reason"),
-    [("truncated.jpg", "corrupt or truncated"), ("notimage.png", "not an image"),
-     ("bomb.png", "decompression bomb")],
+    [
+        ("truncated.jpg", "corrupt or truncated"),
+        ("notimage.png", "not an image"),
+        ("bomb.png", "decompression bomb"),
+    ],
 )
 def test_bad_files_raise_asset_errors(tmp_path, name, reason):
     bad = write_bad(tmp_path)

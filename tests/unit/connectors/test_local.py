@@ -42,9 +42,13 @@ def test_lists_images_with_relative_keys_and_sidecars(tree):
 
 def test_globs(tree):
     assert set(keys(build("p", "local", {"path": str(tree), "include": ["a/*"]}))) == {
-        "a/two.png", "a/b/three.webp"}
+        "a/two.png",
+        "a/b/three.webp",
+    }
     assert set(keys(build("p", "local", {"path": str(tree), "exclude": ["*.webp"]}))) == {
-        "one.jpg", "a/two.png"}
+        "one.jpg",
+        "a/two.png",
+    }
 
 
 def test_version_changes_with_file_and_sidecar(tree):
