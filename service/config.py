@@ -58,7 +58,7 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     database_url: SecretStr | None = None
     url: str | None = None  # a running `loupe serve` the CLI should talk to
-    api_keys: str | None = None  # "key:scope,key:scope"; scopes read, write, admin
+    api_keys: SecretStr | None = None  # "key:scope,key:scope"; scopes read, write, admin
     cors_origins: list[str] = []
     query_threads: int = 1
     ingest_threads: int | None = None

@@ -31,8 +31,6 @@ def serve(
     settings: Settings, *, host: str, port: int, insecure: bool = False, catalog: Catalog | None = None
 ) -> None:
     """Serve until interrupted (an already open `catalog` is served as it is)."""
-    from service.api.app import create_app
-
     if not is_loopback(host) and not insecure and not settings.api_keys:
         raise InvalidConfig(
             f"refusing to serve on {host} without API keys: set LOUPE_API_KEYS "
@@ -48,6 +46,8 @@ def serve(
     bound_port = sock.getsockname()[1]
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     url = f"http://{'[' + shown + ']' if ':' in shown else shown}:{bound_port}"
+    from service.api.app import create_app
+
     app = create_app(settings, catalog=catalog)
     marker = server_file(settings)
     config = uvicorn.Config(app, log_level="info", timeout_graceful_shutdown=10)

@@ -6,9 +6,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from service.api import errors
+from service.api.deps import authorize
+from service.auth import parse_keys
 from service.api.routes import assets, jobs, search, sources
 from service.catalog.catalog import Catalog
 from service.catalog.jobs import JobRunner
@@ -36,6 +39,7 @@ def create_app(settings: Settings | None = None, *, catalog: Catalog | None = No
             if own:
                 cat.close()
 
+    api_keys = parse_keys(settings.api_keys.get_secret_value() if settings.api_keys else None)
     app = FastAPI(
         title="Loupe",
         version="0.1.0",
@@ -43,8 +47,16 @@ def create_app(settings: Settings | None = None, *, catalog: Catalog | None = No
         lifespan=lifespan,
         responses=errors.ERROR_RESPONSES,
     )
+    app.state.api_keys = api_keys
     errors.install(app)
-    api = APIRouter(prefix=API_PREFIX)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(authorize)])
     for module in (sources, jobs, assets, search):
         api.include_router(module.router)
     app.include_router(api)

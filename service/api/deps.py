@@ -9,6 +9,7 @@ from fastapi import Depends, Query, Request
 
 from service.catalog.catalog import Catalog
 from service.catalog.jobs import JobRunner
+from service.auth import check
 from service.errors import InvalidQuery
 
 
@@ -35,6 +36,19 @@ def filter_param(
     if not isinstance(value, dict):
         raise InvalidQuery("must be a JSON object", path="filter")
     return value
+
+
+READ_POSTS = ("/search", "/search/image")
+
+
+def authorize(request: Request) -> None:
+    """Every /api/v1 route: reads need `read`, changes need `write` (when keys are configured)."""
+    keys = request.app.state.api_keys
+    if not keys:
+        return
+    path = request.url.path
+    reading = request.method in ("GET", "HEAD", "OPTIONS") or path.endswith(READ_POSTS)
+    check(keys, request.headers.get("authorization"), "read" if reading else "write")
 
 
 CatalogDep = Annotated[Catalog, Depends(get_catalog)]
