@@ -5,15 +5,27 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, Integer, String, Text, create_engine, event, select
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    String,
+    Text,
+    create_engine,
+    event,
+    select,
+    text,
+)
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-from service.errors import JobNotFound, LoupeError, SourceExists, SourceNotFound
+from service.errors import Conflict, JobNotFound, LoupeError, SourceExists, SourceNotFound
 
 JOB_STATES = ("queued", "running", "succeeded", "failed")
 MAX_JOB_ERRORS = 1000
@@ -39,6 +51,17 @@ class SourceRow(Base):
 
 class JobRow(Base):
     __tablename__ = "jobs"
+    # At most one queued-or-running job per source, enforced by the database so
+    # that replicas sharing PostgreSQL cannot both start one.
+    __table_args__ = (
+        Index(
+            "uq_jobs_active_source",
+            "source",
+            unique=True,
+            postgresql_where=text("state IN ('queued', 'running')"),
+            sqlite_where=text("state IN ('queued', 'running')"),
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     source: Mapped[str] = mapped_column(String(200), index=True)
@@ -149,19 +172,62 @@ class StateStore:
 
     # -- jobs ------------------------------------------------------------
 
-    def create_job(self, source: str, options: dict[str, Any]) -> JobRow:
+    def create_job(
+        self, source: str, options: dict[str, Any], *, state: str = "queued", owner: str | None = None
+    ) -> JobRow:
+        """A new job; Conflict when the source already has one queued or running."""
+        now = utcnow()
         row = JobRow(
             id=str(uuid.uuid4()),
             source=source,
-            state="queued",
+            state=state,
             options=options,
             counts={},
             errors=[],
-            created_at=utcnow(),
+            owner=owner,
+            created_at=now,
+            started_at=now if state == "running" else None,
+            heartbeat_at=now,
         )
-        with self.session() as s:
-            s.add(row)
+        try:
+            with self.session() as s:
+                s.add(row)
+        except IntegrityError:
+            active = self.active_job(source)
+            where = f" (job {active.id}, {active.state})" if active else ""
+            raise Conflict(f"a sync of {source!r} is already queued or running{where}; wait for it") from None
         return row
+
+    def claim_job(self, owner: str, *, stale_after_s: float) -> JobRow | None:
+        """Take the oldest queued job for `owner`; first re-queue jobs whose runner went silent.
+
+        Row locks with SKIP LOCKED make each job go to exactly one replica on
+        PostgreSQL; SQLite serialises writers, which gives the same guarantee.
+        """
+        cutoff = utcnow() - timedelta(seconds=stale_after_s)
+        with self.session() as s:
+            stale = select(JobRow).where(JobRow.state == "running", JobRow.heartbeat_at < cutoff)
+            for row in s.scalars(stale.with_for_update(skip_locked=True)):
+                row.detail = f"re-queued: its runner ({row.owner or 'unknown'}) stopped answering"
+                row.state, row.owner = "queued", None
+            s.flush()
+            q = select(JobRow).where(JobRow.state == "queued").order_by(JobRow.created_at)
+            row = s.scalars(q.with_for_update(skip_locked=True).limit(1)).first()
+            if row is None:
+                return None
+            now = utcnow()
+            row.state, row.owner, row.heartbeat_at = "running", owner, now
+            row.started_at = row.started_at or now
+            return row
+
+    def heartbeat(self, job_id: str, owner: str) -> bool:
+        """Refresh a running job's heartbeat; False when the job is no longer ours."""
+        with self.session() as s:
+            row = s.get(JobRow, job_id)
+            if row is None or row.owner != owner or row.state != "running":
+                return False
+            row.heartbeat_at = utcnow()
+            return True
 
     def get_job(self, job_id: str) -> JobRow:
         with self.session() as s:
@@ -189,20 +255,6 @@ class StateStore:
                 return
             for key, value in fields.items():
                 setattr(row, key, value)
-
-    def fail_interrupted(self, *, owner: str | None = None) -> int:
-        """Mark running jobs of `owner` (or all) as failed: their process is gone."""
-        q = select(JobRow).where(JobRow.state.in_(("running", "queued")))
-        if owner is not None:
-            q = q.where(JobRow.owner == owner)
-        n = 0
-        with self.session() as s:
-            for row in s.scalars(q):
-                row.state = "failed"
-                row.detail = "interrupted: the process running it stopped; run the sync again"
-                row.finished_at = utcnow()
-                n += 1
-        return n
 
     # -- exports ---------------------------------------------------------
 

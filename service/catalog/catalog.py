@@ -115,8 +115,7 @@ class Catalog:
         """Run one sync to its end in this thread; the job records how it went."""
         row = self.state.get_source(name)
         if job is None:
-            job = self.state.create_job(name, {"full": full, "prune": prune})
-        self.state.update_job(job.id, state="running", started_at=utcnow(), owner=self.owner)
+            job = self.state.create_job(name, {"full": full, "prune": prune}, state="running", owner=self.owner)
         pipeline = SyncPipeline(
             source=name,
             connector=connectors.build(row.name, row.kind, row.config),
