@@ -115,7 +115,10 @@ class Catalog:
         """Run one sync to its end in this thread; the job records how it went."""
         row = self.state.get_source(name)
         if job is None:
-            job = self.state.create_job(name, {"full": full, "prune": prune}, state="running", owner=self.owner)
+            self._reap(name)
+            job = self.state.create_job(
+                name, {"full": full, "prune": prune}, state="running", owner=self.owner
+            )
         pipeline = SyncPipeline(
             source=name,
             connector=connectors.build(row.name, row.kind, row.config),
@@ -305,6 +308,16 @@ class Catalog:
         if missing:
             raise AssetNotFound(f"{field}: no asset with id {missing[0]!r}")
         return [recs[i].vector for i in ids if recs[i].vector is not None]  # type: ignore[misc]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _iso(value: datetime | None) -> str | None:
