@@ -22,6 +22,7 @@ typecheck: env
 	$(BIN)/mypy service connectors
 
 test: env
+	@bash scripts/system-deps.sh
 	$(BIN)/ruff check service connectors tests benchmarks scripts
 	$(BIN)/mypy service connectors
 	$(BIN)/pytest
