@@ -1,0 +1,346 @@
+"""The embedded index: Qdrant's engine in process (qdrant-edge), one shard under the Loupe home.
+
+`EdgeStore` (edge_store.py) owns the directory, its lock and the live shard, and
+builds the HNSW graph without stopping searches; this module speaks Loupe's
+index interface on top: points, filters, queries and their exact-or-HNSW plan.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import qdrant_edge as qe
+
+from service.config import IndexSettings
+from service.errors import InvalidConfig, InvalidQuery
+from service.index.base import (
+    BUILTIN_FIELDS,
+    Condition,
+    FacetCount,
+    FieldType,
+    Filter,
+    Hit,
+    Point,
+    Record,
+)
+from service.index.edge_store import EdgeStore, edge_errors
+from service.index.plan import (
+    SearchPlan,
+    best_score_threshold,
+    cosine_from_best_score,
+    filter_keys,
+    loupe_key,
+    plan_search,
+    qdrant_key,
+)
+
+BATCH = 1000
+_SCHEMA = {
+    FieldType.keyword: qe.PayloadSchemaType.Keyword,
+    FieldType.integer: qe.PayloadSchemaType.Integer,
+    FieldType.float: qe.PayloadSchemaType.Float,
+    FieldType.bool: qe.PayloadSchemaType.Bool,
+    FieldType.datetime: qe.PayloadSchemaType.Datetime,
+    FieldType.text: qe.PayloadSchemaType.Text,
+}
+_KIND = {str(v): k for k, v in _SCHEMA.items()}
+_FACETABLE = (FieldType.keyword, FieldType.integer, FieldType.bool)
+
+
+class EdgeIndex:
+    """VectorIndex on an embedded qdrant-edge shard under `path`.
+
+    `indexing_threshold_kb` / `full_scan_threshold_kb` override Qdrant's defaults
+    (10,000 KB each) when the shard is created; tests lower them so a small
+    collection gets a real HNSW graph.
+
+    Raises:
+        IndexLocked: another process (or another EdgeIndex) has `path` open.
+        InvalidConfig: the shard holds `vector_name` with another dimension.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        vector_name: str,
+        dim: int,
+        settings: IndexSettings,
+        indexing_threshold_kb: int | None = None,
+        full_scan_threshold_kb: int | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.vector_name = vector_name
+        self.dim = dim
+        self.settings = settings
+        hnsw = qe.HnswIndexConfig(
+            m=16, ef_construct=100, full_scan_threshold=full_scan_threshold_kb or 10_000
+        )
+        config = qe.EdgeConfig(
+            vectors={vector_name: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)},
+            payload_memory=qe.Memory.Cold,  # read per hit and per filter check, never scanned
+            hnsw_config=hnsw,
+            optimizers=qe.EdgeOptimizersConfig(indexing_threshold=indexing_threshold_kb),
+        )
+        self._store = EdgeStore(self.path, config=config)
+        try:
+            self._ensure_vector()
+            with self._store.shard() as shard, edge_errors("read the payload schema"):
+                schema = shard.info().payload_schema
+            self._indexed = {
+                loupe_key(k): _KIND.get(str(v.data_type), FieldType.keyword)
+                for k, v in schema.items()
+            }
+            for key, kind in BUILTIN_FIELDS.items():
+                self.ensure_field(key, kind)
+        except BaseException:
+            self._store.close()
+            raise
+
+    def _ensure_vector(self) -> None:
+        """Add this encoder's named vector to a shard made for another model."""
+        size = self._store.vector_sizes().get(self.vector_name)
+        if size is None:
+            op = qe.UpdateOperation.create_dense_vector(
+                self.vector_name, self.dim, qe.Distance.Cosine
+            )
+            self._store.apply(op, "add a named vector")
+        elif size != self.dim:
+            raise InvalidConfig(
+                f"the index at {self.path} holds {self.vector_name!r} vectors of dimension "
+                f"{size}, but the encoder makes {self.dim}; use another LOUPE_HOME"
+            )
+
+    # -- writes ------------------------------------------------------------
+
+    def ensure_field(self, key: str, kind: FieldType) -> None:
+        if key in self._indexed:
+            return
+        op = qe.UpdateOperation.create_field_index(qdrant_key(key), _SCHEMA[kind])
+        self._store.apply(op, f"index the field {key}")
+        self._indexed[key] = kind
+
+    def indexed_fields(self) -> dict[str, FieldType]:
+        return dict(self._indexed)
+
+    def upsert(self, points: Sequence[Point]) -> None:
+        with_vectors = [p for p in points if p.vector is not None]
+        for start in range(0, len(with_vectors), BATCH):
+            batch = with_vectors[start : start + BATCH]
+            rows = np.asarray([p.vector for p in batch], dtype=np.float32).tolist()
+            edge_points = [
+                qe.Point(_point_id(p.id), {self.vector_name: row}, dict(p.payload))
+                for p, row in zip(batch, rows, strict=True)
+            ]
+            self._store.apply(qe.UpdateOperation.upsert_points(edge_points), "upsert points")
+        payload_only = [p for p in points if p.vector is None]
+        if payload_only:
+            self._replace_payloads(payload_only)
+
+    def _replace_payloads(self, points: Sequence[Point]) -> None:
+        """Points without a vector: replace the payload, keep the vector (or insert without one)."""
+        existing = {r.id for r in self.retrieve([p.id for p in points])}
+        for p in points:
+            if p.id in existing:
+                op = qe.UpdateOperation.overwrite_payload([_point_id(p.id)], dict(p.payload))
+            else:
+                op = qe.UpdateOperation.upsert_points(
+                    [qe.Point(_point_id(p.id), {}, dict(p.payload))]
+                )
+            self._store.apply(op, "replace a payload")
+
+    def set_payload(self, ids: Sequence[str], payload: Mapping[str, Any]) -> None:
+        for start in range(0, len(ids), BATCH):
+            has = qe.HasIdCondition({_point_id(i) for i in ids[start : start + BATCH]})
+            op = qe.UpdateOperation.set_payload_by_filter(qe.Filter(must=[has]), dict(payload))
+            self._store.apply(op, "set payload")
+
+    def delete(self, ids: Sequence[str]) -> None:
+        for start in range(0, len(ids), BATCH):
+            op = qe.UpdateOperation.delete_points(
+                [_point_id(i) for i in ids[start : start + BATCH]]
+            )
+            self._store.apply(op, "delete points")
+
+    # -- reads -------------------------------------------------------------
+
+    def retrieve(self, ids: Sequence[str], *, with_vectors: bool = False) -> list[Record]:
+        point_ids = [_point_id(i, path=f"ids[{n}]") for n, i in enumerate(ids)]
+        vectors: bool | list[str] = [self.vector_name] if with_vectors else False
+        with self._store.shard() as shard, edge_errors("retrieve points"):
+            found = {str(r.id): r for r in shard.retrieve(point_ids, True, vectors)}
+        return [self._record(found[i]) for i in map(str, point_ids) if i in found]
+
+    def query(
+        self,
+        *,
+        positive: Sequence[np.ndarray],
+        negative: Sequence[np.ndarray] = (),
+        filter: Filter | None = None,
+        limit: int = 10,
+        offset: int = 0,
+        score_threshold: float | None = None,
+    ) -> list[Hit]:
+        if not positive:
+            raise InvalidQuery("a query needs at least one positive example", path="positive")
+        recommend = len(positive) > 1 or bool(negative)
+        query = (
+            self._scoring(positive, negative)
+            if recommend
+            else qe.Query.Nearest(_vector(positive[0]), using=self.vector_name)
+        )
+        if recommend and score_threshold is not None:
+            score_threshold = best_score_threshold(score_threshold)
+        flt = _to_edge(filter)
+        with self._store.shard() as shard:
+            plan = self._plan(shard, filter, flt, want=limit + offset)
+            request = qe.QueryRequest(
+                limit=limit,
+                offset=offset,
+                query=query,
+                filter=flt,
+                with_payload=True,
+                score_threshold=score_threshold,
+                params=_params(plan),
+            )
+            with edge_errors("search"):
+                points = shard.query(request)
+        convert = cosine_from_best_score if recommend else float
+        return [Hit(id=str(p.id), score=convert(p.score), payload=p.payload or {}) for p in points]
+
+    def _scoring(self, positive: Sequence[np.ndarray], negative: Sequence[np.ndarray]) -> Any:
+        # best_score: near any positive unless nearer a negative (see plan.py for why).
+        reco = qe.RecommendQuery([_vector(v) for v in positive], [_vector(v) for v in negative])
+        return qe.Query.RecommendBestScore(reco, using=self.vector_name)
+
+    def _plan(self, shard: Any, filter: Filter | None, flt: Any, *, want: int) -> SearchPlan:
+        with edge_errors("estimate a filter"):
+            total = shard.count(qe.CountRequest(exact=False))
+            known = flt is not None and all(k in self._indexed for k in filter_keys(filter))
+            estimate = shard.count(qe.CountRequest(exact=False, filter=flt)) if known else None
+        return plan_search(
+            filtered=flt is not None,
+            estimate=estimate,
+            total=total,
+            want=want,
+            settings=self.settings,
+        )
+
+    def scroll(
+        self,
+        *,
+        filter: Filter | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+        fields: Sequence[str] | None = None,
+        with_vectors: bool = False,
+    ) -> tuple[list[Record], str | None]:
+        start = None if cursor is None else _point_id(cursor, path="cursor")
+        payload: Any = qe.PayloadSelector.Include(list(fields)) if fields is not None else True
+        request = qe.ScrollRequest(
+            offset=start,
+            limit=limit,
+            filter=_to_edge(filter),
+            with_payload=payload,
+            with_vector=[self.vector_name] if with_vectors else False,
+        )
+        with self._store.shard() as shard, edge_errors("scroll points"):
+            records, nxt = shard.scroll(request)
+        return [self._record(r) for r in records], None if nxt is None else str(nxt)
+
+    def count(self, filter: Filter | None = None) -> int:
+        request = qe.CountRequest(exact=True, filter=_to_edge(filter))
+        with self._store.shard() as shard, edge_errors("count points"):
+            return int(shard.count(request))
+
+    def facet(self, key: str, *, filter: Filter | None = None, limit: int = 50) -> list[FacetCount]:
+        if self._indexed.get(key) not in _FACETABLE:
+            raise InvalidQuery(
+                f"{key} has no keyword, integer or bool index to count values with", path="field"
+            )
+        request = qe.FacetRequest(qdrant_key(key), limit=limit, exact=True, filter=_to_edge(filter))
+        with self._store.shard() as shard, edge_errors("count values"):
+            hits = shard.facet(request).hits
+        counts = [FacetCount(value=h.value, count=int(h.count)) for h in hits]
+        return sorted(counts, key=lambda c: (-c.count, str(c.value)))
+
+    def _record(self, r: Any) -> Record:
+        vector = (r.vector or {}).get(self.vector_name) if isinstance(r.vector, dict) else None
+        array = None if vector is None else np.asarray(vector, dtype=np.float32)
+        return Record(id=str(r.id), payload=r.payload or {}, vector=array)
+
+    # -- optimize, flush, close -------------------------------------------
+
+    def optimize(self) -> None:
+        """Build the HNSW graph in a child process; searches keep answering (edge_store.py)."""
+        self._store.optimize()
+
+    def flush(self) -> None:
+        self._store.flush()
+
+    def close(self) -> None:
+        self._store.close()
+
+
+# -- translation -------------------------------------------------------------
+
+
+def _to_edge(node: Filter | None) -> Any:
+    if node is None:
+        return None
+    return _edge_filter(node)
+
+
+def _edge_filter(node: Filter) -> Any:
+    def parts(items: Sequence[Condition | Filter]) -> list[Any] | None:
+        return [_edge_node(i) for i in items] or None
+
+    return qe.Filter(
+        must=parts(node.must), should=parts(node.should), must_not=parts(node.must_not)
+    )
+
+
+def _edge_node(node: Condition | Filter) -> Any:
+    if isinstance(node, Filter):
+        return _edge_filter(node)
+    key = qdrant_key(node.key)
+    if node.eq is not None:
+        return qe.FieldCondition(key, match=qe.MatchValue(node.eq))
+    if node.any_of is not None:
+        return qe.FieldCondition(key, match=qe.MatchAny(list(node.any_of)))
+    if node.match is not None:
+        return qe.FieldCondition(key, match=qe.MatchText(node.match))
+    if node.exists is not None:
+        empty = qe.IsEmptyCondition(key)
+        return qe.Filter(must_not=[empty]) if node.exists else empty
+    if node.range is not None:
+        bounds = dict(node.range)
+        if node.is_datetime:
+            return qe.FieldCondition(
+                key, range=qe.RangeDateTime(**{k: str(v) for k, v in bounds.items()})
+            )
+        return qe.FieldCondition(
+            key, range=qe.RangeFloat(**{k: float(v) for k, v in bounds.items()})
+        )
+    raise InvalidQuery(f"condition on {node.key} has no operator", path="filter")
+
+
+def _params(plan: SearchPlan) -> Any:
+    # The plan already weighed selectivity, so ACORN runs whenever it asks for it.
+    acorn = qe.AcornSearchParams(enable=True, max_selectivity=1.0) if plan.acorn else None
+    return qe.SearchParams(hnsw_ef=plan.hnsw_ef, exact=plan.exact, acorn=acorn)
+
+
+def _vector(v: np.ndarray) -> list[float]:
+    return np.asarray(v, dtype=np.float32).reshape(-1).tolist()
+
+
+def _point_id(value: str, *, path: str = "ids") -> str:
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        raise InvalidQuery(f"{value!r} is not an asset id (a UUID)", path=path) from None

@@ -1,0 +1,291 @@
+"""Where an embedded index lives: its directory lock, its live shard, and optimize-by-copy.
+
+Layout of the directory (one process owns it, by an exclusive flock on LOCK):
+
+    LOCK          the owner's pid
+    CURRENT       the name of the live shard directory
+    shard-<n>/    a qdrant-edge shard (config, segments, WAL)
+
+Why optimize works on a copy. qdrant-edge builds its HNSW graph only in
+`EdgeShard.optimize()`, and the binding holds the GIL for the whole call (as
+for every call): measured here, a Python thread ticked once during a 6 s
+optimize, so every thread of the process, the API's included, would stop for
+the minutes a large optimize takes. Opening the live directory from a second
+process is unsafe (two engines writing one WAL and one set of segments). So
+`optimize()` flushes, copies the shard directory (writes wait, searches go
+on), lets a niced child process optimize the copy, then loads the copy, replays
+the writes that arrived meanwhile (kept in a journal), switches CURRENT
+atomically and removes the old directory. Searches keep answering from the old
+shard throughout; the switch blocks them for one `load` (about 0.5 s at 100k).
+A crash at any point leaves CURRENT naming a complete shard; leftovers are
+removed at the next open. The copy costs the shard's size in disk while it runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import qdrant_edge as qe
+
+from service.errors import IndexLocked, IndexUnavailable, InvalidQuery, LoupeError
+
+# Engine messages that mean the request, not the engine, is at fault.
+_INPUT_ERRORS = (
+    "dimension error",
+    "not existing vector",
+    "no appropriate index",
+    "wrong input",
+    "bad request",
+    "bad input",
+    "failed to parse",
+    "format error",
+    "no point with id",
+)
+# Runs in the child: niced so searches and syncs keep the CPU; prints whether anything changed.
+_OPTIMIZER = """\
+import os, sys
+os.nice(10)
+from qdrant_edge import EdgeShard
+shard = EdgeShard.load(sys.argv[1])
+changed = shard.optimize()
+shard.close()
+print(changed)
+"""
+
+
+@contextlib.contextmanager
+def edge_errors(what: str) -> Iterator[None]:
+    """Map qdrant-edge's exceptions (plain Exception with a message) onto Loupe's tree."""
+    try:
+        yield
+    except LoupeError:
+        raise
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise InvalidQuery(f"cannot {what}: {exc}") from exc
+    except Exception as exc:
+        if any(s in str(exc).lower() for s in _INPUT_ERRORS):
+            raise InvalidQuery(f"cannot {what}: {exc}") from exc
+        raise IndexUnavailable(f"the embedded index failed to {what}: {exc}") from exc
+
+
+class EdgeStore:
+    """The live shard of one directory, swappable by `optimize()`; thread-safe.
+
+    Raises:
+        IndexLocked: another process (or another EdgeStore) holds the directory.
+    """
+
+    def __init__(self, path: Path, *, config: Any) -> None:
+        self.path = path
+        self._lock = threading.RLock()  # every engine call, and the swap of `_shard`
+        self._writes = threading.Lock()  # orders writes against an optimize's copy and swap
+        self._optimizing = threading.Lock()
+        self._journal: list[Any] | None = None
+        self._child: subprocess.Popen[str] | None = None
+        self._closing = False
+        self._lockfd = _lock_dir(path)
+        try:
+            self.dir, self._shard = self._open(config)
+            with edge_errors("read the shard info"):
+                info = self._shard.info()
+        except BaseException:
+            os.close(self._lockfd)
+            raise
+        self.dirty = info.indexed_vectors_count < info.points_count
+
+    def _open(self, config: Any) -> tuple[Path, Any]:
+        current = _read_current(self.path)
+        for stale in self.path.glob("shard-*"):
+            if stale.name != current:
+                shutil.rmtree(stale, ignore_errors=True)  # an optimize's copy left by a crash
+        if current is not None:
+            with edge_errors(f"load the index at {self.path / current}"):
+                return self.path / current, qe.EdgeShard.load(str(self.path / current))
+        shard_dir = self.path / "shard-1"
+        with edge_errors(f"create the index at {shard_dir}"):
+            shard = qe.EdgeShard.create(str(shard_dir), config)
+        _write_current(self.path, shard_dir.name)
+        return shard_dir, shard
+
+    def vector_sizes(self) -> dict[str, int]:
+        """Named dense vectors of the live shard and their dimensions."""
+        config = json.loads((self.dir / "edge_config.json").read_text())
+        return {name: int(v["size"]) for name, v in config.get("vectors", {}).items()}
+
+    @contextlib.contextmanager
+    def shard(self) -> Iterator[Any]:
+        """The live shard, held still for one read."""
+        with self._lock:
+            if self._shard is None:
+                raise IndexUnavailable(f"the index at {self.path} is closed")
+            yield self._shard
+
+    def apply(self, op: Any, what: str) -> None:
+        """One write; journaled while an optimize runs so its copy can catch up."""
+        with self._writes, self.shard() as shard, edge_errors(what):
+            shard.update(op)
+            if self._journal is not None:
+                self._journal.append(op)
+            self.dirty = True
+
+    def flush(self) -> None:
+        with self.shard() as shard, edge_errors("flush"):
+            shard.flush()
+
+    # -- optimize ------------------------------------------------------------
+
+    def optimize(self) -> None:
+        """Build the HNSW graph in a child process; blocks the caller, not searches."""
+        with self._optimizing:
+            work = self._copy()
+            if work is None:
+                return
+            try:
+                changed = self._run_optimizer(work)
+            except BaseException:
+                self._finish(work, changed=False)
+                raise
+            self._finish(work, changed=changed)
+
+    def _copy(self) -> Path | None:
+        with self._writes:
+            if not self.dirty:
+                return None
+            self.flush()
+            numbers = [int(p.name.split("-")[1]) for p in self.path.glob("shard-*")]
+            work = self.path / f"shard-{max(numbers, default=0) + 1}"
+            shutil.copytree(self.dir, work)
+            self._journal, self.dirty = [], False
+            return work
+
+    def _run_optimizer(self, work: Path) -> bool:
+        self._child = subprocess.Popen(
+            [sys.executable, "-c", _OPTIMIZER, str(work)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        out, err = self._child.communicate()
+        code, self._child = self._child.returncode, None
+        if code != 0:
+            if self._closing:
+                return False  # close() stopped it
+            tail = err.strip().splitlines()[-1:] or [f"exit status {code}"]
+            raise IndexUnavailable(f"building the search graph failed: {tail[0]}")
+        return out.strip() == "True"
+
+    def _finish(self, work: Path, *, changed: bool) -> None:
+        """Switch to the optimized copy, replaying the writes it missed; or drop it."""
+        with self._writes:
+            journal, self._journal = self._journal or [], None
+            if not changed or self._shard is None:
+                shutil.rmtree(work, ignore_errors=True)
+                self.dirty = self.dirty or bool(journal)
+                return
+            fresh = self._load_and_replay(work, journal)
+            with self._lock:
+                old, old_dir = self._shard, self.dir
+                self._shard, self.dir = fresh, work
+                _write_current(self.path, work.name)
+            with edge_errors("close the previous index"):
+                old.close()
+            shutil.rmtree(old_dir, ignore_errors=True)
+            self.dirty = bool(journal)
+
+    def _load_and_replay(self, work: Path, journal: list[Any]) -> Any:
+        fresh = None
+        try:
+            with edge_errors("load the optimized index"):
+                fresh = qe.EdgeShard.load(str(work))
+                for op in journal:
+                    fresh.update(op)
+            return fresh
+        except BaseException:
+            if fresh is not None:
+                fresh.close()
+            shutil.rmtree(work, ignore_errors=True)
+            self.dirty = True
+            raise
+
+    def close(self) -> None:
+        """Flush, close and release the directory; stops a running optimize."""
+        self._closing = True
+        child = self._child
+        if child is not None:
+            with contextlib.suppress(ProcessLookupError):
+                child.kill()
+        with self._writes, self._lock:
+            if self._shard is None:
+                return
+            shard, self._shard = self._shard, None
+            try:
+                with edge_errors("close"):
+                    shard.close()
+            finally:
+                os.close(self._lockfd)
+
+
+def _lock_dir(path: Path) -> int:
+    path.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise IndexUnavailable(f"cannot lock {path}: {exc}") from exc
+        raise IndexLocked(
+            f"the index at {path} is open in another process (pid {holder}); stop it or "
+            "point LOUPE_URL at its API (e.g. LOUPE_URL=http://127.0.0.1:8000)"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
+
+
+def _read_current(path: Path) -> str | None:
+    """The live shard directory's name; None for a new index.
+
+    Without CURRENT, a single shard directory is the live one (a crash right after
+    creating it); several mean CURRENT was lost, and guessing could pick a half-made copy.
+    """
+    shards = sorted(p.name for p in path.glob("shard-*") if p.is_dir())
+    try:
+        name = (path / "CURRENT").read_text().strip()
+    except FileNotFoundError:
+        if len(shards) > 1:
+            raise IndexUnavailable(
+                f"{path / 'CURRENT'} is missing; write into it the name of the live shard "
+                f"directory (one of {', '.join(shards)})"
+            ) from None
+        name = shards[0] if shards else ""
+    if name and name not in shards:
+        raise IndexUnavailable(f"{path / 'CURRENT'} names {name!r}, which does not exist")
+    return name or None
+
+
+def _write_current(path: Path, name: str) -> None:
+    """Atomically point CURRENT at `name` (write, fsync, rename, fsync the directory)."""
+    tmp = path / "CURRENT.tmp"
+    with open(tmp, "w") as f:
+        f.write(name + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path / "CURRENT")
+    dirfd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(dirfd)
+    finally:
+        os.close(dirfd)

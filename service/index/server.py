@@ -1,0 +1,478 @@
+"""A Qdrant server or cluster by URL (qdrant-client); its local mode stands in for tests.
+
+Same behaviour as the embedded index (one congruence suite runs both): one
+collection, a named cosine vector per encoder model, payload indexes on the
+built-in fields, the same exact-or-HNSW plan (plan.py) and the same recommend
+strategy and score scale. Transient failures (connection errors, 502/503/504)
+are retried `settings.retries` times with a short backoff; every call is
+idempotent (upserts and deletes by id), so a retried write is safe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import httpx
+import numpy as np
+from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+from service.config import IndexSettings
+from service.errors import IndexUnavailable, InvalidConfig, InvalidQuery, LoupeError
+from service.index.base import (
+    BUILTIN_FIELDS,
+    Condition,
+    FacetCount,
+    FieldType,
+    Filter,
+    Hit,
+    Point,
+    Record,
+)
+from service.index.plan import (
+    SearchPlan,
+    best_score_threshold,
+    cosine_from_best_score,
+    filter_keys,
+    loupe_key,
+    plan_search,
+    qdrant_key,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+BATCH = 1000
+_SCHEMA: dict[FieldType, Any] = {
+    FieldType.keyword: models.PayloadSchemaType.KEYWORD,
+    FieldType.integer: models.PayloadSchemaType.INTEGER,
+    FieldType.float: models.PayloadSchemaType.FLOAT,
+    FieldType.bool: models.PayloadSchemaType.BOOL,
+    FieldType.datetime: models.PayloadSchemaType.DATETIME,
+    FieldType.text: models.TextIndexParams(
+        type=models.TextIndexType.TEXT, tokenizer=models.TokenizerType.WORD, lowercase=True
+    ),
+}
+_KIND = {str(v.value): k for k, v in _SCHEMA.items() if isinstance(v, models.PayloadSchemaType)}
+_FACETABLE = (FieldType.keyword, FieldType.integer, FieldType.bool)
+_TRANSIENT_STATUS = (502, 503, 504)
+
+
+class ServerIndex:
+    """VectorIndex on a Qdrant collection.
+
+    Args:
+        url_or_location: `http(s)://host:port` for a server or cluster, `:memory:`
+            or a directory for qdrant-client's local mode (tests only: it is a
+            pure-Python brute force).
+
+    Raises:
+        IndexUnavailable: Qdrant cannot be reached.
+        InvalidConfig: the collection holds `vector_name` with another dimension.
+    """
+
+    def __init__(
+        self,
+        url_or_location: str,
+        *,
+        api_key: str | None,
+        collection: str,
+        vector_name: str,
+        dim: int,
+        settings: IndexSettings,
+    ) -> None:
+        self.vector_name = vector_name
+        self.dim = dim
+        self.settings = settings
+        self.collection = collection
+        self._where = _redact(url_or_location)
+        # Local mode is a brute force: payload indexes and search params do nothing there.
+        self._local = not url_or_location.startswith(("http://", "https://"))
+        self._client = _client(url_or_location, api_key=api_key, timeout_s=settings.timeout_s)
+        self._call("open the collection", self._ensure_collection)
+        info = self._call("read the collection", self._client.get_collection, collection)
+        self._indexed = {
+            loupe_key(k): _KIND.get(str(v.data_type.value), FieldType.keyword)
+            for k, v in (info.payload_schema or {}).items()
+        }
+        for key, kind in BUILTIN_FIELDS.items():
+            self.ensure_field(key, kind)
+
+    def _ensure_collection(self) -> None:
+        params = models.VectorParams(size=self.dim, distance=models.Distance.COSINE)
+        if not self._client.collection_exists(self.collection):
+            try:
+                self._client.create_collection(
+                    self.collection,
+                    vectors_config={self.vector_name: params},
+                    shard_number=self.settings.shard_number,
+                    replication_factor=self.settings.replication_factor,
+                    write_consistency_factor=self.settings.write_consistency_factor,
+                    on_disk_payload=True,
+                )
+            except (UnexpectedResponse, ValueError):
+                if not self._client.collection_exists(self.collection):
+                    raise  # not a race with another replica creating it
+        vectors = self._client.get_collection(self.collection).config.params.vectors
+        known = vectors.get(self.vector_name) if isinstance(vectors, dict) else None
+        if known is None:
+            config = models.DenseVectorNameConfig(
+                dense=models.DenseVectorConfig(size=self.dim, distance=models.Distance.COSINE)
+            )
+            self._client.create_vector_name(self.collection, self.vector_name, config)
+        elif known.size != self.dim:
+            raise InvalidConfig(
+                f"collection {self.collection!r} at {self._where} holds {self.vector_name!r} "
+                f"vectors of dimension {known.size}, but the encoder makes {self.dim}"
+            )
+
+    def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run one client call, retrying transient failures with a short backoff."""
+        for attempt in range(self.settings.retries + 1):
+            try:
+                with _qdrant_errors(self._where, what):
+                    return fn(*args, **kwargs)
+            except IndexUnavailable as exc:
+                if attempt == self.settings.retries or not _transient(exc.__cause__):
+                    raise
+                log.warning("Qdrant at %s: %s; retrying", self._where, exc.detail)
+                time.sleep(0.2 * 2**attempt)
+        raise AssertionError("unreachable")
+
+    # -- writes ------------------------------------------------------------
+
+    def ensure_field(self, key: str, kind: FieldType) -> None:
+        if key in self._indexed:
+            return
+        if self._local:
+            self._indexed[key] = kind
+            return
+        self._call(
+            f"index the field {key}",
+            self._client.create_payload_index,
+            self.collection,
+            qdrant_key(key),
+            field_schema=_SCHEMA[kind],
+            wait=True,
+        )
+        self._indexed[key] = kind
+
+    def indexed_fields(self) -> dict[str, FieldType]:
+        return dict(self._indexed)
+
+    def upsert(self, points: Sequence[Point]) -> None:
+        with_vectors = [p for p in points if p.vector is not None]
+        for start in range(0, len(with_vectors), BATCH):
+            batch = with_vectors[start : start + BATCH]
+            rows = np.asarray([p.vector for p in batch], dtype=np.float32).tolist()
+            structs = [
+                models.PointStruct(
+                    id=_point_id(p.id), vector={self.vector_name: row}, payload=dict(p.payload)
+                )
+                for p, row in zip(batch, rows, strict=True)
+            ]
+            self._call("upsert points", self._client.upsert, self.collection, structs, wait=True)
+        payload_only = [p for p in points if p.vector is None]
+        if payload_only:
+            self._replace_payloads(payload_only)
+
+    def _replace_payloads(self, points: Sequence[Point]) -> None:
+        """Points without a vector: replace the payload, keep the vector (or insert without one)."""
+        existing = {r.id for r in self.retrieve([p.id for p in points])}
+        for p in points:
+            if p.id in existing:
+                self._call(
+                    "replace a payload",
+                    self._client.overwrite_payload,
+                    self.collection,
+                    dict(p.payload),
+                    points=[_point_id(p.id)],
+                    wait=True,
+                )
+            else:
+                struct = models.PointStruct(id=_point_id(p.id), vector={}, payload=dict(p.payload))
+                self._call("insert a point", self._client.upsert, self.collection, [struct])
+
+    def set_payload(self, ids: Sequence[str], payload: Mapping[str, Any]) -> None:
+        for start in range(0, len(ids), BATCH):
+            # By filter, so ids that no longer exist are skipped rather than failing the batch.
+            has = models.HasIdCondition(has_id=[_point_id(i) for i in ids[start : start + BATCH]])
+            selector = models.Filter(must=[has])
+            self._call(
+                "set payload",
+                self._client.set_payload,
+                self.collection,
+                dict(payload),
+                points=selector,
+                wait=True,
+            )
+
+    def delete(self, ids: Sequence[str]) -> None:
+        for start in range(0, len(ids), BATCH):
+            selector = models.PointIdsList(
+                points=[_point_id(i) for i in ids[start : start + BATCH]]
+            )
+            self._call("delete points", self._client.delete, self.collection, selector, wait=True)
+
+    # -- reads -------------------------------------------------------------
+
+    def retrieve(self, ids: Sequence[str], *, with_vectors: bool = False) -> list[Record]:
+        point_ids = [_point_id(i, path=f"ids[{n}]") for n, i in enumerate(ids)]
+        vectors: bool | list[str] = [self.vector_name] if with_vectors else False
+        records = self._call(
+            "retrieve points",
+            self._client.retrieve,
+            self.collection,
+            point_ids,
+            with_payload=True,
+            with_vectors=vectors,
+        )
+        found = {str(r.id): r for r in records}
+        return [self._record(found[i]) for i in point_ids if i in found]
+
+    def query(
+        self,
+        *,
+        positive: Sequence[np.ndarray],
+        negative: Sequence[np.ndarray] = (),
+        filter: Filter | None = None,
+        limit: int = 10,
+        offset: int = 0,
+        score_threshold: float | None = None,
+    ) -> list[Hit]:
+        if not positive:
+            raise InvalidQuery("a query needs at least one positive example", path="positive")
+        recommend = len(positive) > 1 or bool(negative)
+        query: Any = models.NearestQuery(nearest=_vector(positive[0]))
+        if recommend:
+            # best_score: near any positive unless nearer a negative (see plan.py for why).
+            reco = models.RecommendInput(
+                positive=[_vector(v) for v in positive],
+                negative=[_vector(v) for v in negative],
+                strategy=models.RecommendStrategy.BEST_SCORE,
+            )
+            query = models.RecommendQuery(recommend=reco)
+            if score_threshold is not None:
+                score_threshold = best_score_threshold(score_threshold)
+        flt = _to_qdrant(filter)
+        response = self._call(
+            "search",
+            self._client.query_points,
+            self.collection,
+            query=query,
+            using=self.vector_name,
+            query_filter=flt,
+            search_params=None
+            if self._local
+            else _params(self._plan(filter, flt, want=limit + offset)),
+            limit=limit,
+            offset=offset,
+            score_threshold=score_threshold,
+            with_payload=True,
+        )
+        convert = cosine_from_best_score if recommend else float
+        return [
+            Hit(id=str(p.id), score=convert(p.score), payload=p.payload or {})
+            for p in response.points
+        ]
+
+    def _plan(self, filter: Filter | None, flt: Any, *, want: int) -> SearchPlan:
+        total = self._call("count points", self._client.count, self.collection, exact=False).count
+        known = flt is not None and all(k in self._indexed for k in filter_keys(filter))
+        estimate = None
+        if known:
+            counted = self._call(
+                "estimate a filter", self._client.count, self.collection, flt, exact=False
+            )
+            estimate = counted.count
+        return plan_search(
+            filtered=flt is not None,
+            estimate=estimate,
+            total=total,
+            want=want,
+            settings=self.settings,
+        )
+
+    def scroll(
+        self,
+        *,
+        filter: Filter | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+        fields: Sequence[str] | None = None,
+        with_vectors: bool = False,
+    ) -> tuple[list[Record], str | None]:
+        start = None if cursor is None else _point_id(cursor, path="cursor")
+        records, nxt = self._call(
+            "scroll points",
+            self._client.scroll,
+            self.collection,
+            scroll_filter=_to_qdrant(filter),
+            limit=limit,
+            offset=start,
+            with_payload=list(fields) if fields is not None else True,
+            with_vectors=[self.vector_name] if with_vectors else False,
+        )
+        return [self._record(r) for r in records], None if nxt is None else str(nxt)
+
+    def count(self, filter: Filter | None = None) -> int:
+        flt = _to_qdrant(filter)
+        return self._call("count points", self._client.count, self.collection, flt).count
+
+    def facet(self, key: str, *, filter: Filter | None = None, limit: int = 50) -> list[FacetCount]:
+        if self._indexed.get(key) not in _FACETABLE:
+            raise InvalidQuery(
+                f"{key} has no keyword, integer or bool index to count values with", path="field"
+            )
+        response = self._call(
+            "count values",
+            self._client.facet,
+            self.collection,
+            qdrant_key(key),
+            facet_filter=_to_qdrant(filter),
+            limit=limit,
+            exact=True,
+        )
+        counts = [FacetCount(value=h.value, count=int(h.count)) for h in response.hits]
+        return sorted(counts, key=lambda c: (-c.count, str(c.value)))
+
+    def _record(self, r: Any) -> Record:
+        vector = r.vector.get(self.vector_name) if isinstance(r.vector, dict) else None
+        array = None if vector is None else np.asarray(vector, dtype=np.float32)
+        return Record(id=str(r.id), payload=r.payload or {}, vector=array)
+
+    # -- maintenance ---------------------------------------------------------
+
+    def optimize(self) -> None:
+        """Nothing to do: the server builds its HNSW graph in the background."""
+
+    def flush(self) -> None:
+        """Nothing to do: writes are acknowledged once durable (`wait=True`)."""
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._client.close()
+
+
+# -- translation -------------------------------------------------------------
+
+
+def _to_qdrant(node: Filter | None) -> models.Filter | None:
+    return None if node is None else _qdrant_filter(node)
+
+
+def _qdrant_filter(node: Filter) -> models.Filter:
+    def parts(items: Sequence[Condition | Filter]) -> list[Any] | None:
+        return [_qdrant_node(i) for i in items] or None
+
+    return models.Filter(
+        must=parts(node.must), should=parts(node.should), must_not=parts(node.must_not)
+    )
+
+
+def _qdrant_node(node: Condition | Filter) -> Any:
+    if isinstance(node, Filter):
+        return _qdrant_filter(node)
+    key = qdrant_key(node.key)
+    if node.eq is not None:
+        return models.FieldCondition(key=key, match=models.MatchValue(value=node.eq))
+    if node.any_of is not None:
+        return models.FieldCondition(key=key, match=models.MatchAny(any=list(node.any_of)))
+    if node.match is not None:
+        return models.FieldCondition(key=key, match=models.MatchText(text=node.match))
+    if node.exists is not None:
+        empty = models.IsEmptyCondition(is_empty=models.PayloadField(key=key))
+        return models.Filter(must_not=[empty]) if node.exists else empty
+    if node.range is not None:
+        bounds = dict(node.range)
+        if node.is_datetime:
+            dates = {k: str(v) for k, v in bounds.items()}
+            return models.FieldCondition(key=key, range=models.DatetimeRange(**dates))  # type: ignore[arg-type]
+        numbers = {k: float(v) for k, v in bounds.items()}
+        return models.FieldCondition(key=key, range=models.Range(**numbers))
+    raise InvalidQuery(f"condition on {node.key} has no operator", path="filter")
+
+
+def _params(plan: SearchPlan) -> models.SearchParams:
+    # The plan already weighed selectivity, so ACORN runs whenever it asks for it.
+    acorn = models.AcornSearchParams(enable=True, max_selectivity=1.0) if plan.acorn else None
+    return models.SearchParams(hnsw_ef=plan.hnsw_ef, exact=plan.exact, acorn=acorn)
+
+
+def _vector(v: np.ndarray) -> list[float]:
+    return np.asarray(v, dtype=np.float32).reshape(-1).tolist()
+
+
+def _point_id(value: str, *, path: str = "ids") -> str:
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        raise InvalidQuery(f"{value!r} is not an asset id (a UUID)", path=path) from None
+
+
+# -- the client and its errors -------------------------------------------------------
+
+
+def _client(where: str, *, api_key: str | None, timeout_s: float) -> QdrantClient:
+    if where == ":memory:":
+        return QdrantClient(location=":memory:")
+    if where.startswith(("http://", "https://")):
+        return QdrantClient(
+            url=where,
+            api_key=api_key,
+            timeout=max(1, math.ceil(timeout_s)),
+            check_compatibility=False,  # it would call the server here; the first call tells
+        )
+    return QdrantClient(path=where)
+
+
+def _redact(where: str) -> str:
+    """The location for messages, without credentials embedded in a URL."""
+    parts = urlsplit(where)
+    if parts.password or parts.username:
+        return parts._replace(netloc=parts.hostname or "").geturl()
+    return where
+
+
+def _transient(cause: BaseException | None) -> bool:
+    if isinstance(cause, UnexpectedResponse):
+        return cause.status_code in _TRANSIENT_STATUS
+    return isinstance(cause, ResponseHandlingException | httpx.TransportError)
+
+
+@contextlib.contextmanager
+def _qdrant_errors(where: str, what: str) -> Iterator[None]:
+    """Map qdrant-client's exceptions (server and local mode) onto Loupe's tree."""
+    try:
+        yield
+    except LoupeError:
+        raise
+    except UnexpectedResponse as exc:
+        status, detail = exc.status_code or 0, _detail(exc)
+        if status in (401, 403):
+            raise IndexUnavailable(
+                f"Qdrant at {where} refused the request ({status}); check LOUPE_QDRANT_API_KEY"
+            ) from exc
+        if status >= 500 or status in (404, 408, 429):
+            raise IndexUnavailable(f"Qdrant at {where} failed to {what}: {detail}") from exc
+        raise InvalidQuery(f"Qdrant cannot {what}: {detail}") from exc
+    except (ResponseHandlingException, httpx.HTTPError) as exc:
+        source = getattr(exc, "source", None) or exc
+        raise IndexUnavailable(f"cannot reach Qdrant at {where}: {source}") from exc
+    except ValueError as exc:  # local mode's way of saying "bad request"
+        raise InvalidQuery(f"Qdrant cannot {what}: {exc}") from exc
+
+
+def _detail(exc: UnexpectedResponse) -> str:
+    try:
+        body = json.loads(exc.content)
+        return str(body.get("status", {}).get("error") or body)
+    except (ValueError, AttributeError):
+        return f"{exc.status_code} {exc.reason_phrase}"
