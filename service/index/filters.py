@@ -119,7 +119,7 @@ def parse_timestamp(value: str) -> str | None:
     if not _TIMESTAMP.match(value):
         return None
     try:
-        moment = datetime.fromisoformat(value)
+        moment = datetime.fromisoformat(value.upper())  # RFC 3339 allows `t` and `z`
     except ValueError:
         return None
     if moment.tzinfo is None:
