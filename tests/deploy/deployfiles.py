@@ -183,3 +183,10 @@ def final_stage() -> list[tuple[str, str]]:
     instructions = list(dockerfile_instructions())
     last_from = max(i for i, (ins, _) in enumerate(instructions) if ins == "FROM")
     return instructions[last_from:]
+
+
+def check_api_keys(raw: str, where: str) -> None:
+    """The service's own parser accepts the LOUPE_API_KEYS value (scopes, key length)."""
+    from service.auth import parse_keys
+
+    assert parse_keys(raw), f"{where}: LOUPE_API_KEYS holds no key"

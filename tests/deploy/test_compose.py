@@ -31,6 +31,7 @@ from tests.deploy.deployfiles import (
     ENV_EXAMPLE,
     INTERPOLATION,
     NGINX_CONF,
+    check_api_keys,
     check_loupe_vars,
     check_replication,
     compose_doc,
@@ -140,6 +141,15 @@ def test_env_example_sets_every_required_variable() -> None:
     for path in COMPOSE_FILES:
         missing = _required_names(path.read_text()) - example
         assert not missing, f"{path.name} requires {sorted(missing)}, which deploy/.env.example does not set"
+
+
+def test_env_example_api_keys_are_valid() -> None:
+    example = dict(
+        line.split("=", 1)
+        for line in ENV_EXAMPLE.read_text().splitlines()
+        if "=" in line and not line.lstrip().startswith("#")
+    )
+    check_api_keys(example["LOUPE_API_KEYS"], "deploy/.env.example")
 
 
 def _loupe_services(path: Path) -> dict[str, dict[str, Any]]:

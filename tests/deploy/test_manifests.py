@@ -24,6 +24,7 @@ from tests.deploy.deployfiles import (
     K8S_VERSIONS,
     OVERLAYS,
     ROOT,
+    check_api_keys,
     check_loupe_vars,
     check_replication,
     final_stage,
@@ -227,7 +228,7 @@ def test_cluster_overlay_scales_on_cpu_against_qdrant_and_postgres() -> None:
     assert urlsplit(config["LOUPE_QDRANT_URL"]).hostname == "qdrant"
     secrets = {k: v for s in _kind(docs, "Secret") for k, v in s.get("stringData", {}).items()}
     assert secrets["LOUPE_DATABASE_URL"].startswith("postgresql+psycopg://")
-    assert "LOUPE_API_KEYS" in secrets
+    check_api_keys(secrets["LOUPE_API_KEYS"], "deploy/k8s")
     values = _qdrant_values()
     check_replication(config, values["replicaCount"], "k8s cluster overlay")
     collection = values["config"]["storage"]["collection"]
