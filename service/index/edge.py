@@ -309,7 +309,10 @@ def _edge_node(node: Condition | Filter) -> Any:
         return _edge_filter(node)
     key = qdrant_key(node.key)
     if node.eq is not None:
-        return qe.FieldCondition(key, match=qe.MatchValue(node.eq))
+        # qdrant-edge 0.9 reads a Python bool as the integer 1 (bool subclasses int), which
+        # matches nothing; numpy's bool reaches the engine as a bool.
+        value: Any = np.bool_(node.eq) if isinstance(node.eq, bool) else node.eq
+        return qe.FieldCondition(key, match=qe.MatchValue(value))
     if node.any_of is not None:
         return qe.FieldCondition(key, match=qe.MatchAny(list(node.any_of)))
     if node.match is not None:
