@@ -54,6 +54,7 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator, model_vali
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.sql import ColumnElement, FromClause
+from sqlalchemy.types import NullType
 
 from connectors.base import AssetRecord, Blob, ConnectorConfig, Listing, register
 from connectors.s3 import S3Client, S3Connection
@@ -276,6 +277,8 @@ def json_value(value: Any, kind: ColumnKind = "") -> Any:
         return _SKIP
     if kind and isinstance(value, str | int):
         value = _declared(value, kind)
+        if value is None:
+            return _SKIP  # JSON null is NULL too
     if isinstance(value, bool | int | str):
         return value
     if isinstance(value, float | Decimal):
@@ -413,11 +416,34 @@ def _sql_errors(mask: _Masker, doing: str, *, error: type[LoupeError] = SourceEr
     except sa_exc.NoSuchModuleError:
         raise InvalidConfig(f"no SQLAlchemy driver for {mask.where}; install its package") from None
     except (sa_exc.DBAPIError, sa_exc.TimeoutError) as exc:
+        message = mask(f"{doing}: {_driver_message(exc)}")
+        if _is_timeout(exc):
+            raise SourceError(
+                f"{message}; the query ran past statement_timeout_s: raise it, or index the "
+                "key and cursor columns"
+            ) from None
         lost = isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
-        kind = SourceError if lost else error
-        raise kind(mask(f"{doing}: {_driver_message(exc)}")) from None
+        raise (SourceError if lost else error)(message) from None
     except (sa_exc.SQLAlchemyError, ImportError) as exc:
         raise error(mask(f"{doing}: {_driver_message(exc)}")) from None
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    orig = getattr(exc, "orig", None)
+    if getattr(orig, "sqlstate", None) == "57014":  # PostgreSQL: query_canceled
+        return True
+    args: tuple[Any, ...] = getattr(orig, "args", ())
+    # MariaDB max_statement_time, MySQL max_execution_time
+    return bool(args) and args[0] in (1969, 3024)
+
+
+def _bind(value: Any) -> Any:
+    """An untyped bound parameter: the driver sends the value as the row gave it.
+
+    A typed one makes SQLAlchemy add casts (`$1::VARCHAR`) that fail against a
+    key read from the index as text, or shift a timestamp's zone.
+    """
+    return sa.bindparam(None, value, type_=NullType())
 
 
 # -- the connector -------------------------------------------------------------
@@ -552,9 +578,10 @@ class SQLConnector:
             stmt = stmt.where(cur.is_not(None))
             if after is not None:
                 # `cur >= last` keeps the index range scan; the OR breaks ties by key.
-                stmt = stmt.where(cur >= after[0], sa.or_(cur > after[0], key > after[1]))
+                last, last_key = _bind(after[0]), _bind(after[1])
+                stmt = stmt.where(cur >= last, sa.or_(cur > last, key > last_key))
         elif after is not None:
-            stmt = stmt.where(key > after[1])
+            stmt = stmt.where(key > _bind(after[1]))
         stmt = stmt.where(key.is_not(None)).order_by(*order).limit(c.chunk_size)
         with self._read_only(f"listing {plan.label}") as conn:
             return conn.execute(stmt).all()
@@ -614,7 +641,7 @@ class SQLConnector:
         # Hints carry the typed key; a record rebuilt from the index has only its text.
         key = record.hints.get("key", record.key)
         col = plan.columns[c.bytes_column or ""]
-        stmt = sa.select(col).select_from(plan.source).where(plan.columns[c.key] == key)
+        stmt = sa.select(col).select_from(plan.source).where(plan.columns[c.key] == _bind(key))
         with self._read_only(f"reading {record.key!r}") as conn:
             with _sql_errors(self.mask, f"reading row {record.key!r}", error=AssetError):
                 data = conn.execute(stmt.limit(2)).scalars().all()
@@ -763,8 +790,7 @@ def _reflect(conn: Connection, table: str) -> tuple[FromClause, dict[str, Column
         known = ", ".join(sorted(tables + views)[:50]) or "(none)"
         raise InvalidConfig(f"table {table!r} not found; tables here: {known}") from None
     kinds = {c["name"]: _kind(c["type"]) for c in reflected}
-    if conn.dialect.name in ("mysql", "mariadb"):
-        kinds.update(_mariadb_json_columns(inspector, name, schema or None))
+    kinds.update(_mariadb_json_columns(conn, name, schema or None))
     # Untyped columns: values arrive as the driver reads them, the same in table and
     # query mode, and a cursor binds back exactly as it was read.
     source = sa.table(name, *(sa.column(c["name"]) for c in reflected), schema=schema or None)
@@ -774,7 +800,8 @@ def _reflect(conn: Connection, table: str) -> tuple[FromClause, dict[str, Column
 def _kind(type_: Any) -> ColumnKind:
     if isinstance(type_, sa.JSON):
         return "json"
-    if isinstance(type_, sa.Boolean) or getattr(type_, "display_width", None) == 1:
+    tinyint_1 = type(type_).__name__ == "TINYINT" and getattr(type_, "display_width", None) == 1
+    if isinstance(type_, sa.Boolean) or tinyint_1:
         return "bool"  # MySQL's BOOLEAN is TINYINT(1)
     if isinstance(type_, sa.DateTime):
         return "datetime"
@@ -783,14 +810,23 @@ def _kind(type_: Any) -> ColumnKind:
     return ""
 
 
-def _mariadb_json_columns(inspector: Any, table: str, schema: str | None) -> dict[str, ColumnKind]:
-    # MariaDB's JSON is LONGTEXT with a json_valid() check; the check is the only trace.
-    out: dict[str, ColumnKind] = {}
-    for check in inspector.get_check_constraints(table, schema=schema):
-        m = re.fullmatch(r"\s*json_valid\(`?([^`()]+)`?\)\s*", check.get("sqltext") or "")
-        if m:
-            out[m.group(1)] = "json"
-    return out
+def _mariadb_json_columns(conn: Connection, table: str, schema: str | None) -> dict[str, ColumnKind]:
+    """Columns declared JSON on MariaDB, where JSON is LONGTEXT plus a json_valid() check.
+
+    SQLAlchemy does not reflect column-level checks, so read them from
+    information_schema (MariaDB's has TABLE_NAME; MySQL has a real JSON type).
+    """
+    if not getattr(conn.dialect, "is_mariadb", False):
+        return {}
+    rows = conn.execute(
+        sa.text(
+            "SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS "
+            "WHERE CONSTRAINT_SCHEMA = COALESCE(:schema, DATABASE()) AND TABLE_NAME = :table"
+        ),
+        {"schema": schema, "table": table},
+    )
+    found = (re.fullmatch(r"\s*json_valid\(`?([^`()]+)`?\)\s*", clause or "") for (clause,) in rows)
+    return {m.group(1): "json" for m in found if m}
 
 
 def _probe(conn: Connection, query: str) -> tuple[FromClause, dict[str, ColumnKind], str]:
