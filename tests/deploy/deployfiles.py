@@ -190,3 +190,20 @@ def check_api_keys(raw: str, where: str) -> None:
     from service.auth import parse_keys
 
     assert parse_keys(raw), f"{where}: LOUPE_API_KEYS holds no key"
+
+
+def check_settings(env: dict[str, str], monkeypatch: pytest.MonkeyPatch, where: str) -> Any:
+    """Settings built from exactly these LOUPE_* variables: the values, not only the names, must fit."""
+    from pydantic import ValidationError
+
+    from service.config import Settings
+
+    for name in [n for n in os.environ if n.startswith("LOUPE_")]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        if name.startswith("LOUPE_"):
+            monkeypatch.setenv(name, value)
+    try:
+        return Settings(_env_file=None)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        pytest.fail(f"{where}: Settings rejects the environment: {exc}")

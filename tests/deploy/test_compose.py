@@ -34,6 +34,7 @@ from tests.deploy.deployfiles import (
     check_api_keys,
     check_loupe_vars,
     check_replication,
+    check_settings,
     compose_doc,
     compose_services,
     dockerfile_args,
@@ -123,6 +124,18 @@ def test_docker_compose_accepts_the_file_with_the_example_env(path: Path) -> Non
     for name, service in config["services"].items():
         for key, value in _env(service).items():
             assert value, f"{path.name}: {name}.{key} is empty with deploy/.env.example"
+
+
+@pytest.mark.parametrize("path", COMPOSE_FILES, ids=lambda p: p.name)
+def test_loupe_settings_accept_the_compose_environment(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, service in _compose_config(path)["services"].items():
+        if "build" not in service:
+            continue
+        env = _env(service)
+        settings = check_settings(env, monkeypatch, f"{path.name} {name}")
+        assert settings.qdrant_url == env["LOUPE_QDRANT_URL"] and settings.api_keys
+        if "LOUPE_INDEX__REPLICATION_FACTOR" in env:
+            assert settings.index.replication_factor == int(env["LOUPE_INDEX__REPLICATION_FACTOR"])
 
 
 @pytest.mark.parametrize("path", COMPOSE_FILES, ids=lambda p: p.name)

@@ -27,6 +27,7 @@ from tests.deploy.deployfiles import (
     check_api_keys,
     check_loupe_vars,
     check_replication,
+    check_settings,
     final_stage,
     find_tool,
     image_is_pinned,
@@ -207,6 +208,37 @@ def test_deployment_probes_hit_health(overlay: str) -> None:
 def _config_data(docs: tuple[dict[str, Any], ...]) -> dict[str, str]:
     (config,) = _kind(docs, "ConfigMap")
     return config["data"]
+
+
+def _container_env(docs: tuple[dict[str, Any], ...], container: dict[str, Any]) -> dict[str, str]:
+    """What the container's environment will hold, resolved from the rendered ConfigMaps and Secrets."""
+    sources = {
+        (d["kind"], d["metadata"]["name"]): {**d.get("data", {}), **d.get("stringData", {})} for d in docs
+    }
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        for kind, ref in (("ConfigMap", "configMapRef"), ("Secret", "secretRef")):
+            if ref in source:
+                env.update(sources[(kind, source[ref]["name"])])
+    for item in container.get("env", []):
+        if "value" in item:
+            env[item["name"]] = item["value"]
+        for ref, kind in (("configMapKeyRef", "ConfigMap"), ("secretKeyRef", "Secret")):
+            if ref in item.get("valueFrom", {}):
+                key = item["valueFrom"][ref]
+                env[item["name"]] = sources[(kind, key["name"])][key["key"]]
+    return env
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_loupe_settings_accept_the_pod_environment(overlay: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    docs = _rendered(overlay)
+    (deployment,) = _kind(docs, "Deployment")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = _container_env(docs, container)
+    settings = check_settings(env, monkeypatch, f"k8s {overlay}")
+    assert str(settings.home) == env["LOUPE_HOME"]
+    assert (settings.qdrant_url is None) == (overlay == "embedded")
 
 
 def test_cluster_overlay_scales_on_cpu_against_qdrant_and_postgres() -> None:
