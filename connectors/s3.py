@@ -179,6 +179,11 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
 # -- errors ---------------------------------------------------------------
 
 
+def _one_line(exc: BaseException) -> str:
+    """botocore's message on one line: details end up in JSON bodies and CLI output."""
+    return " ".join(str(exc).split())
+
+
 @contextlib.contextmanager
 def _s3_errors(*, endpoint: str, bucket: str | None, key: str | None = None) -> Iterator[None]:
     """Translate botocore errors: source-wide ones to SourceError, one object's to AssetError.
@@ -192,21 +197,21 @@ def _s3_errors(*, endpoint: str, bucket: str | None, key: str | None = None) -> 
         raise _client_error(exc, where=where, bucket=bucket, key=key) from exc
     except (NoCredentialsError, PartialCredentialsError, ProfileNotFound) as exc:
         raise SourceError(
-            f"no usable credentials for {where} ({exc}); set access_key_id and "
+            f"no usable credentials for {where} ({_one_line(exc)}); set access_key_id and "
             "secret_access_key, a profile, or the standard AWS environment variables"
         ) from exc
     except CredentialRetrievalError as exc:
         raise SourceError(
-            f"no usable credentials for {where} ({exc}); check role_arn and that the "
+            f"no usable credentials for {where} ({_one_line(exc)}); check role_arn and that the "
             "source's credentials may assume it"
         ) from exc
     except (BotoConnectionError, HTTPClientError, IncompleteReadError) as exc:
         raise SourceError(
-            f"cannot reach the S3 endpoint {endpoint} ({exc}); check endpoint_url and the "
-            "network, and that the server is running"
+            f"cannot reach the S3 endpoint {endpoint} ({_one_line(exc)}); check endpoint_url, "
+            "the network, and that the server is running"
         ) from exc
     except BotoCoreError as exc:
-        raise SourceError(f"S3 client error for {where}: {exc}") from exc
+        raise SourceError(f"S3 client error for {where}: {_one_line(exc)}") from exc
 
 
 def _client_error(
