@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 from tests.deploy.deployfiles import (
@@ -50,3 +51,13 @@ def test_documented_variables_are_settings() -> None:
     # The deploy files are written against these names (issue 9); this fails
     # if the service renames or drops one the deploy side depends on.
     check_loupe_vars(DOCUMENTED_VARS, "the documented LOUPE_* list")
+
+
+def test_readme_source_examples_are_valid_source_configs() -> None:
+    from connectors.base import parse_config
+
+    bodies = [json.loads(b) for b in re.findall(r"-d '(\{.*?\})'", README.read_text())]
+    sources = [b for b in bodies if "kind" in b]
+    assert sources, "the guide shows no source to add"
+    for body in sources:
+        parse_config(body["kind"], body["config"])  # raises on a field the connector does not take
