@@ -6,6 +6,7 @@ import logging
 import os
 import socket
 import threading
+import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -191,6 +192,10 @@ class Catalog:
     # -- assets ----------------------------------------------------------
 
     def get_asset(self, asset_id: str) -> dict[str, Any]:
+        try:
+            uuid.UUID(asset_id)
+        except ValueError:
+            raise AssetNotFound(f"no asset with id {asset_id!r} (asset ids are UUIDs)") from None
         recs = self.index.retrieve([asset_id])
         if not recs:
             raise AssetNotFound(f"no asset with id {asset_id!r}")
@@ -263,9 +268,10 @@ class Catalog:
             offset=0,
             score_threshold=req.score_threshold,
         )
-        hits = [h for h in hits if h.id not in exclude]
-        page = hits[req.offset : req.offset + req.limit]
-        more = len(hits) > req.offset + req.limit or len(hits) == want - len(exclude)
+        kept = [h for h in hits if h.id not in exclude]
+        page = kept[req.offset : req.offset + req.limit]
+        # A full answer from the index means there may be more beyond it.
+        more = len(kept) > req.offset + req.limit or len(hits) == want
         out = [
             {"id": h.id, "score": float(h.score), "asset": asset_from_payload(h.id, h.payload)} for h in page
         ]
