@@ -273,6 +273,16 @@ class EdgeIndex:
         array = None if vector is None else np.asarray(vector, dtype=np.float32)
         return Record(id=str(r.id), payload=r.payload or {}, vector=array)
 
+    def stats(self) -> dict[str, int]:
+        """Points, vectors already in the HNSW graph, and segments of the live shard."""
+        with self._store.shard() as shard, edge_errors("read the shard info"):
+            info = shard.info()
+        return {
+            "points": info.points_count,
+            "indexed_vectors": info.indexed_vectors_count,
+            "segments": info.segments_count,
+        }
+
     # -- optimize, flush, close -------------------------------------------
 
     def optimize(self) -> None:

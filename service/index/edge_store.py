@@ -111,7 +111,10 @@ class EdgeStore:
                 shutil.rmtree(stale, ignore_errors=True)  # an optimize's copy left by a crash
         if current is not None:
             with edge_errors(f"load the index at {self.path / current}"):
-                return self.path / current, qe.EdgeShard.load(str(self.path / current))
+                shard = qe.EdgeShard.load(str(self.path / current))
+            if not (self.path / "CURRENT").exists():
+                _write_current(self.path, current)
+            return self.path / current, shard
         shard_dir = self.path / "shard-1"
         with edge_errors(f"create the index at {shard_dir}"):
             shard = qe.EdgeShard.create(str(shard_dir), config)
