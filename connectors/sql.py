@@ -36,7 +36,7 @@ import builtins
 import hashlib
 import json
 import math
-import os
+import posixpath
 import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -268,11 +268,14 @@ def _quote_end(sql: str, i: int, *, backslash: bool) -> int:
 # -- values: metadata, versions, cursors ------------------------------------------
 
 _SKIP = object()
+_PLAIN = frozenset({str, int, bool})
 ColumnKind = Literal["json", "bool", "datetime", "date", ""]
 
 
 def json_value(value: Any, kind: ColumnKind = "") -> Any:
     """A column value as JSON-safe metadata, or `_SKIP` (NULL, NaN, binary)."""
+    if not kind and type(value) in _PLAIN:
+        return value  # the common case, first: this runs for every cell
     if value is None or isinstance(value, bytes | bytearray | memoryview):
         return _SKIP
     if kind and isinstance(value, str | int):
@@ -455,7 +458,9 @@ class _Plan:
 
     source: FromClause
     columns: Mapping[str, ColumnElement[Any]]
-    metadata: list[tuple[str, ColumnKind]]
+    metadata: list[tuple[str, int, ColumnKind]]  # name, position in `selected`, kind
+    selected: list[Any]
+    pos: Mapping[str, int]  # position of each selected column in a row
     cursor_kind: ColumnKind
     label: str
 
@@ -521,9 +526,29 @@ class SQLConnector:
         wanted = self.config.columns or [
             c for c in columns if c not in (self.config.key, self._content_column)
         ]
-        metadata = [(c, kinds.get(c, "")) for c in wanted]
-        cursor_kind = kinds.get(self.config.cursor or "", "")
-        return _Plan(source=source, columns=columns, metadata=metadata, cursor_kind=cursor_kind, label=label)
+        selected, pos = self._selection(columns, wanted)
+        return _Plan(
+            source=source,
+            columns=columns,
+            metadata=[(name, pos[name], kinds.get(name, "")) for name in wanted],
+            selected=selected,
+            pos=pos,
+            cursor_kind=kinds.get(self.config.cursor or "", ""),
+            label=label,
+        )
+
+    def _selection(
+        self, cols: Mapping[str, ColumnElement[Any]], wanted: Sequence[str]
+    ) -> tuple[builtins.list[Any], dict[str, int]]:
+        """What a page selects, and where each column sits in a row (read by position: fast)."""
+        c = self.config
+        candidates = dict.fromkeys([c.key, *wanted, c.cursor, c.uri_column])
+        names = [n for n in candidates if n is not None]
+        selected: builtins.list[Any] = [cols[n] for n in names]
+        if c.bytes_column is not None:
+            names.append(_SIZE_LABEL)
+            selected.append(sa.func.length(cols[c.bytes_column]).label(_SIZE_LABEL))
+        return selected, {n: i for i, n in enumerate(names)}
 
     @property
     def _content_column(self) -> str:
@@ -565,14 +590,15 @@ class SQLConnector:
                 yield self._record(plan, row)
             if len(rows) < self.config.chunk_size:
                 return
-            last = rows[-1]._mapping
-            after = (last[self.config.cursor] if self.config.cursor else None, last[self.config.key])
+            last = rows[-1]
+            cursor = last[plan.pos[self.config.cursor]] if self.config.cursor else None
+            after = (cursor, last[plan.pos[self.config.key]])
 
     def _page(self, plan: _Plan, after: tuple[Any, Any] | None) -> Sequence[sa.Row[Any]]:
         c, cols = self.config, plan.columns
         key = cols[c.key]
         order = [key] if c.cursor is None else [cols[c.cursor], key]
-        stmt = sa.select(*self._selected(plan)).select_from(plan.source)
+        stmt = sa.select(*plan.selected).select_from(plan.source)
         if c.cursor is not None:
             cur = cols[c.cursor]
             stmt = stmt.where(cur.is_not(None))
@@ -586,37 +612,25 @@ class SQLConnector:
         with self._read_only(f"listing {plan.label}") as conn:
             return conn.execute(stmt).all()
 
-    def _selected(self, plan: _Plan) -> Sequence[Any]:
-        c, cols = self.config, plan.columns
-        names = dict.fromkeys([c.key, *(m for m, _ in plan.metadata)])
-        if c.cursor is not None:
-            names[c.cursor] = None
-        if c.uri_column is not None:
-            names[c.uri_column] = None
-        selected: builtins.list[Any] = [cols[n] for n in names]
-        if c.bytes_column is not None:
-            selected.append(sa.func.length(cols[c.bytes_column]).label(_SIZE_LABEL))
-        return selected
-
     def _record(self, plan: _Plan, row: sa.Row[Any]) -> AssetRecord:
-        c, values = self.config, row._mapping
-        key = values[c.key]
+        c, pos = self.config, plan.pos
+        key = row[pos[c.key]]
         metadata: dict[str, Any] = {}
-        for name, kind in plan.metadata:
-            v = json_value(values[name], kind)
+        for name, i, kind in plan.metadata:
+            v = json_value(row[i], kind)
             if v is not _SKIP:
                 metadata[name] = v
-        size = values[_SIZE_LABEL] if c.bytes_column is not None else None
-        uri = self._uri_of(key, values[c.uri_column] if c.uri_column else None)
+        size = row[pos[_SIZE_LABEL]] if c.bytes_column is not None else None
+        uri = self._uri_of(key, row[pos[c.uri_column]] if c.uri_column else None)
         digest = _row_hash(uri, size, metadata)
-        cursor_value = values[c.cursor] if c.cursor else None
+        cursor_value = row[pos[c.cursor]] if c.cursor else None
         return AssetRecord(
             key=key_text(key),
             uri=uri,
             version=digest if c.cursor is None else f"{key_text(cursor_value)}|{digest}",
             size_bytes=size,
             modified_at=_aware(cursor_value, plan.cursor_kind),
-            media_type=media_type(urlsplit(uri).path) if c.uri_column else None,
+            media_type=media_type(uri.split("?", 1)[0].split("#", 1)[0]) if c.uri_column else None,
             metadata=metadata,
             cursor=encode_cursor(column=c.cursor, value=cursor_value, key=key) if c.cursor else None,
             hints={"key": key},
@@ -628,10 +642,12 @@ class SQLConnector:
         text = "" if raw is None else str(raw).strip()
         if not text or "://" in text or self.config.root is None:
             return text
-        # A plain path: lexically under the root here, checked for real (links) in fetch.
-        path = os.path.normpath(self.config.root / text)
-        inside = Path(path).is_relative_to(self.config.root)
-        return Path(path).as_uri() if inside else text
+        # A plain path: lexically under the root here (string ops: this runs per row),
+        # checked for real, links included, in fetch.
+        root = str(self.config.root)
+        path = posixpath.normpath(posixpath.join(root, text))
+        inside = path.startswith(root.rstrip("/") + "/")
+        return "file://" + quote(path) if inside else text
 
     # -- fetching ------------------------------------------------------------------
 

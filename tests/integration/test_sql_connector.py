@@ -765,5 +765,61 @@ def test_source_config_round_trips_through_the_state_store_shape(db: TestDB) -> 
     table = _frames(db, 3)
     conn = source(db, table=table.name, key="id", uri_column="path", cursor="updated_at")
     again = build("photos", "sql", conn.config.stored())
-    assert [r.key for r in listed(again)] == ["0", "1", "2"]  # type: ignore[attr-defined]
+    assert isinstance(again, SQLConnector)
+    assert [r.key for r in listed(again)] == ["0", "1", "2"]
 
+
+
+# -- through the catalog: what the acceptance check does, at small scale ----------------
+
+
+def test_a_postgres_table_syncs_into_the_catalog_incrementally(
+    pg_db: TestDB, tmp_path: Path, fake_catalog: Any
+) -> None:
+    root = tmp_path / "frames"
+    root.mkdir()
+    base = datetime(2024, 3, 1, tzinfo=UTC)
+
+    def row(i: int) -> dict[str, Any]:
+        Image.new("RGB", (16, 12), (i * 4 % 256, 90, 200 - i)).save(root / f"{i}.png")
+        return {
+            "id": i, "path": f"{i}.png", "camera": "north" if i % 2 else "south",
+            "site": f"site-{i % 3}", "split": "train", "label": ["bike", "car", "person"][i % 3],
+            "score": Decimal(i) / 40, "updated_at": base + timedelta(hours=i),
+        }  # fmt: skip
+
+    table = new_table(
+        pg_db,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("path", sa.Text),
+        sa.Column("camera", sa.Text),
+        sa.Column("site", sa.Text),
+        sa.Column("split", sa.Text),
+        sa.Column("label", sa.Text),
+        sa.Column("score", sa.Numeric(6, 3)),
+        sa.Column("updated_at", sa.DateTime(timezone=True)),
+        rows=[row(i) for i in range(40)],
+    )
+    config = {"url": pg_db.url, "table": table.name, "key": "id", "uri_column": "path",
+              "cursor": "updated_at", "root": str(root), "chunk_size": 16}  # fmt: skip
+    fake_catalog.add_source("frames", "sql", config)
+    assert fake_catalog.public_source(fake_catalog.state.get_source("frames"))["config"]["url"] == "**********"
+
+    first = fake_catalog.sync("frames")
+    assert (first.state, first.counts["added"], first.counts["failed"]) == ("succeeded", 40, 0)
+    assert fake_catalog.count({"camera": "north"}) == 20
+    assert fake_catalog.count({"label": {"in": ["bike", "car"]}}) == 27
+    assert fake_catalog.count({"score": {"gte": 0.5}}) == 20
+
+    with pg_db.engine.begin() as c:
+        c.execute(table.insert(), [row(i) for i in range(40, 45)])
+    second = fake_catalog.sync("frames")
+    assert (second.counts["seen"], second.counts["added"]) == (5, 5)
+
+    with pg_db.engine.begin() as c:
+        c.execute(table.delete().where(table.c.id == 7))
+    full = fake_catalog.sync("frames", full=True)
+    assert (full.counts["seen"], full.counts["missing"], full.counts["added"]) == (44, 1, 0)
+    (asset,), _ = fake_catalog.list_assets(filter={"key": "3"}, limit=5, cursor=None)
+    data, media = fake_catalog.content(asset["id"])
+    assert data == (root / "3.png").read_bytes() and media == "image/png"
