@@ -1,0 +1,1 @@
+"""Loupe's reproducible performance benchmarks (`python -m benchmarks.run`, `make bench`)."""
