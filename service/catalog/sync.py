@@ -214,8 +214,11 @@ class SyncPipeline:
 
     def _prepared(self, todo: list[_Work]) -> Iterator[tuple[_Work, _Ready | None]]:
         """Fetch+decode+preprocess ahead of the consumer, yielding in listing order."""
-        ahead = max(self.settings.batch_size * 3, self.settings.fetch_workers * 2)
-        pool = ThreadPoolExecutor(self.settings.fetch_workers, thread_name_prefix="loupe-fetch")
+        # A source may bound its own download concurrency (e.g. an S3 source's max_concurrency).
+        workers = getattr(getattr(self.connector, "config", None), "max_concurrency", None)
+        workers = int(workers or self.settings.fetch_workers)
+        ahead = max(self.settings.batch_size * 3, workers * 2)
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="loupe-fetch")
         pending: deque[tuple[_Work, Future[_Ready]]] = deque()
         items = iter(todo)
         try:
