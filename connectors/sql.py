@@ -21,19 +21,23 @@ Choices a user can see:
   "2024-05-01T10:00:00+00:00"], "key": ["int", 42]}`. Values are tagged so they
   bind back with their type; the key breaks ties between rows sharing a cursor
   value. A cursor saved for another column is ignored (a full listing follows).
-  Rows whose cursor or key is NULL are not listed.
+  Rows whose cursor or key is NULL are not listed; a row committed late with a
+  cursor value below the saved one (a clock set by the writer) waits for `--full`.
 - `version` is a hash of the row as listed (URI or byte length, metadata),
   prefixed by the cursor value when there is a cursor column.
 
 Queries pass three guards: a conservative scan that refuses anything but one
-SELECT/WITH statement, a read-only transaction where the database has one, and
-a statement timeout. The database role's grants remain the last word.
+SELECT/WITH statement, a read-only transaction (PostgreSQL, MariaDB/MySQL;
+SQLite connections are `query_only`), and a statement timeout (PostgreSQL,
+MariaDB/MySQL). Other databases get the scan alone; the role's grants remain
+the last word everywhere.
 """
 
 from __future__ import annotations
 
 import builtins
 import hashlib
+import itertools
 import json
 import math
 import posixpath
@@ -118,7 +122,8 @@ class SQLConfig(ConnectorConfig):
         if (self.uri_column is None) == (self.bytes_column is None):
             raise ValueError("give exactly one of `uri_column` and `bytes_column`")
         if self.query is not None:
-            self.query = read_only_query(self.query)
+            backend = make_url(self.url.get_secret_value()).get_backend_name()
+            self.query = read_only_query(self.query, backend=backend)
         return self
 
     def stored(self) -> dict[str, Any]:
@@ -144,38 +149,57 @@ _BANNED_FUNCTIONS = frozenset(
     "load_file".split()
 )
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
+_DOLLAR_TAG = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)?\$")
 
 
 @dataclass(frozen=True, slots=True)
-class _Dialect:
+class _Reading:
     """One way a database may read quotes and comments; the guard must pass under all."""
 
-    backslash: bool  # MySQL string escapes
-    hash_comment: bool  # MySQL `# ...`
-    dollar: bool  # PostgreSQL $tag$ ... $tag$
-    nested: bool  # PostgreSQL nested /* /* */ */
+    backslash: bool  # MySQL: backslash escapes inside quotes
+    hash_comment: bool  # MySQL: `# ...`
+    dollar: bool  # PostgreSQL: $tag$ ... $tag$
+    nested: bool  # PostgreSQL: /* /* */ */ nests
+    dash_space: bool  # MySQL: `--` opens a comment only before whitespace
+    bracket: bool  # SQLite: [identifier]
 
 
-_BOTH = (False, True)
-_DIALECTS = [_Dialect(b, h, d, n) for b in _BOTH for h in _BOTH for d in _BOTH for n in _BOTH]
+# How each database reads quotes and comments; a backslash escapes in MySQL unless
+# NO_BACKSLASH_ESCAPES, and in PostgreSQL inside E'' strings, so both ways there.
+_KNOWN_READINGS = {
+    "postgresql": [_Reading(b, False, True, True, False, False) for b in (False, True)],
+    "mysql": [_Reading(b, True, False, False, True, False) for b in (False, True)],
+    "sqlite": [_Reading(False, False, False, False, False, True)],
+}
+_KNOWN_READINGS["mariadb"] = _KNOWN_READINGS["mysql"]
 
 
-def read_only_query(sql: str) -> str:
+def _readings(sql: str, backend: str | None) -> list[_Reading]:
+    """The backend's readings; for any other database every reading that could differ."""
+    if backend in _KNOWN_READINGS:
+        return _KNOWN_READINGS[backend]
+
+    def both(*triggers: str) -> tuple[bool, ...]:
+        return (False, True) if any(t in sql for t in triggers) else (False,)
+
+    flags = itertools.product(both("\\"), both("#"), both("$"), both("/*"), both("--"), both("["))
+    return [_Reading(*f) for f in flags]
+
+
+def read_only_query(sql: str, *, backend: str | None = None) -> str:
     """`sql` without a trailing `;` if it is one read-only SELECT/WITH statement.
 
-    Quotes and comments are read every way PostgreSQL, MariaDB/MySQL and SQLite
-    may read them, and the query must pass under each reading: when in doubt,
-    refuse. Raises ValueError saying why.
+    Quotes and comments are read the way `backend` (a SQLAlchemy backend name)
+    reads them, or every way when it is unknown, and the query must pass under
+    each reading: when in doubt, refuse. Raises ValueError saying why.
     """
     if "/*!" in sql or "/*M!" in sql:
         raise ValueError("MySQL executable comments (/*! ... */) are not allowed in a query")
-    body = sql
-    for dialect in _DIALECTS:
-        code = _code_only(sql, dialect)
-        stripped = code.rstrip().rstrip(";").rstrip()
-        if ";" in stripped:
+    for reading in _readings(sql, backend):
+        code = _code_only(sql, reading).rstrip().rstrip(";").rstrip()
+        if ";" in code:
             raise ValueError("the query must be a single statement (no `;` between statements)")
-        _check_code(stripped)
+        _check_code(code)
     body = sql.rstrip()
     while body.endswith(";"):
         body = body[:-1].rstrip()
@@ -200,7 +224,7 @@ def _check_code(code: str) -> None:
             )
 
 
-def _code_only(sql: str, d: _Dialect) -> str:
+def _code_only(sql: str, d: _Reading) -> str:
     """`sql` with string literals, quoted identifiers and comments blanked out."""
     out: list[str] = []
     i, n = 0, len(sql)
@@ -217,21 +241,24 @@ def _code_only(sql: str, d: _Dialect) -> str:
     return "".join(out)
 
 
-def _span_end(sql: str, i: int, d: _Dialect) -> int | None:
+def _span_end(sql: str, i: int, d: _Reading) -> int | None:
     """Where the literal or comment starting at `i` ends; None if none starts; -1 if never."""
-    two = sql[i : i + 2]
-    ch = sql[i]
-    if two == "--" or (d.hash_comment and ch == "#"):
+    two, ch = sql[i : i + 2], sql[i]
+    after_dashes = sql[i + 2 : i + 3]
+    dash_comment = two == "--" and (not d.dash_space or after_dashes.isspace() or not after_dashes)
+    if dash_comment or (d.hash_comment and ch == "#"):
         nl = sql.find("\n", i)
         return len(sql) if nl < 0 else nl + 1
     if two == "/*":
         return _block_comment_end(sql, i, nested=d.nested)
     if ch in "'\"`":
-        return _quote_end(sql, i, backslash=d.backslash and ch != "`")
-    if d.dollar and ch == "$":
-        m = re.match(r"\$([A-Za-z_][A-Za-z0-9_]*)?\$", sql[i:])
-        if m and not (i > 0 and (sql[i - 1].isalnum() or sql[i - 1] == "_")):
-            close = sql.find(m.group(0), i + len(m.group(0)))
+        return _quote_end(sql, i, close=ch, backslash=d.backslash and ch != "`")
+    if d.bracket and ch == "[":
+        return _quote_end(sql, i, close="]", backslash=False)
+    if d.dollar and ch == "$" and not (i > 0 and (sql[i - 1].isalnum() or sql[i - 1] == "_")):
+        m = _DOLLAR_TAG.match(sql, i)
+        if m:
+            close = sql.find(m.group(0), m.end())
             return -1 if close < 0 else close + len(m.group(0))
     return None
 
@@ -250,8 +277,8 @@ def _block_comment_end(sql: str, i: int, *, nested: bool) -> int:
     return -1
 
 
-def _quote_end(sql: str, i: int, *, backslash: bool) -> int:
-    q, j = sql[i], i + 1
+def _quote_end(sql: str, i: int, *, close: str, backslash: bool) -> int:
+    q, j = close, i + 1
     while j < len(sql):
         c = sql[j]
         if backslash and c == "\\":

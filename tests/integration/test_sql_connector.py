@@ -465,6 +465,14 @@ def _table_scans(db: TestDB, table: str) -> tuple[int, int]:
         time.sleep(0.05)
 
 
+def test_a_growing_id_can_be_both_key_and_cursor(db: TestDB) -> None:
+    table = _frames(db, 9)
+    conn = source(db, table=table.name, key="id", uri_column="path", cursor="id", chunk_size=4)
+    records = listed(conn)
+    assert [r.key for r in records] == [str(i) for i in range(9)]
+    assert [r.key for r in listed(conn, cursor=records[4].cursor)] == ["5", "6", "7", "8"]
+
+
 def test_a_row_deleted_between_syncs_is_absent_from_a_full_listing(db: TestDB) -> None:
     table = _frames(db, 6)
     conn = source(db, table=table.name, key="id", uri_column="path", chunk_size=4)
@@ -537,46 +545,66 @@ def test_a_select_query_lists_and_resumes_by_cursor(db: TestDB) -> None:
     assert [r.key for r in listed(conn, cursor=records[6].cursor)] == [str(i) for i in range(7, 12)]
 
 
-@pytest.mark.parametrize(
-    "query",
-    [
-        "DELETE FROM t",
-        "SELECT 1; DROP TABLE t",
-        "SELECT 1 AS id; -- ok\n DELETE FROM t",
-        "WITH gone AS (DELETE FROM t RETURNING *) SELECT * FROM gone",
-        "SELECT * INTO t2 FROM t",
-        "SELECT * FROM t FOR UPDATE",
-        "SELECT * FROM t FOR SHARE",
-        "SELECT * FROM t LOCK IN SHARE MODE",
-        "SELECT 1) AS src; DROP TABLE t; --",
-        "SELECT 'a\\'; DROP TABLE t; --'",  # MySQL reads a backslash escape, PostgreSQL does not
-        "SELECT 1 # '\n; DROP TABLE t; SELECT '",  # a comment in MySQL, an operator elsewhere
-        "SELECT $$ ; $$; DROP TABLE t",
-        "SELECT /*! 1; DROP TABLE t */ 1",
-        "SELECT setval('s', 1)",
-        "SELECT 'unterminated",
-        "UPDATE t SET a = 1",
-        "",
-    ],
-)
-def test_a_query_that_is_not_one_read_only_select_is_refused(query: str) -> None:
-    config = {"url": "sqlite:///x.db", "query": query, "key": "id", "uri_column": "path"}
-    with pytest.raises(InvalidConfig, match="query"):
-        build("photos", "sql", config)
+URLS = {
+    "postgresql": "postgresql+psycopg://u:p@127.0.0.1/db",
+    "mysql": "mysql+pymysql://u:p@127.0.0.1/db",
+    "sqlite": "sqlite:///x.db",
+    "other": "oracle://u:p@127.0.0.1/db",  # no driver needed to validate: every reading applies
+}
+EVERYWHERE = ("postgresql", "mysql", "sqlite", "other")
 
 
 @pytest.mark.parametrize(
-    "query",
+    ("backends", "query"),
     [
-        "select * from t;",
-        "WITH x AS (SELECT 1 AS id) SELECT * FROM x",
-        "SELECT 'a;b' AS s, \"update\" FROM t -- DELETE",
-        "SELECT id::text, replace(path, 'a', 'b') FROM t /* INSERT */",
-        "(SELECT 1 AS id)",
+        (EVERYWHERE, "DELETE FROM t"),
+        (EVERYWHERE, "SELECT 1; DROP TABLE t"),
+        (EVERYWHERE, "SELECT 1 AS id; -- ok\n DELETE FROM t"),
+        (EVERYWHERE, "WITH gone AS (DELETE FROM t RETURNING *) SELECT * FROM gone"),
+        (EVERYWHERE, "SELECT * INTO t2 FROM t"),
+        (EVERYWHERE, "SELECT * FROM t FOR UPDATE"),
+        (EVERYWHERE, "SELECT * FROM t FOR SHARE"),
+        (EVERYWHERE, "SELECT * FROM t LOCK IN SHARE MODE"),
+        (EVERYWHERE, "SELECT 1) AS src; DROP TABLE t; --"),
+        (EVERYWHERE, "SELECT setval('s', 1)"),
+        (EVERYWHERE, "SELECT 'unterminated"),
+        (EVERYWHERE, "UPDATE t SET a = 1"),
+        (EVERYWHERE, ""),
+        (EVERYWHERE, "SELECT /*! 1; DROP TABLE t */ 1"),
+        # Quoting tricks aimed at one database's reading of quotes and comments:
+        (("mysql", "other"), "SELECT 'a\\'; DROP TABLE t; --'"),  # a backslash escape
+        (("mysql", "other"), "SELECT 1 # '\n; DROP TABLE t; SELECT '"),  # a `#` comment
+        (("mysql", "other"), "SELECT 1 AS id --1) AS src; DROP TABLE t; SELECT * FROM (SELECT 1"),
+        (("postgresql", "other"), "SELECT $$ ; $$; DROP TABLE t"),
+        (("mysql", "sqlite", "other"), "SELECT 1 /* /* */ ; DROP TABLE t; */"),  # nests in PG only
+        (("sqlite", "other"), "SELECT [a'b] FROM t; DROP TABLE t --'"),  # [identifier]
     ],
 )
-def test_read_only_selects_are_accepted(query: str) -> None:
-    assert read_only_query(query) == query.rstrip().rstrip(";")
+def test_a_query_that_is_not_one_read_only_select_is_refused(
+    backends: tuple[str, ...], query: str
+) -> None:
+    for backend in backends:
+        config = {"url": URLS[backend], "query": query, "key": "id", "uri_column": "path"}
+        with pytest.raises(InvalidConfig, match="query"):
+            build("photos", "sql", config)
+
+
+@pytest.mark.parametrize(
+    ("backend", "query"),
+    [
+        (None, "select * from t;"),
+        (None, "WITH x AS (SELECT 1 AS id) SELECT * FROM x"),
+        (None, "SELECT 'a;b' AS s, \"update\" FROM t -- DELETE"),
+        (None, "SELECT id::text, replace(path, 'a', 'b') FROM t /* INSERT */"),
+        (None, "(SELECT 1 AS id)"),
+        (None, "SELECT 'C:\\dir' AS p, x - -1 AS y FROM t"),
+        ("postgresql", "SELECT doc['k'] AS k, $$it's$$ AS s, a$b FROM t -- a comment"),
+        ("mysql", "SELECT `order`, 'it''s' AS s FROM t # a comment"),
+        ("sqlite", "SELECT [odd name;] FROM t"),
+    ],
+)
+def test_read_only_selects_are_accepted(backend: str | None, query: str) -> None:
+    assert read_only_query(query, backend=backend) == query.rstrip().rstrip(";")
 
 
 def _writing_function(db: TestDB, log: str) -> str:
@@ -803,7 +831,8 @@ def test_a_postgres_table_syncs_into_the_catalog_incrementally(
     config = {"url": pg_db.url, "table": table.name, "key": "id", "uri_column": "path",
               "cursor": "updated_at", "root": str(root), "chunk_size": 16}  # fmt: skip
     fake_catalog.add_source("frames", "sql", config)
-    assert fake_catalog.public_source(fake_catalog.state.get_source("frames"))["config"]["url"] == "**********"
+    shown = fake_catalog.public_source(fake_catalog.state.get_source("frames"))
+    assert shown["config"]["url"] == "**********"
 
     first = fake_catalog.sync("frames")
     assert (first.state, first.counts["added"], first.counts["failed"]) == ("succeeded", 40, 0)
