@@ -454,7 +454,9 @@ def _sql_errors(mask: _Masker, doing: str, *, error: type[LoupeError] = SourceEr
             ) from None
         lost = isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
         raise (SourceError if lost else error)(message) from None
-    except (sa_exc.SQLAlchemyError, ImportError) as exc:
+    except ImportError as exc:
+        raise InvalidConfig(f"{doing}: the URL's driver is not installed ({exc})") from None
+    except sa_exc.SQLAlchemyError as exc:
         raise error(mask(f"{doing}: {_driver_message(exc)}")) from None
 
 

@@ -801,6 +801,7 @@ def test_source_config_round_trips_through_the_state_store_shape(db: TestDB) -> 
 # -- through the catalog: what the acceptance check does, at small scale ----------------
 
 
+@pytest.mark.slow  # the catalog fixture loads the index and encoder stack
 def test_a_postgres_table_syncs_into_the_catalog_incrementally(
     pg_db: TestDB, tmp_path: Path, fake_catalog: Any
 ) -> None:
