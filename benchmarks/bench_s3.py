@@ -87,8 +87,7 @@ def connector_table(server: S3Server, *, n: int, workers: int, repeats: int) -> 
         seconds, nbytes = median([s for s, _ in runs]), runs[0][1]
         table.add(stage, n, seconds, n / seconds, nbytes / seconds / 1e6)
     table.notes.append(
-        f"median of {repeats}; one in ten objects has a sidecar, so a fetch pass makes "
-        f"{n + n // 10:,} GETs"
+        f"median of {repeats}; one in ten objects has a sidecar, so a fetch pass makes {n + n // 10:,} GETs"
     )
     return table
 
@@ -121,9 +120,7 @@ def _decoder() -> Callable[[bytes], int] | None:
     return one
 
 
-def sync_rows(
-    server: S3Server, *, n: int, encoder: Any, label: str, workers: int
-) -> list[list[Any]]:
+def sync_rows(server: S3Server, *, n: int, encoder: Any, label: str, workers: int) -> list[list[Any]]:
     """A first sync and an unchanged re-sync through the Catalog into a fresh home."""
     from service.catalog.catalog import Catalog
     from service.config import IndexSettings, IngestSettings, Settings

@@ -162,9 +162,7 @@ class S3Config(S3Connection):
     @classmethod
     def _manifest_format(cls, v: str | None) -> str | None:
         if v is not None and not v.lower().endswith(MANIFEST_SUFFIXES):
-            raise ValueError(
-                f"the manifest key must end with one of {', '.join(MANIFEST_SUFFIXES)}"
-            )
+            raise ValueError(f"the manifest key must end with one of {', '.join(MANIFEST_SUFFIXES)}")
         return v
 
 
@@ -214,21 +212,32 @@ def _s3_errors(*, endpoint: str, bucket: str | None, key: str | None = None) -> 
         raise SourceError(f"S3 client error for {where}: {_one_line(exc)}") from exc
 
 
-def _client_error(
-    exc: ClientError, *, where: str, bucket: str | None, key: str | None
-) -> LoupeError:
+def _client_error(exc: ClientError, *, where: str, bucket: str | None, key: str | None) -> LoupeError:
     error = exc.response.get("Error", {})
     code = str(error.get("Code", ""))
-    message = error.get("Message") or str(exc)
+    message = " ".join(str(error.get("Message") or exc).split())
+    source_wide = _source_wide(code, message, where=where, whole_bucket=key is None)
+    if source_wide is not None:
+        return source_wide
+    uri = f"s3://{bucket}/{key}"
+    if code in _GONE_CODES:
+        return AssetError(f"{uri} no longer exists (deleted since the listing)")
+    if code in _DENIED_CODES:
+        return AssetError(f"access to {uri} denied ({code}: {message})")
+    if code == "InvalidObjectState":
+        return AssetError(f"{uri} is archived ({message}); restore it to catalog it")
+    return AssetError(f"cannot read {uri}: {code}: {message}")
+
+
+def _source_wide(code: str, message: str, *, where: str, whole_bucket: bool) -> SourceError | None:
+    """The SourceError an S3 error code means, or None when it concerns one object only."""
     if code in _CREDENTIAL_CODES:
         return SourceError(
             f"{where} refused the credentials ({code}: {message}); check access_key_id and "
             "secret_access_key (or the profile, role or session token) of this source"
         )
-    if code == "NoSuchBucket" or (key is None and code in _GONE_CODES):
-        return SourceError(
-            f"{where}: the bucket does not exist; check bucket, endpoint_url, region"
-        )
+    if code == "NoSuchBucket" or (whole_bucket and code in _GONE_CODES):
+        return SourceError(f"{where}: the bucket does not exist; check bucket, endpoint_url, region")
     if code in _REGION_CODES:
         return SourceError(f"{where} answers from another region ({message}); set region")
     if code in _BUSY_CODES:
@@ -236,19 +245,12 @@ def _client_error(
             f"{where} kept throttling or was unavailable ({code}) past the retries; try again "
             "later, or lower max_concurrency or raise max_attempts"
         )
-    if key is None:
-        if code in _DENIED_CODES:
-            return SourceError(
-                f"{where} denied access ({code}: {message}); the credentials need "
-                "s3:ListBucket on the bucket and s3:GetObject on its objects"
-            )
-        return SourceError(f"{where} failed: {code}: {message}")
-    uri = f"s3://{bucket}/{key}"
-    if code in _GONE_CODES:
-        return AssetError(f"{uri} no longer exists (deleted since the listing)")
-    if code in _DENIED_CODES:
-        return AssetError(f"access to {uri} denied ({code}: {message})")
-    return AssetError(f"cannot read {uri}: {code}: {message}")
+    if whole_bucket and code in _DENIED_CODES:
+        return SourceError(
+            f"{where} denied access ({code}: {message}); the credentials need "
+            "s3:ListBucket on the bucket and s3:GetObject on its objects"
+        )
+    return SourceError(f"{where} failed: {code}: {message}") if whole_bucket else None
 
 
 # -- the client ------------------------------------------------------------
@@ -290,9 +292,7 @@ class _AssumedRole(CredentialProvider):
         return DeferredRefreshableCredentials(refresh_using=self._refresh, method=self.METHOD)
 
 
-def _boto_config(
-    connection: S3Connection, *, pool_size: int, attempts: int | None = None
-) -> Config:
+def _boto_config(connection: S3Connection, *, pool_size: int, attempts: int | None = None) -> Config:
     style = connection.addressing_style
     if style == "auto" and connection.endpoint_url:
         style = "path"  # bucket.127.0.0.1 or bucket.localhost do not resolve
@@ -374,9 +374,7 @@ class S3Client:
             "s3", endpoint_url=self.connection.endpoint_url, region_name=self._region, config=config
         )
 
-    def _errors(
-        self, bucket: str, key: str | None = None
-    ) -> contextlib.AbstractContextManager[None]:
+    def _errors(self, bucket: str, key: str | None = None) -> contextlib.AbstractContextManager[None]:
         return _s3_errors(endpoint=self.endpoint, bucket=bucket, key=key)
 
     def probe(self, bucket: str, *, prefix: str = "") -> None:
@@ -536,9 +534,7 @@ class S3Connector:
         relative = key[len(self.config.prefix) :].lstrip("/")
 
         def matches(patterns: list[str]) -> bool:
-            return any(
-                fnmatch.fnmatchcase(relative, p) or fnmatch.fnmatchcase(key, p) for p in patterns
-            )
+            return any(fnmatch.fnmatchcase(relative, p) or fnmatch.fnmatchcase(key, p) for p in patterns)
 
         return matches(self.config.include) and not matches(self.config.exclude)
 

@@ -113,9 +113,7 @@ def start_seaweedfs(data_dir: Path, *, ports: dict[str, int] | None = None) -> S
     if ports is None:
         numbers = free_ports(2 * len(_WEED_PORTS))
         ports = {name: numbers[i] for i, name in enumerate(_WEED_PORTS)}
-        ports |= {
-            f"{name}.grpc": numbers[len(_WEED_PORTS) + i] for i, name in enumerate(_WEED_PORTS)
-        }
+        ports |= {f"{name}.grpc": numbers[len(_WEED_PORTS) + i] for i, name in enumerate(_WEED_PORTS)}
     env = os.environ | {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
     log = (data_dir / "weed.log").open("ab")
     proc = subprocess.Popen(
@@ -185,7 +183,7 @@ def stop(server: S3Server) -> None:
         return
     os.killpg(server.proc.pid, signal.SIGTERM)
     try:
-        server.proc.wait(timeout=5)
+        server.proc.wait(timeout=1)  # test data is throwaway: no need for a slow clean shutdown
     except subprocess.TimeoutExpired:
         kill(server)
 
