@@ -69,12 +69,18 @@ class ConnectorConfig(BaseModel):
         return self.model_dump(mode="json")  # SecretStr dumps as "**********"
 
     def stored(self) -> dict[str, Any]:
-        """The config as the state store keeps it, secrets in clear."""
-        data = self.model_dump(mode="json")
-        for name, value in self:
-            if isinstance(value, SecretStr):
-                data[name] = value.get_secret_value()
-        return data
+        """The config as the state store keeps it, secrets in clear (nested models too)."""
+        return _unmasked(self)
+
+
+def _unmasked(model: BaseModel) -> dict[str, Any]:
+    data = model.model_dump(mode="json")
+    for name, value in model:
+        if isinstance(value, SecretStr):
+            data[name] = value.get_secret_value()
+        elif isinstance(value, BaseModel):
+            data[name] = _unmasked(value)
+    return data
 
 
 @dataclass(slots=True)

@@ -145,6 +145,21 @@ class Catalog:
                 self.optimize_soon()
         return self.state.get_job(job.id)
 
+    def _reap(self, name: str) -> None:
+        """Fail an active job of `name` whose process on this host has died (a killed CLI sync)."""
+        active = self.state.active_job(name)
+        if active is None or active.state != "running" or not active.owner:
+            return
+        host, _, pid = active.owner.rpartition(":")
+        if host != socket.gethostname() or not pid.isdigit() or _alive(int(pid)):
+            return
+        self.state.update_job(
+            active.id,
+            state="failed",
+            detail=f"interrupted: process {pid} stopped during the sync; a new sync resumes it",
+            finished_at=utcnow(),
+        )
+
     def _progress(self, job_id: str, report: SyncReport, also: Callable[[SyncReport], None] | None) -> None:
         self.state.update_job(
             job_id,
