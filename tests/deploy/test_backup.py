@@ -50,10 +50,11 @@ def _settings(home: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     return Settings(_env_file=None, home=home)  # type: ignore[call-arg]
 
 
-def _sh(script: str, **env: Path) -> None:
+def _sh(script: str, *, cwd: Path, **env: Path) -> None:
     assert script.strip(), "the guide's block lost its commands"
     variables = {"PATH": os.environ["PATH"], **{k: str(v) for k, v in env.items()}}
-    subprocess.run(["sh", "-euc", script], check=True, env=variables, timeout=60)
+    # The guide names its archive relative to the working directory: keep it in tmp.
+    subprocess.run(["sh", "-euc", script], check=True, env=variables, timeout=60, cwd=cwd)
 
 
 def test_embedded_home_restores_into_a_fresh_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -86,9 +87,9 @@ def test_embedded_home_restores_into_a_fresh_home(tmp_path: Path, monkeypatch: p
     backup, restore = _guide_script()
     archive = tmp_path / "loupe-home.tar.gz"
     fresh = tmp_path / "restored"
-    _sh(backup, LOUPE_HOME=home, BACKUP=archive)
+    _sh(backup, cwd=tmp_path, LOUPE_HOME=home, BACKUP=archive)
     shutil.rmtree(home)  # only the archive is left
-    _sh(restore, NEW_HOME=fresh, BACKUP=archive)
+    _sh(restore, cwd=tmp_path, NEW_HOME=fresh, BACKUP=archive)
 
     restored = _settings(fresh, monkeypatch)
     index = open_index(restored, vector_name="backup-test", dim=DIM)
