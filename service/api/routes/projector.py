@@ -1,0 +1,131 @@
+"""The catalog's fields, and the embedding projector: layout status, points and colour columns as binary.
+
+Binary frames (`application/octet-stream`), so 100,000 points load in one
+small response that the page reads into typed arrays without parsing:
+
+    bytes 0-3   b"LPJ1"
+    bytes 4-7   header length H, uint32 little-endian (8 + H is a multiple of 8)
+    8 .. 8+H    JSON header, space-padded; `arrays` lists {name, dtype, offset, length}
+    8+H ..      the arrays, little-endian, each at an `offset` (from 8+H) that is a multiple of 8
+
+`/projector/points` carries `xy` (float32, x0 y0 x1 y1 ...) and `ids` (uint8,
+16 bytes per point: the asset id's UUID bytes); `/projector/colors` carries
+`values` for one field (uint8 category codes or float32 numbers, see its header).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from fastapi import APIRouter, Depends, Query, Request, Response
+
+from service.api.deps import CatalogDep
+from service.catalog.projector import Projector, catalog_fields
+from service.models import Page
+
+router = APIRouter(tags=["projector"])
+
+MAGIC = b"LPJ1"
+Method = Annotated[Literal["pca", "umap"], Query(description="pca (default) or umap (needs umap-learn)")]
+
+
+def get_projector(request: Request) -> Projector:
+    return request.app.state.projector  # type: ignore[no-any-return]
+
+
+ProjectorDep = Annotated[Projector, Depends(get_projector)]
+
+
+def encode_frame(header: dict[str, Any], arrays: dict[str, np.ndarray]) -> bytes:
+    """One binary frame (see the module docstring) holding `header` and `arrays`."""
+    described, blobs, offset = [], [], 0
+    for name, array in arrays.items():
+        data = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+        described.append({"name": name, "dtype": str(array.dtype), "offset": offset, "length": array.size})
+        blobs.append(data + b"\0" * (-len(data) % 8))
+        offset += len(blobs[-1])
+    text = json.dumps({**header, "arrays": described}, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return MAGIC + struct.pack("<I", len(text)) + text + b"".join(blobs)
+
+
+def decode_frame(frame: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The inverse of `encode_frame` (for tests and Python clients)."""
+    if frame[:4] != MAGIC:
+        raise ValueError("not a Loupe projector frame")
+    (size,) = struct.unpack("<I", frame[4:8])
+    header = json.loads(frame[8 : 8 + size])
+    body = memoryview(frame)[8 + size :]
+    arrays = {
+        a["name"]: np.frombuffer(
+            body, dtype=np.dtype(a["dtype"]).newbyteorder("<"), count=a["length"], offset=a["offset"]
+        )
+        for a in header["arrays"]
+    }
+    return header, arrays
+
+
+def _binary(request: Request, frame_of: Any, etag: str) -> Response:
+    """A frame with an ETag: a page reload that already holds this layout gets a 304."""
+    tag = f'"{etag}"'
+    if request.headers.get("if-none-match") == tag:
+        return Response(status_code=304, headers={"ETag": tag})
+    headers = {"ETag": tag, "Cache-Control": "private, no-cache"}
+    return Response(frame_of(), media_type="application/octet-stream", headers=headers)
+
+
+@router.get("/fields", response_model=Page)
+def list_fields(catalog: CatalogDep) -> Page:
+    """Filterable fields (built-in, then metadata) with their type, whether indexed and facetable."""
+    return Page(data=[f.public() for f in catalog_fields(catalog.index)])
+
+
+@router.get("/projector")
+def projector_status(projector: ProjectorDep, method: Method = "pca") -> dict[str, Any]:
+    """The 2-D layout's state (computing with progress, ready, stale, failed); starts it when needed."""
+    return projector.status(method)
+
+
+@router.get(
+    "/projector/points",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {}}, "description": "A binary frame"}},
+)
+def projector_points(request: Request, projector: ProjectorDep, method: Method = "pca") -> Response:
+    """Every point's x, y and asset id as one binary frame; 409 until a layout is available."""
+    layout = projector.layout(method)
+    header = {
+        "method": layout.method,
+        "version": layout.fingerprint,
+        "count": layout.count,
+        "view": layout.view(),
+    }
+    return _binary(
+        request,
+        lambda: encode_frame(header, {"xy": layout.xy, "ids": layout.ids}),
+        f"{layout.fingerprint}-points",
+    )
+
+
+@router.get(
+    "/projector/colors",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {}}, "description": "A binary frame"}},
+)
+def projector_colors(
+    request: Request,
+    projector: ProjectorDep,
+    field: Annotated[str, Query(max_length=300, description="A field from GET /projector `colors`")],
+    method: Method = "pca",
+) -> Response:
+    """One field's value per point (category codes or numbers) as a binary frame, in layout order."""
+    layout, column = projector.column(method, field)
+    header = {"version": layout.fingerprint, "count": layout.count, **column.header()}
+    tag = hashlib.sha256(field.encode()).hexdigest()[:12]  # any field name, safe in a header
+    return _binary(
+        request, lambda: encode_frame(header, {"values": column.data}), f"{layout.fingerprint}-{tag}"
+    )

@@ -1,0 +1,225 @@
+"""Projector layouts: 2-D PCA (exact, from streamed sums) or UMAP, colour columns, and their cache file.
+
+Pure numpy: `service/catalog/projector.py` reads the index and runs these in
+the background; tests call them on plain arrays.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeGuard
+
+import numpy as np
+
+from service.index.base import FieldType
+from service.index.filters import parse_timestamp
+
+MAX_CATEGORIES = 64  # per colour column; rarer values share the last code, "(other)"
+OTHER = "(other)"
+UMAP_FIT_SAMPLE = 20_000
+
+
+# -- colour columns ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One colourable field, one value per point.
+
+    `category`: `data` holds uint8 codes, 0 = no value, code i = `values[i - 1]`.
+    `number` / `time`: `data` holds float32 `value - offset` (NaN = no value); a
+    time is seconds since the epoch, offset so float32 keeps second precision.
+    """
+
+    field: str
+    kind: str
+    data: np.ndarray
+    values: tuple[Any, ...] = ()
+    counts: tuple[int, ...] = ()
+    offset: float = 0.0
+
+    def header(self) -> dict[str, Any]:
+        head: dict[str, Any] = {"field": self.field, "kind": self.kind, "dtype": str(self.data.dtype)}
+        if self.kind == "category":
+            head.update(values=list(self.values), counts=list(self.counts))
+        else:
+            finite = self.data[np.isfinite(self.data)]
+            lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+            head.update(offset=self.offset, min=lo + self.offset, max=hi + self.offset)
+        return head
+
+
+def build_column(name: str, kind: FieldType, raw: list[Any]) -> Column | None:
+    """The colour column of field `name` (of index type `kind`) from one raw value per point.
+
+    Keywords, booleans and integers with few values are categories; other numbers
+    and timestamps are numbers; None when nothing can colour by the field.
+    """
+    values = [v if isinstance(v, str | int | float | bool) else None for v in raw]
+    distinct = Counter(v for v in values if v is not None)
+    if not distinct:
+        return None
+    many = kind is FieldType.integer and len(distinct) > MAX_CATEGORIES
+    if kind is FieldType.datetime:
+        times = [_epoch(v) if isinstance(v, str) else None for v in values]
+        return _number_column(name, "time", times)
+    if many or kind is FieldType.float:
+        return _number_column(name, "number", [float(v) if _is_number(v) else None for v in values])
+    if kind is FieldType.text or _identifying(distinct):
+        return None
+    return _category_column(name, values, distinct)
+
+
+def _identifying(distinct: Counter[Any]) -> bool:
+    """Mostly distinct values (captions, paths): as colours they would say nothing."""
+    return len(distinct) > MAX_CATEGORIES and len(distinct) > 0.5 * sum(distinct.values())
+
+
+def _category_column(name: str, values: list[Any], distinct: Counter[Any]) -> Column:
+    ranked = sorted(distinct.items(), key=lambda kv: (-kv[1], str(kv[0])))
+    if len(ranked) > MAX_CATEGORIES:
+        kept, rest = ranked[: MAX_CATEGORIES - 1], ranked[MAX_CATEGORIES - 1 :]
+        ranked = [*kept, (OTHER, sum(c for _, c in rest))]
+    code = {value: i + 1 for i, (value, _) in enumerate(ranked)}
+    other = code.get(OTHER, 0)
+    data = np.fromiter((0 if v is None else code.get(v, other) for v in values), np.uint8, len(values))
+    return Column(
+        field=name,
+        kind="category",
+        data=data,
+        values=tuple(v for v, _ in ranked),
+        counts=tuple(int(c) for _, c in ranked),
+    )
+
+
+def _number_column(name: str, kind: str, values: list[float | None]) -> Column | None:
+    arr = np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+    finite = arr[np.isfinite(arr)]
+    if not finite.size:
+        return None
+    offset = float(finite.min())
+    return Column(field=name, kind=kind, data=(arr - offset).astype(np.float32), offset=offset)
+
+
+def _is_number(value: Any) -> TypeGuard[int | float]:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _epoch(value: str) -> float | None:
+    stamp = parse_timestamp(value)
+    return None if stamp is None else datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+# -- layouts -----------------------------------------------------------------
+
+
+def pca_axes(total: np.ndarray, gram: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and the top two principal axes (d, 2) from a sum and a Gram matrix of `n` vectors.
+
+    Each axis is signed so its largest loading is positive: the same data always
+    gives the same picture, not a mirror image of it.
+    """
+    mean = total / n
+    cov = gram / n - np.outer(mean, mean)
+    eigenvalues, eigenvectors = np.linalg.eigh(cov)  # ascending order
+    axes = eigenvectors[:, np.argsort(eigenvalues)[::-1][:2]]
+    if axes.shape[1] < 2:
+        axes = np.pad(axes, ((0, 0), (0, 2 - axes.shape[1])))
+    signs = np.sign(axes[np.abs(axes).argmax(axis=0), np.arange(2)])
+    return mean, axes * np.where(signs == 0, 1.0, signs)
+
+
+def pca_layout(vectors: np.ndarray) -> np.ndarray:
+    """2-D PCA of `vectors` (n, d) as float32 (n, 2)."""
+    x = np.asarray(vectors, dtype=np.float64)
+    if len(x) == 0:
+        return np.zeros((0, 2), np.float32)
+    mean, axes = pca_axes(x.sum(axis=0), x.T @ x, len(x))
+    return ((x - mean) @ axes).astype(np.float32)
+
+
+def umap_layout(vectors: np.ndarray, *, seed: int = 0, sample: int = UMAP_FIT_SAMPLE) -> np.ndarray:
+    """2-D UMAP (cosine), fitted on at most `sample` vectors and applied to the rest."""
+    import umap  # optional: umap-learn
+
+    n = len(vectors)
+    if n < 4:
+        return pca_layout(vectors)
+    reducer = umap.UMAP(n_components=2, n_neighbors=min(15, n - 1), metric="cosine", random_state=seed)
+    if n <= sample:
+        return np.asarray(reducer.fit_transform(vectors), dtype=np.float32)
+    fit = np.sort(np.random.default_rng(seed).choice(n, sample, replace=False))
+    reducer.fit(vectors[fit])
+    parts = [reducer.transform(vectors[i : i + 10_000]) for i in range(0, n, 10_000)]
+    return np.concatenate(parts).astype(np.float32)
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """A computed projection: point ids (16-byte UUIDs), coordinates and colour columns."""
+
+    method: str
+    fingerprint: str
+    ids: np.ndarray  # (n, 16) uint8
+    xy: np.ndarray  # (n, 2) float32
+    columns: dict[str, Column] = field(default_factory=dict)
+    computed_at: str = ""
+    seconds: float = 0.0
+
+    @property
+    def count(self) -> int:
+        return len(self.xy)
+
+    def view(self) -> list[float]:
+        """A box [x0, y0, x1, y1] holding all but the farthest 0.5 % each side, to frame the map."""
+        if not self.count:
+            return [-1.0, -1.0, 1.0, 1.0]
+        lo = np.percentile(self.xy, 0.5, axis=0)
+        hi = np.percentile(self.xy, 99.5, axis=0)
+        pad = np.maximum((hi - lo) * 0.05, 1e-6)
+        return [float(v) for v in (*(lo - pad), *(hi + pad))]
+
+    def save(self, path: Path) -> None:
+        meta = {
+            "method": self.method,
+            "fingerprint": self.fingerprint,
+            "computed_at": self.computed_at,
+            "seconds": self.seconds,
+            "columns": [{**c.header(), "offset": c.offset} for c in self.columns.values()],
+        }
+        arrays: dict[str, Any] = {f"col{i}": c.data for i, c in enumerate(self.columns.values())}
+        arrays.update(meta=np.frombuffer(json.dumps(meta).encode(), np.uint8), ids=self.ids, xy=self.xy)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as f:
+            np.savez(f, *(), **arrays)
+        os.replace(tmp, path)  # readers never see half a file
+
+    @classmethod
+    def load(cls, path: Path) -> Layout:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(z["meta"].tobytes())
+            columns = {}
+            for i, head in enumerate(meta["columns"]):
+                columns[head["field"]] = Column(
+                    field=head["field"],
+                    kind=head["kind"],
+                    data=z[f"col{i}"],
+                    values=tuple(head.get("values", ())),
+                    counts=tuple(head.get("counts", ())),
+                    offset=float(head.get("offset", 0.0)),
+                )
+            return cls(
+                method=meta["method"],
+                fingerprint=meta["fingerprint"],
+                ids=z["ids"],
+                xy=z["xy"],
+                columns=columns,
+                computed_at=meta["computed_at"],
+                seconds=float(meta["seconds"]),
+            )

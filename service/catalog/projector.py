@@ -1,0 +1,385 @@
+"""The embedding projector: every asset's vector laid out in 2-D, computed in the background and cached.
+
+One pass over the index (page by page, vectors and the colourable payload
+fields) feeds the layout math of `service/catalog/layout.py`: exact PCA from
+streamed sums by default, UMAP when `umap-learn` is installed. The result is
+cached under `<home>/projector/<method>.npz` and keyed by a fingerprint of the
+index (vector name, point count, the last finished sync), so a finished sync
+makes the next status request recompute. While a sync runs, the previous
+layout keeps being served, marked stale, so a long sync does not set off one
+recomputation per poll. One computation runs at a time, at a lowered priority.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from service.catalog.layout import Column, Layout, build_column, pca_axes, umap_layout
+from service.errors import Conflict, InvalidQuery, LoupeError
+from service.index.base import BUILTIN_FIELDS, METADATA_ROOT, FieldType, Record, VectorIndex
+from service.index.filters import field_type_of
+from service.state import StateStore
+
+log = logging.getLogger(__name__)
+
+LAYOUT_VERSION = 1  # bump when a layout or its cache file changes meaning
+PAGE = 2048
+FIELD_SAMPLE = 256  # payloads read to find metadata fields that have no index
+# Built-ins worth colouring by; `key`, `filename` and export ids are unique per asset.
+COLOUR_BUILTINS = ("source", "media_type", "status", "width", "height", "size_bytes", "modified_at")
+# A job that has not reported for this long belongs to a process that died.
+SYNC_SILENCE = timedelta(minutes=10)
+_FACETABLE = (FieldType.keyword, FieldType.integer, FieldType.bool)
+
+
+def umap_available() -> bool:
+    return importlib.util.find_spec("umap") is not None
+
+
+def methods() -> list[str]:
+    return ["pca", "umap"] if umap_available() else ["pca"]
+
+
+# -- fields ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FieldInfo:
+    """A filterable field: `name` as the filter language takes it (`source`, `meta.site`)."""
+
+    name: str
+    type: FieldType
+    indexed: bool
+
+    @property
+    def builtin(self) -> bool:
+        return not self.name.startswith(f"{METADATA_ROOT}.")
+
+    @property
+    def label(self) -> str:
+        return self.name if self.builtin else self.name[len(METADATA_ROOT) + 1 :]
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "label": self.label,
+            "type": self.type.value,
+            "indexed": self.indexed,
+            "builtin": self.builtin,
+            "facetable": self.indexed and self.type in _FACETABLE,
+        }
+
+
+def catalog_fields(index: VectorIndex, *, sample: int = FIELD_SAMPLE) -> list[FieldInfo]:
+    """Built-in fields, then metadata fields: the indexed ones, plus any seen in a sample of payloads."""
+    indexed = index.indexed_fields()
+    found: dict[str, FieldType] = {}
+    records, _ = index.scroll(limit=sample, fields=[METADATA_ROOT])
+    for record in records:
+        for name, value in _flatten(record.payload.get(METADATA_ROOT) or {}, METADATA_ROOT):
+            kind = field_type_of(value)
+            if kind is not None:
+                found.setdefault(name, kind)
+    builtins = [FieldInfo(n, indexed.get(n, t), n in indexed) for n, t in BUILTIN_FIELDS.items()]
+    meta_names = sorted({n for n in indexed if n.startswith(f"{METADATA_ROOT}.")} | set(found))
+    meta = [FieldInfo(n, indexed.get(n) or found[n], n in indexed) for n in meta_names]
+    return builtins + meta
+
+
+def _flatten(obj: dict[str, Any], prefix: str, depth: int = 0) -> Iterable[tuple[str, Any]]:
+    for key, value in obj.items():
+        name = f"{prefix}.{key}"
+        if isinstance(value, dict) and depth < 3:
+            yield from _flatten(value, name, depth + 1)
+        else:
+            yield name, value
+
+
+def _value_at(payload: dict[str, Any], name: str) -> Any:
+    value: Any = payload
+    for part in name.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    # A list colours by its first element: one colour per point.
+    return value[0] if isinstance(value, list) and value else value
+
+
+def _colourable(info: FieldInfo) -> bool:
+    return info.type is not FieldType.text and (info.name in COLOUR_BUILTINS or not info.builtin)
+
+
+# -- one pass over the index ---------------------------------------------------
+
+
+class _Stopped(Exception):
+    """The projector is closing."""
+
+
+class _Scan:
+    """What one pass over the index collects: ids, float16 vectors, PCA sums, raw field values.
+
+    The sums are of `x - shift` (the first page's mean): a covariance taken as
+    E[xxᵀ] - μμᵀ of unshifted unit vectors loses its small entries to rounding.
+    """
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.ids: list[bytes] = []
+        self.chunks: list[np.ndarray] = []
+        self.values: dict[str, list[Any]] = {n: [] for n in names}
+        self.shift: np.ndarray | None = None
+        self.total: np.ndarray | None = None
+        self.gram: np.ndarray | None = None
+
+    def add(self, records: Sequence[Record]) -> None:
+        kept = [r for r in records if r.vector is not None]
+        if not kept:
+            return
+        x = np.stack([np.asarray(r.vector, dtype=np.float64) for r in kept])
+        if self.shift is None:
+            self.shift = x.mean(axis=0)
+            self.total = np.zeros_like(self.shift)
+            self.gram = np.zeros((x.shape[1], x.shape[1]))
+        centred = x - self.shift
+        self.total += centred.sum(axis=0)  # type: ignore[operator]
+        self.gram += centred.T @ centred  # type: ignore[operator]
+        self.chunks.append(x.astype(np.float16))  # half the memory; ample for a 2-D picture
+        self.ids.extend(uuid.UUID(r.id).bytes for r in kept)
+        for name, column in self.values.items():
+            column.extend(_value_at(r.payload, name) for r in kept)
+
+    @property
+    def count(self) -> int:
+        return len(self.ids)
+
+    def id_array(self) -> np.ndarray:
+        return np.frombuffer(b"".join(self.ids), np.uint8).reshape(-1, 16).copy()
+
+    def vectors(self) -> np.ndarray:
+        return np.concatenate(self.chunks).astype(np.float32)
+
+    def pca(self) -> np.ndarray:
+        if self.shift is None or self.total is None or self.gram is None:
+            return np.zeros((0, 2), np.float32)
+        mean, axes = pca_axes(self.total, self.gram, self.count)
+        centre = self.shift + mean
+        parts = [(c.astype(np.float64) - centre) @ axes for c in self.chunks]
+        return np.concatenate(parts).astype(np.float32)
+
+
+# -- the projector -------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Task:
+    method: str
+    fingerprint: str
+    progress: float = 0.0
+    thread: threading.Thread | None = None
+
+
+class Projector:
+    """The layouts of one index; computes one at a time in a background thread."""
+
+    def __init__(self, *, index: VectorIndex, state: StateStore, directory: Path) -> None:
+        self._index = index
+        self._state = state
+        self._dir = Path(directory)
+        self._lock = threading.Lock()
+        self._layouts: dict[str, Layout] = {}
+        self._failures: dict[str, tuple[str, str]] = {}  # method -> (fingerprint, detail)
+        self._task: _Task | None = None
+        self._stop = threading.Event()
+
+    def status(self, method: str = "pca") -> dict[str, Any]:
+        """Where the layout of `method` stands; starts computing it when it is missing or out of date."""
+        _check_method(method)
+        fingerprint, syncing = self._fingerprint(method)
+        with self._lock:
+            layout = self._cached(method)
+            failure = self._failures.get(method)
+            failed = failure is not None and failure[0] == fingerprint
+            fresh = layout is not None and layout.fingerprint == fingerprint
+            # During a sync a layout that exists is served as it is (see the module docstring).
+            wanted = not fresh and not failed and not (syncing and layout is not None)
+            if wanted and self._task is None:
+                self._start(method, fingerprint)
+            task = self._task
+        state = "ready" if layout is not None else "missing"
+        if task is not None:
+            state = "computing" if task.method == method else "queued"
+        elif failed:
+            state = "failed"
+        return {
+            "method": method,
+            "methods": methods(),
+            "state": state,
+            "progress": task.progress if task is not None and task.method == method else 0.0,
+            "available": layout is not None,
+            "stale": layout is not None and not fresh,
+            "syncing": syncing,
+            "detail": failure[1] if failed and failure is not None else None,
+            **(_describe(layout) if layout is not None else {"count": 0, "colors": []}),
+        }
+
+    def layout(self, method: str = "pca") -> Layout:
+        """The latest layout of `method` (possibly stale); Conflict while there is none yet."""
+        _check_method(method)
+        with self._lock:
+            layout = self._cached(method)
+            task = self._task
+        if layout is None:
+            where = f" ({task.progress:.0%} done)" if task is not None and task.method == method else ""
+            raise Conflict(
+                f"the {method} layout is not ready yet{where}; poll GET /api/v1/projector until "
+                "`available` is true"
+            )
+        return layout
+
+    def column(self, method: str, field: str) -> tuple[Layout, Column]:
+        layout = self.layout(method)
+        column = layout.columns.get(field)
+        if column is None:
+            choices = ", ".join(layout.columns) or "none yet"
+            raise InvalidQuery(f"no colour column {field!r}; choose one of: {choices}", path="field")
+        return layout, column
+
+    def close(self) -> None:
+        self._stop.set()
+        with self._lock:
+            task = self._task
+        if task is not None and task.thread is not None:
+            task.thread.join(timeout=60)
+
+    # -- inside ----------------------------------------------------------------
+
+    def _fingerprint(self, method: str) -> tuple[str, bool]:
+        jobs = self._state.list_jobs(limit=20)
+        now = datetime.now(UTC)
+        syncing = any(
+            j.state in ("queued", "running") and now - _utc(j.heartbeat_at or j.created_at) < SYNC_SILENCE
+            for j in jobs
+        )
+        finished = [_utc(j.finished_at) for j in jobs if j.finished_at is not None]
+        last = max(finished).isoformat() if finished else ""
+        parts = (LAYOUT_VERSION, method, self._index.vector_name, self._index.count(None), last)
+        return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:16], syncing
+
+    def _path(self, method: str) -> Path:
+        return self._dir / f"{method}.npz"
+
+    def _cached(self, method: str) -> Layout | None:
+        """The layout in memory, else the one on disk (a restart keeps it); caller holds the lock."""
+        layout = self._layouts.get(method)
+        if layout is None and self._path(method).exists():
+            try:
+                layout = self._layouts[method] = Layout.load(self._path(method))
+            except Exception:  # an unreadable cache is recomputed, never fatal
+                log.warning("ignoring the unreadable projector cache %s", self._path(method), exc_info=True)
+        return layout
+
+    def _start(self, method: str, fingerprint: str) -> None:
+        task = _Task(method=method, fingerprint=fingerprint)
+        task.thread = threading.Thread(target=self._run, args=(task,), name=f"loupe-projector-{method}")
+        task.thread.daemon = True
+        self._task = task
+        task.thread.start()
+
+    def _run(self, task: _Task) -> None:
+        _lower_priority()
+        try:
+            layout = self._compute(task)
+            layout.save(self._path(task.method))
+        except _Stopped:
+            return
+        except Exception as exc:
+            log.exception("projector: the %s layout failed", task.method)
+            detail = exc.detail if isinstance(exc, LoupeError) else f"{type(exc).__name__}: {exc}"
+            with self._lock:
+                self._failures[task.method] = (task.fingerprint, detail)
+                self._task = None
+            return
+        with self._lock:
+            self._layouts[task.method] = layout
+            self._failures.pop(task.method, None)
+            self._task = None
+
+    def _compute(self, task: _Task) -> Layout:
+        started = time.monotonic()
+        fields = [f for f in catalog_fields(self._index) if _colourable(f)]
+        scan = self._scan(task, [f.name for f in fields])
+        if task.method == "umap" and scan.count:
+            xy = umap_layout(scan.vectors())
+        else:
+            xy = scan.pca()
+        columns = {}
+        for info in fields:
+            column = build_column(info.name, info.type, scan.values[info.name])
+            if column is not None:
+                columns[info.name] = column
+        return Layout(
+            method=task.method,
+            fingerprint=task.fingerprint,
+            ids=scan.id_array(),
+            xy=xy,
+            columns=columns,
+            computed_at=datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            seconds=round(time.monotonic() - started, 3),
+        )
+
+    def _scan(self, task: _Task, names: Sequence[str]) -> _Scan:
+        scan = _Scan(names)
+        roots = sorted({n.split(".")[0] for n in names})
+        total = max(self._index.count(None), 1)
+        cursor: str | None = None
+        while True:
+            if self._stop.is_set():
+                raise _Stopped
+            records, cursor = self._index.scroll(limit=PAGE, cursor=cursor, fields=roots, with_vectors=True)
+            scan.add(records)
+            task.progress = 0.9 * min(scan.count / total, 1.0)
+            if cursor is None:
+                return scan
+
+
+def _describe(layout: Layout) -> dict[str, Any]:
+    return {
+        "count": layout.count,
+        "version": layout.fingerprint,
+        "computed_at": layout.computed_at,
+        "seconds": layout.seconds,
+        "view": layout.view(),
+        "colors": [{"field": c.field, "kind": c.kind} for c in layout.columns.values()],
+    }
+
+
+def _check_method(method: str) -> None:
+    if method not in ("pca", "umap"):
+        raise InvalidQuery(f"unknown method {method!r}; choose pca or umap", path="method")
+    if method == "umap" and not umap_available():
+        raise InvalidQuery("UMAP needs the umap-learn package: pip install umap-learn", path="method")
+
+
+def _lower_priority() -> None:
+    """Layouts are background work: searches and syncs get the CPU first (Linux: this thread only)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except (AttributeError, OSError):
+        pass
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
