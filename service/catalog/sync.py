@@ -9,6 +9,7 @@ deterministic ids make any re-run idempotent.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections import deque
@@ -30,7 +31,8 @@ from service.index.filters import field_type_of
 log = logging.getLogger(__name__)
 MAX_REPORTED_ERRORS = 1000
 MAX_AUTO_INDEXED_FIELDS = 64
-STATE_FIELDS = ("key", "version", "status", "exports")
+STATE_FIELDS = ("version", "status")
+LIST_CHUNK = 10_000
 
 
 @dataclass(slots=True)
@@ -95,7 +97,6 @@ class _Work:
     record: AssetRecord
     id: str
     existed: bool
-    exports: list[Any]
 
 
 @dataclass(slots=True)
@@ -133,84 +134,89 @@ class SyncPipeline:
         self._indexed = set(index.indexed_fields())
 
     def run(self, *, cursor: str | None = None, full: bool = False, prune: bool = False) -> SyncReport:
-        """Sync the source; raises SourceError when the source as a whole fails."""
+        """Sync the source; raises SourceError when the source as a whole fails.
+
+        The listing streams in chunks, so a million-row source never sits in
+        memory and encoding starts while the listing goes on; `report.total`
+        grows with it.
+        """
         r = self.report
-        t = time.monotonic()
         self.connector.check()
         listing = self.connector.list(cursor=None if full else cursor, full=full)
         known = self._known()
-        records = list(listing.records)
-        r.timed("list", time.monotonic() - t)
-        r.total = len(records)
-        todo, seen_ids = self._triage(records, known)
-        self.on_progress(r)
-        self._process(todo)
+        seen: set[str] = set()
+        records = iter(listing.records)
+        while True:
+            t = time.monotonic()
+            chunk = list(itertools.islice(records, LIST_CHUNK))
+            r.timed("list", time.monotonic() - t)
+            if not chunk:
+                break
+            r.total += len(chunk)
+            self._process(self._triage(chunk, known, seen))
+            last = next((rec.cursor for rec in reversed(chunk) if rec.cursor is not None), None)
+            if last is not None:
+                self.on_cursor(last)  # everything up to here is committed
+            self.on_progress(r)
         if listing.complete:
-            self._mark_missing(known, seen_ids, prune=prune)
+            self._mark_missing(known, seen, prune=prune)
         r.done = r.total
         self.on_progress(r)
         return r
 
     # -- stages ----------------------------------------------------------
 
-    def _known(self) -> dict[str, dict[str, Any]]:
-        """id -> state fields of every asset of this source already in the index."""
+    def _known(self) -> dict[str, tuple[str, bool]]:
+        """id -> (version, status is ok) of every asset of this source already in the index."""
         flt = Filter(must=[Condition(key="source", eq=self.source)])
-        out: dict[str, dict[str, Any]] = {}
+        out: dict[str, tuple[str, bool]] = {}
         cursor: str | None = None
         while True:
-            recs, cursor = self.index.scroll(filter=flt, limit=2048, cursor=cursor, fields=STATE_FIELDS)
-            out.update((rec.id, rec.payload) for rec in recs)
+            recs, cursor = self.index.scroll(filter=flt, limit=4096, cursor=cursor, fields=STATE_FIELDS)
+            for rec in recs:
+                out[rec.id] = (str(rec.payload.get("version")), rec.payload.get("status") == "ok")
             if cursor is None:
                 return out
 
     def _triage(
-        self, records: list[AssetRecord], known: dict[str, dict[str, Any]]
-    ) -> tuple[list[_Work], set[str]]:
+        self, records: list[AssetRecord], known: dict[str, tuple[str, bool]], seen: set[str]
+    ) -> list[_Work]:
         r = self.report
         todo: list[_Work] = []
-        seen: set[str] = set()
         restore: list[str] = []
         for rec in records:
             pid = asset_id(self.source, rec.key)
             if pid in seen:
+                r.total -= 1
                 continue  # a source that lists a key twice
             seen.add(pid)
             r.seen += 1
             state = known.get(pid)
-            if state is not None and state.get("version") == rec.version:
+            if state is not None and state[0] == rec.version:
                 r.unchanged += 1
                 r.done += 1
-                if state.get("status") != "ok":
+                if not state[1]:
                     restore.append(pid)
                 continue
-            exports = list(state.get("exports") or []) if state else []
-            todo.append(_Work(record=rec, id=pid, existed=state is not None, exports=exports))
+            todo.append(_Work(record=rec, id=pid, existed=state is not None))
         if restore:
             self.index.set_payload(restore, {"status": "ok"})
             r.restored += len(restore)
-        return todo, seen
+        return todo
 
     def _process(self, todo: list[_Work]) -> None:
         batch_size = self.settings.batch_size
         batch: list[_Ready] = []
-        last_cursor: str | None = None
-        for work, ready in self._prepared(todo):
+        for _work, ready in self._prepared(todo):
             if ready is not None:
                 batch.append(ready)
-            if work.record.cursor is not None:
-                last_cursor = work.record.cursor
             self.report.done += 1
             if len(batch) >= batch_size:
                 self._commit(batch)
                 batch = []
-                if last_cursor is not None:
-                    self.on_cursor(last_cursor)
                 self.on_progress(self.report)
         if batch:
             self._commit(batch)
-        if last_cursor is not None:
-            self.on_cursor(last_cursor)
 
     def _prepared(self, todo: list[_Work]) -> Iterator[tuple[_Work, _Ready | None]]:
         """Fetch+decode+preprocess ahead of the consumer, yielding in listing order."""
@@ -264,12 +270,13 @@ class SyncPipeline:
             record=work.record,
             decoded=decoded,
             extra_metadata=blob.metadata,
-            exports=work.exports,
+            exports=[],  # carried over from the index at commit time
             media_type=blob.media_type,
         )
         return _Ready(work=work, tensor=tensor, payload=payload)
 
     def _commit(self, batch: list[_Ready]) -> None:
+        self._carry_exports(batch)
         t0 = time.monotonic()
         vectors = self.encoder.encode_prepared([b.tensor for b in batch])
         t1 = time.monotonic()
@@ -287,6 +294,16 @@ class SyncPipeline:
             else:
                 self.report.added += 1
 
+    def _carry_exports(self, batch: list[_Ready]) -> None:
+        """A re-embedded asset keeps the record of where it was exported."""
+        existed = [b.work.id for b in batch if b.work.existed]
+        if not existed:
+            return
+        previous = {rec.id: rec.payload.get("exports") or [] for rec in self.index.retrieve(existed)}
+        for b in batch:
+            if previous.get(b.work.id):
+                b.payload["exports"] = list(previous[b.work.id])
+
     def _ensure_metadata_indexes(self, batch: Iterable[_Ready]) -> None:
         """Index scalar metadata fields as they first appear, so filters and facets stay fast."""
         for ready in batch:
@@ -299,7 +316,7 @@ class SyncPipeline:
                     self.index.ensure_field(key, kind)
                     self._indexed.add(key)
 
-    def _mark_missing(self, known: dict[str, dict[str, Any]], seen: set[str], *, prune: bool) -> None:
+    def _mark_missing(self, known: dict[str, tuple[str, bool]], seen: set[str], *, prune: bool) -> None:
         gone = [pid for pid in known if pid not in seen]
         if not gone:
             return
@@ -307,7 +324,8 @@ class SyncPipeline:
             self.index.delete(gone)
             self.report.deleted = len(gone)
             return
-        newly = [pid for pid in gone if known[pid].get("status") != "missing"]
+        # Anything not ok (i.e. missing already) needs no new write.
+        newly = [pid for pid in gone if known[pid][1]]
         if newly:
             self.index.set_payload(newly, {"status": "missing"})
         self.report.missing = len(gone)
