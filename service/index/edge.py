@@ -32,10 +32,10 @@ from service.index.plan import (
     SearchPlan,
     best_score_threshold,
     cosine_from_best_score,
-    filter_keys,
     loupe_key,
     plan_search,
     qdrant_key,
+    recommend_pool,
 )
 
 BATCH = 1000
@@ -188,47 +188,65 @@ class EdgeIndex:
         if not positive:
             raise InvalidQuery("a query needs at least one positive example", path="positive")
         recommend = len(positive) > 1 or bool(negative)
-        query = (
-            self._scoring(positive, negative)
-            if recommend
-            else qe.Query.Nearest(_vector(positive[0]), using=self.vector_name)
-        )
-        if recommend and score_threshold is not None:
-            score_threshold = best_score_threshold(score_threshold)
         flt = _to_edge(filter)
         with self._store.shard() as shard:
-            plan = self._plan(shard, filter, flt, want=limit + offset)
-            request = qe.QueryRequest(
-                limit=limit,
-                offset=offset,
-                query=query,
-                filter=flt,
-                with_payload=True,
-                score_threshold=score_threshold,
-                params=_params(plan),
-            )
+            params = _params(self._plan(shard, filter, want=limit + offset))
+            page = {"limit": limit, "offset": offset, "filter": flt, "with_payload": True}
+            if recommend:
+                request = self._recommend(positive, negative, flt, params, page, score_threshold)
+            else:
+                nearest = qe.Query.Nearest(_vector(positive[0]), using=self.vector_name)
+                request = qe.QueryRequest(
+                    query=nearest, params=params, score_threshold=score_threshold, **page
+                )
             with edge_errors("search"):
                 points = shard.query(request)
         convert = cosine_from_best_score if recommend else float
         return [Hit(id=str(p.id), score=convert(p.score), payload=p.payload or {}) for p in points]
 
-    def _scoring(self, positive: Sequence[np.ndarray], negative: Sequence[np.ndarray]) -> Any:
-        # best_score: near any positive unless nearer a negative (see plan.py for why).
+    def _recommend(
+        self,
+        positive: Sequence[np.ndarray],
+        negative: Sequence[np.ndarray],
+        flt: Any,
+        params: Any,
+        page: dict[str, Any],
+        score_threshold: float | None,
+    ) -> Any:
+        """best_score over the union of each positive's nearest points (plan.py says why)."""
+        pool = recommend_pool(page["limit"] + page["offset"])
+        prefetches = [
+            qe.Prefetch(
+                limit=pool,
+                query=qe.Query.Nearest(_vector(v), using=self.vector_name),
+                filter=flt,
+                params=params,
+            )
+            for v in positive
+        ]
         reco = qe.RecommendQuery([_vector(v) for v in positive], [_vector(v) for v in negative])
-        return qe.Query.RecommendBestScore(reco, using=self.vector_name)
-
-    def _plan(self, shard: Any, filter: Filter | None, flt: Any, *, want: int) -> SearchPlan:
-        with edge_errors("estimate a filter"):
-            total = shard.count(qe.CountRequest(exact=False))
-            known = flt is not None and all(k in self._indexed for k in filter_keys(filter))
-            estimate = shard.count(qe.CountRequest(exact=False, filter=flt)) if known else None
-        return plan_search(
-            filtered=flt is not None,
-            estimate=estimate,
-            total=total,
-            want=want,
-            settings=self.settings,
+        threshold = None if score_threshold is None else best_score_threshold(score_threshold)
+        return qe.QueryRequest(
+            prefetches=prefetches,
+            query=qe.Query.RecommendBestScore(reco, using=self.vector_name),
+            score_threshold=threshold,
+            **page,
         )
+
+    def _plan(self, shard: Any, filter: Filter | None, *, want: int) -> SearchPlan:
+        def estimate(part: Filter) -> int:
+            return int(shard.count(qe.CountRequest(exact=False, filter=_to_edge(part))))
+
+        with edge_errors("estimate a filter"):
+            total = int(shard.count(qe.CountRequest(exact=False)))
+            return plan_search(
+                filter,
+                estimate=estimate,
+                indexed=self._indexed,
+                total=total,
+                want=want,
+                settings=self.settings,
+            )
 
     def scroll(
         self,

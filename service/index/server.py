@@ -41,10 +41,10 @@ from service.index.plan import (
     SearchPlan,
     best_score_threshold,
     cosine_from_best_score,
-    filter_keys,
     loupe_key,
     plan_search,
     qdrant_key,
+    recommend_pool,
 )
 
 log = logging.getLogger(__name__)
@@ -250,32 +250,23 @@ class ServerIndex:
         if not positive:
             raise InvalidQuery("a query needs at least one positive example", path="positive")
         recommend = len(positive) > 1 or bool(negative)
-        query: Any = models.NearestQuery(nearest=_vector(positive[0]))
+        flt = _to_qdrant(filter)
+        # Local mode is a brute force: search params would only earn a warning there.
+        params = None if self._local else _params(self._plan(filter, want=limit + offset))
+        args: dict[str, Any] = {"using": self.vector_name, "query_filter": flt, "limit": limit}
+        args.update(offset=offset, with_payload=True, search_params=params)
         if recommend:
-            # best_score: near any positive unless nearer a negative (see plan.py for why).
-            reco = models.RecommendInput(
-                positive=[_vector(v) for v in positive],
-                negative=[_vector(v) for v in negative],
-                strategy=models.RecommendStrategy.BEST_SCORE,
-            )
-            query = models.RecommendQuery(recommend=reco)
+            args.update(self._recommend(positive, negative, flt, params, limit + offset))
             if score_threshold is not None:
                 score_threshold = best_score_threshold(score_threshold)
-        flt = _to_qdrant(filter)
+        else:
+            args["query"] = models.NearestQuery(nearest=_vector(positive[0]))
         response = self._call(
             "search",
             self._client.query_points,
             self.collection,
-            query=query,
-            using=self.vector_name,
-            query_filter=flt,
-            search_params=None
-            if self._local
-            else _params(self._plan(filter, flt, want=limit + offset)),
-            limit=limit,
-            offset=offset,
             score_threshold=score_threshold,
-            with_payload=True,
+            **args,
         )
         convert = cosine_from_best_score if recommend else float
         return [
@@ -283,22 +274,49 @@ class ServerIndex:
             for p in response.points
         ]
 
-    def _plan(self, filter: Filter | None, flt: Any, *, want: int) -> SearchPlan:
-        total = self._call("count points", self._client.count, self.collection, exact=False).count
-        known = flt is not None and all(k in self._indexed for k in filter_keys(filter))
-        estimate = None
-        if known:
-            counted = self._call(
-                "estimate a filter", self._client.count, self.collection, flt, exact=False
+    def _recommend(
+        self,
+        positive: Sequence[np.ndarray],
+        negative: Sequence[np.ndarray],
+        flt: models.Filter | None,
+        params: models.SearchParams | None,
+        want: int,
+    ) -> dict[str, Any]:
+        """best_score over the union of each positive's nearest points (plan.py says why)."""
+        prefetch = [
+            models.Prefetch(
+                query=models.NearestQuery(nearest=_vector(v)),
+                using=self.vector_name,
+                filter=flt,
+                params=params,
+                limit=recommend_pool(want),
             )
-            estimate = counted.count
-        return plan_search(
-            filtered=flt is not None,
-            estimate=estimate,
-            total=total,
-            want=want,
-            settings=self.settings,
+            for v in positive
+        ]
+        reco = models.RecommendInput(
+            positive=[_vector(v) for v in positive],
+            negative=[_vector(v) for v in negative],
+            strategy=models.RecommendStrategy.BEST_SCORE,
         )
+        return {"prefetch": prefetch, "query": models.RecommendQuery(recommend=reco)}
+
+    def _plan(self, filter: Filter | None, *, want: int) -> SearchPlan:
+        def estimate(part: Filter) -> int:
+            counted = self._client.count(self.collection, _to_qdrant(part), exact=False)
+            return int(counted.count)
+
+        def plan() -> SearchPlan:
+            total = int(self._client.count(self.collection, exact=False).count)
+            return plan_search(
+                filter,
+                estimate=estimate,
+                indexed=self._indexed,
+                total=total,
+                want=want,
+                settings=self.settings,
+            )
+
+        return self._call("estimate a filter", plan)
 
     def scroll(
         self,

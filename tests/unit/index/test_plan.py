@@ -14,36 +14,63 @@ from service.index.plan import (
     loupe_key,
     plan_search,
     qdrant_key,
+    recommend_pool,
 )
 
 SETTINGS = IndexSettings(exact_below=20_000, hnsw_ef=128)
+TOTAL = 1_000_000
+SITE = Condition(key="meta.site", eq="a")
+LABEL = Condition(key="meta.label", eq="b")
+OK = Condition(key="status", eq="ok")
+INDEXED = {"meta.site", "meta.label", "status"}
 
 
-def plan(*, filtered: bool = True, estimate: int | None, total: int = 1_000_000, want: int = 10):
+def plan(
+    flt: Filter | None, counts: dict[str, int], *, want: int = 10, total: int = TOTAL
+) -> SearchPlan:
+    """Plan with `counts`: estimated matches per condition key, and "all" for the whole filter."""
+
+    def estimate(part: Filter) -> int:
+        keys = list(filter_keys(part))
+        return counts["all"] if part == flt else counts[keys[0]] if len(keys) == 1 else total
+
     return plan_search(
-        filtered=filtered, estimate=estimate, total=total, want=want, settings=SETTINGS
+        flt, estimate=estimate, indexed=INDEXED, total=total, want=want, settings=SETTINGS
     )
 
 
 def test_no_filter_searches_the_graph() -> None:
-    assert plan(filtered=False, estimate=None) == SearchPlan(hnsw_ef=128)
-    assert plan(filtered=False, estimate=None, want=500) == SearchPlan(hnsw_ef=500)
+    assert plan(None, {}) == SearchPlan(hnsw_ef=128)
+    assert plan(None, {}, want=500) == SearchPlan(hnsw_ef=500)
 
 
 def test_a_selective_filter_scans_exactly() -> None:
-    assert plan(estimate=19_999) == SearchPlan(exact=True)
-    assert plan(estimate=5_000_000, total=10_000) == SearchPlan(exact=True)  # small collection
+    assert plan(Filter(must=[SITE, LABEL]), {"all": 19_999}) == SearchPlan(exact=True)
+    small = plan(Filter(must=[SITE]), {"all": 5_000}, total=10_000)
+    assert small == SearchPlan(exact=True)
 
 
-def test_a_broad_filter_uses_the_graph_with_acorn_while_it_is_selective() -> None:
-    assert plan(estimate=20_000) == SearchPlan(hnsw_ef=256, acorn=True)
-    assert plan(estimate=399_999) == SearchPlan(hnsw_ef=256, acorn=True)
-    assert plan(estimate=400_000) == SearchPlan(hnsw_ef=128)
+def test_two_selective_parts_use_the_graph_with_acorn() -> None:
+    flt = Filter(must=[SITE, LABEL])
+    counts = {"all": 30_000, "meta.site": 100_000, "meta.label": 300_000}
+    assert plan(flt, counts) == SearchPlan(hnsw_ef=256, acorn=True)
 
 
-def test_an_unestimable_filter_plans_from_the_collection_size() -> None:
-    assert plan(estimate=None, total=19_000) == SearchPlan(exact=True)
-    assert plan(estimate=None, total=50_000) == SearchPlan(hnsw_ef=256, acorn=True)
+def test_one_selective_part_relies_on_the_payload_links() -> None:
+    # A catalog search: the user's filter plus status = ok, which selects (almost) nothing.
+    flt = Filter(must=[Filter(must=[SITE]), OK])
+    counts = {"all": 30_000, "meta.site": 30_000, "status": 999_000}
+    assert plan(flt, counts) == SearchPlan(hnsw_ef=256)
+
+
+def test_a_broad_filter_searches_the_graph_plainly() -> None:
+    assert plan(Filter(must=[SITE, LABEL]), {"all": 400_000}) == SearchPlan(hnsw_ef=128)
+
+
+def test_an_unindexed_field_plans_from_the_collection_size() -> None:
+    flt = Filter(must=[Condition(key="meta.camera", eq="x")])
+    assert plan(flt, {}, total=19_000) == SearchPlan(exact=True)
+    assert plan(flt, {}, total=50_000) == SearchPlan(hnsw_ef=256, acorn=True)
 
 
 def test_filter_keys_walks_the_tree() -> None:
@@ -76,3 +103,8 @@ def test_best_score_maps_back_to_cosine(cosine: float) -> None:
     assert cosine_from_best_score(-engine) == pytest.approx(-2.0 - cosine, abs=1e-5)
     assert best_score_threshold(cosine) == pytest.approx(engine)
     assert best_score_threshold(-2.0 - cosine) == pytest.approx(-engine)
+
+
+def test_each_recommend_positive_brings_a_pool_of_candidates() -> None:
+    assert recommend_pool(10) == 64
+    assert recommend_pool(100) == 400
