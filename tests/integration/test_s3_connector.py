@@ -109,7 +109,11 @@ def listed(conn: S3Connector) -> dict[str, AssetRecord]:
 
 
 def count_calls(conn: S3Connector, operation: str) -> list[str]:
-    """Record every `operation` request the connector's client sends (botocore's own events)."""
+    """Record every `operation` request the connector's client sends (botocore's own events).
+
+    Connectors with the same connection settings share one client, so count on a
+    connector whose calls are the only ones the test makes with those settings.
+    """
     calls: list[str] = []
     conn.client.boto.meta.events.register(
         f"before-call.s3.{operation}", lambda **kw: calls.append(kw["params"].get("url_path", ""))
