@@ -12,7 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from service.api import errors
 from service.api.deps import authorize
 from service.auth import parse_keys
-from service.api.routes import assets, jobs, search, sources
+from service.api.routes import assets, exports, jobs, search, sources
 from service.catalog.catalog import Catalog
 from service.catalog.jobs import JobRunner
 from service.config import Settings, get_settings
@@ -57,7 +57,7 @@ def create_app(settings: Settings | None = None, *, catalog: Catalog | None = No
             allow_headers=["Authorization", "Content-Type"],
         )
     api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(authorize)])
-    for module in (sources, jobs, assets, search):
+    for module in (sources, jobs, assets, search, exports):
         api.include_router(module.router)
     app.include_router(api)
 
