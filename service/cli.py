@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from service.config import Settings
 from service.errors import InvalidConfig, LoupeError
+from service.export import cli as export_cli
 
 PATH_FIELDS = ("path", "root")
 
@@ -73,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--limit", type=int, default=10)
     search.add_argument("--offset", type=int, default=0)
     search.add_argument("--json", action="store_true", help="machine-readable output")
+    export_cli.add_parser(sub)
     demo = sub.add_parser(
         "demo", help="build a synthetic image set, ingest it with the offline model, serve it"
     )
@@ -357,6 +359,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_sync(args, settings)
         if args.command == "search":
             return cmd_search(args, settings)
+        if args.command == "export":
+            return export_cli.run(args, settings)
         if args.command == "demo":
             return cmd_demo(args, settings)
     except CliError as exc:

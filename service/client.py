@@ -18,6 +18,7 @@ import httpx
 
 from service import errors
 from service.config import Settings
+from service.export.models import ExportRequest
 from service.models import SearchRequest
 
 Progress = Callable[[dict[str, Any]], None]
@@ -30,6 +31,7 @@ class Client(Protocol):
     def sync(self, name: str, *, full: bool, prune: bool, progress: Progress) -> dict[str, Any]: ...
     def search(self, req: SearchRequest, *, images: Sequence[bytes] = ()) -> dict[str, Any]: ...
     def get_asset(self, asset_id: str) -> dict[str, Any]: ...
+    def export(self, req: ExportRequest, *, download_to: Path | None = None) -> dict[str, Any]: ...
     def close(self) -> None: ...
 
 
@@ -88,6 +90,16 @@ class LocalClient:
 
     def get_asset(self, asset_id: str) -> dict[str, Any]:
         return self.catalog.get_asset(asset_id)
+
+    def export(self, req: ExportRequest, *, download_to: Path | None = None) -> dict[str, Any]:
+        """Run the export here; a file target is written straight to `download_to`."""
+        from service.export.runner import export_public, run_now
+
+        if download_to is not None:
+            req = req.model_copy(update={"path": str(download_to)})
+        # Without a server, content URLs name the address `loupe serve` listens on by default.
+        base_url = self.catalog.settings.public_url or "http://127.0.0.1:8000"
+        return export_public(run_now(self.catalog, req, base_url=base_url)).model_dump()
 
     def close(self) -> None:
         # A sync's graph build must finish before the process exits, or it is lost.
@@ -148,6 +160,38 @@ class RemoteClient:
 
     def get_asset(self, asset_id: str) -> dict[str, Any]:
         return self._call("GET", f"/assets/{asset_id}")  # type: ignore[no-any-return]
+
+    def export(self, req: ExportRequest, *, download_to: Path | None = None) -> dict[str, Any]:
+        """Start the export on the server, wait for it, and download a file target to `download_to`."""
+        body = req.model_dump(mode="json", exclude_none=True, exclude={"path"} if download_to else set())
+        if req.label_studio is not None:  # the one place the token leaves in clear: to the server
+            body["label_studio"]["token"] = req.label_studio.token.get_secret_value()
+        export = self._call("POST", "/exports", json=body)
+        while export["state"] in ("queued", "running"):
+            time.sleep(0.5)
+            export = self._call("GET", f"/exports/{export['id']}")
+        if download_to is not None and export["state"] == "succeeded":
+            self._download(f"/exports/{export['id']}/download", download_to)
+            export["location"] = str(download_to)
+        return export  # type: ignore[no-any-return]
+
+    def _download(self, path: str, dest: Path) -> None:
+        part = dest.with_name(f".{dest.name}.part")
+        try:
+            with self.http.stream("GET", path) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    raise _error_from(resp)
+                with open(part, "wb") as out:
+                    for chunk in resp.iter_bytes():
+                        out.write(chunk)
+            part.replace(dest)
+        except httpx.HTTPError as exc:
+            raise errors.LoupeError(f"cannot download from the Loupe server at {self.url}: {exc}") from None
+        except OSError as exc:
+            raise errors.LoupeError(f"cannot write {dest}: {exc.strerror or exc}") from None
+        finally:
+            part.unlink(missing_ok=True)
 
     def close(self) -> None:
         self.http.close()

@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     database_url: SecretStr | None = None
     url: str | None = None  # a running `loupe serve` the CLI should talk to
+    # Loupe's address as labeling tools and their users' browsers reach it (content URLs in exports);
+    # unset = the address the API request came to.
+    public_url: str | None = None
     api_keys: SecretStr | None = None  # "key:scope,key:scope"; scopes read, write, admin
     cors_origins: list[str] = []
     query_threads: int = 1

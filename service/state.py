@@ -286,3 +286,11 @@ class StateStore:
             if row is not None:
                 for key, value in fields.items():
                     setattr(row, key, value)
+
+    def list_exports(self, *, states: tuple[str, ...] | None = None, limit: int = 100) -> list[ExportRow]:
+        """Recent exports, newest first, optionally only those in `states`."""
+        q = select(ExportRow).order_by(ExportRow.created_at.desc()).limit(limit)
+        if states is not None:
+            q = q.where(ExportRow.state.in_(states))
+        with self.session() as s:
+            return list(s.scalars(q))

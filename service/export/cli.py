@@ -1,0 +1,178 @@
+"""`loupe export --to TARGET`: the selection options of `loupe search` (or --ids, or --filter alone)
+plus where to send it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from service.config import Settings
+from service.export.models import ExportRequest
+
+TOKEN_ENV = "LOUPE_LABEL_STUDIO_TOKEN"
+# The registry's targets (service.export.base.targets()), listed here so that building the
+# parser imports no exporter; a test keeps the two equal.
+TARGETS = ("label-studio", "jsonl", "csv", "labelbox", "coco", "label-studio-json")
+DEFAULT_SEARCH_LIMIT = 100
+
+
+class UsageError(Exception):
+    """A command-line mistake: printed as one line, exit code 2."""
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "export",
+        help="export search matches, ids or a filter to Label Studio or a file",
+        description="Export a selection to a labeling tool. Select with TEXT/--like/--unlike (a search), "
+        "--ids, or --filter alone ('{}' for everything). Assets already sent to the same Label "
+        'Studio project are skipped; --filter \'{"not": {"exports.project": "ID"}}\' does the same '
+        "for searches.",
+    )
+    p.add_argument("--to", required=True, dest="target", metavar="TARGET", help=", ".join(TARGETS))
+    p.add_argument("text", nargs="?", help="a text query")
+    p.add_argument("--like", action="append", default=[], help="an asset id to find more of (repeatable)")
+    p.add_argument(
+        "--unlike", action="append", default=[], help="an asset id to steer away from (repeatable)"
+    )
+    p.add_argument("--ids", action="append", default=[], help="asset ids, comma-separated (repeatable)")
+    p.add_argument("--filter", help='a JSON filter, e.g. \'{"source": "photos"}\'')
+    p.add_argument("--limit", type=int, help=f"at most N assets (searches: default {DEFAULT_SEARCH_LIMIT})")
+    p.add_argument("--fields", action="append", default=[], help="metadata keys to include (default: all)")
+    p.add_argument("--path", type=Path, help="file targets: write here (default: ./loupe-TARGET-TIME.EXT)")
+    p.add_argument("--presign-expiry", type=int, metavar="SECONDS", help="presigned S3 URLs valid this long")
+    ls = p.add_argument_group("Label Studio (--to label-studio)")
+    ls.add_argument("--ls-url", help="Label Studio's URL, e.g. http://localhost:8080")
+    ls.add_argument("--ls-token", help=f"API token or personal access token (default: ${TOKEN_ENV})")
+    ls.add_argument("--project-id", type=int, help="an existing project")
+    ls.add_argument("--title", help="create a new project with this title")
+    ls.add_argument("--label-config", type=Path, metavar="FILE", help="label config XML for a new project")
+    ls.add_argument("--no-predictions", action="store_true", help="send no pre-annotations")
+    ls.add_argument("--prediction-field", help="metadata key of the model label (default: prediction, label)")
+    p.add_argument("--json", action="store_true", help="print the export as JSON")
+    return p  # type: ignore[no-any-return]
+
+
+def _split(values: list[str]) -> list[str]:
+    return [part.strip() for v in values for part in v.split(",") if part.strip()]
+
+
+def _selection(args: argparse.Namespace) -> dict[str, Any]:
+    try:
+        flt = json.loads(args.filter) if args.filter is not None else None
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--filter is not valid JSON: {exc.msg} at position {exc.pos}") from None
+    ids = _split(args.ids)
+    if args.text or args.like:
+        if ids:
+            raise UsageError("give a search (TEXT/--like) or --ids, not both")
+        search: dict[str, Any] = {"text": args.text, "like": args.like, "unlike": args.unlike}
+        search.update(filter=flt, limit=args.limit or DEFAULT_SEARCH_LIMIT)
+        return {"search": search}
+    if args.unlike:
+        raise UsageError("--unlike steers a search: add TEXT or --like")
+    if ids:
+        if flt is not None:
+            raise UsageError("give --ids or --filter, not both")
+        return {"ids": ids, "limit": args.limit}
+    if flt is None:
+        raise UsageError("choose what to export: TEXT, --like, --ids or --filter ('{}' for everything)")
+    return {"filter": flt, "limit": args.limit}
+
+
+def _label_studio(args: argparse.Namespace) -> dict[str, Any] | None:
+    if args.target != "label-studio":
+        given = [o for o in ("ls_url", "ls_token", "project_id", "title", "label_config") if getattr(args, o)]
+        if given:
+            raise UsageError(f"--{given[0].replace('_', '-')} applies to --to label-studio only")
+        return None
+    token = args.ls_token or os.environ.get(TOKEN_ENV)
+    if not args.ls_url or not token:
+        raise UsageError(f"--to label-studio needs --ls-url and --ls-token (or ${TOKEN_ENV})")
+    out: dict[str, Any] = {
+        "url": args.ls_url,
+        "token": token,
+        "project_id": args.project_id,
+        "title": args.title,
+    }
+    if args.label_config is not None:
+        try:
+            out["label_config"] = args.label_config.read_text()
+        except OSError as exc:
+            raise UsageError(f"cannot read {args.label_config}: {exc.strerror}") from None
+    out.update(predictions=not args.no_predictions, prediction_field=args.prediction_field)
+    return out
+
+
+def build_request(args: argparse.Namespace) -> tuple[ExportRequest, Path | None]:
+    """The export request the options describe, and the local file to write (file targets)."""
+    from service.export.files import FORMATS
+
+    body: dict[str, Any] = {"target": args.target, **_selection(args)}
+    body["label_studio"] = _label_studio(args)
+    body["fields"] = _split(args.fields) or None
+    body["presign_expiry_s"] = args.presign_expiry
+    dest: Path | None = None
+    if args.target in FORMATS:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        dest = (args.path or Path(f"loupe-{args.target}-{stamp}{FORMATS[args.target]().suffix}")).expanduser()
+        dest = dest.resolve()
+    elif args.path is not None:
+        raise UsageError(f"--path applies to file targets ({', '.join(FORMATS)}), not {args.target}")
+    try:
+        return ExportRequest.model_validate({k: v for k, v in body.items() if v is not None}), dest
+    except ValidationError as exc:
+        raise UsageError("; ".join(_problem(e) for e in exc.errors())) from None
+
+
+def _problem(err: Any) -> str:
+    loc = ".".join(str(p) for p in err.get("loc", ()))
+    return f"{loc}: {err['msg']}" if loc else str(err["msg"])
+
+
+def _print(export: dict[str, Any], *, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(export, indent=2, default=str))
+        return
+    c = export["counts"]
+    print(
+        f"export to {export['target']} {export['state']}: {c['selected']} selected, {c['sent']} sent, "
+        f"{c['skipped']} skipped (already there), {c['failed']} failed"
+    )
+    if export.get("location"):
+        print(f"  -> {export['location']}")
+    if export.get("detail"):
+        print(f"  {export['detail']}")
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    """`loupe export`: exit 0 when the export succeeded, 1 when it failed, 2 on a usage error."""
+    from service.cli import CliError
+    from service.client import LocalClient, connect
+
+    if args.target not in TARGETS:
+        raise CliError(f"unknown export target {args.target!r}; valid targets: {', '.join(TARGETS)}")
+    try:
+        request, dest = build_request(args)
+    except UsageError as exc:
+        raise CliError(str(exc)) from None
+    client = connect(settings)
+    try:
+        if isinstance(client, LocalClient) and not settings.public_url:
+            print(
+                "note: image URLs point at http://127.0.0.1:8000 (set LOUPE_PUBLIC_URL); "
+                "they load while `loupe serve` runs there",
+                file=sys.stderr,
+            )
+        export = client.export(request, download_to=dest)
+    finally:
+        client.close()
+    _print(export, as_json=args.json)
+    return 0 if export["state"] == "succeeded" else 1

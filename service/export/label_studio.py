@@ -1,0 +1,309 @@
+"""Live export to a Label Studio project over its REST API.
+
+Auth: a legacy API token is sent as `Authorization: Token <t>`; a personal access token
+(a JWT) is traded at `POST /api/token/refresh/` for a short-lived access token sent as
+`Bearer`, traded again whenever Label Studio answers 401.
+
+No duplicates: an asset is skipped when its `exports` payload already holds this project
+(and server), and also when the project already has a task whose `data.asset_id` is the
+asset (read from `GET /api/tasks/`), so a lost local record cannot duplicate tasks; such
+assets get their local record back. An import that failed in a way that may still have
+landed (a timeout, a 5xx) re-reads the project's tasks before it is retried.
+Assets are recorded as exported only after Label Studio accepted their batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import httpx
+
+from service.errors import ExportError, InvalidQuery
+from service.export import label_studio_tasks as tasks
+from service.export.base import ExportContext, Selected, already_exported, register
+from service.export.models import MAX_SELECTION, ExportRequest, LabelStudioOptions
+
+log = logging.getLogger(__name__)
+TARGET = "label-studio"
+TIMEOUT_S = 30.0
+TASK_PAGE = 1000
+RETRIES = 3
+BACKOFF_S = 0.5
+
+
+class Transient(ExportError):
+    """A failure worth retrying: the request may not have reached Label Studio, or it was busy."""
+
+
+class Refused(ExportError):
+    """Label Studio refused this request's content (a 4xx other than auth): only its assets fail."""
+
+
+def _is_pat(token: str) -> bool:
+    return token.startswith("eyJ") and token.count(".") == 2
+
+
+class LabelStudioClient:
+    """The few Label Studio endpoints Loupe needs, with its errors mapped to ExportError."""
+
+    def __init__(self, url: str, token: str, *, transport: httpx.BaseTransport | None = None) -> None:
+        self.url = url.rstrip("/")
+        self._token = token
+        self._http = httpx.Client(base_url=self.url, timeout=TIMEOUT_S, transport=transport)
+        self._access: str | None = None
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- transport and auth --------------------------------------------------
+
+    def _auth(self, *, renew: bool = False) -> str:
+        if not _is_pat(self._token):
+            return f"Token {self._token}"
+        if self._access is None or renew:
+            resp = self._send("POST", "/api/token/refresh/", json={"refresh": self._token}, auth=None)
+            if resp.status_code in (400, 401, 403):
+                raise ExportError(
+                    f"Label Studio at {self.url} refused the personal access token "
+                    f"(HTTP {resp.status_code}); it may be revoked or from another server: "
+                    "create one under Account & Settings"
+                )
+            self._check(resp, "refresh the access token")
+            self._access = str(resp.json()["access"])
+        return f"Bearer {self._access}"
+
+    def _send(self, method: str, path: str, *, auth: str | None, **kwargs: Any) -> httpx.Response:
+        headers = {"Authorization": auth} if auth else {}
+        try:
+            return self._http.request(method, path, headers=headers, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise Transient(
+                f"Label Studio at {self.url} did not answer in {TIMEOUT_S:.0f} s ({exc})"
+            ) from None
+        except httpx.HTTPError as exc:
+            raise Transient(
+                f"cannot reach Label Studio at {self.url}: {exc}; check label_studio.url and that it runs"
+            ) from None
+
+    def request(self, method: str, path: str, *, what: str, **kwargs: Any) -> httpx.Response:
+        """One authorised call; a 401 on an expired access token renews it once."""
+        resp = self._send(method, path, auth=self._auth(), **kwargs)
+        if resp.status_code == 401 and _is_pat(self._token):
+            resp = self._send(method, path, auth=self._auth(renew=True), **kwargs)
+        if resp.status_code in (401, 403):
+            kind = "personal access token" if _is_pat(self._token) else "API token"
+            raise ExportError(
+                f"Label Studio at {self.url} refused the {kind} (HTTP {resp.status_code}) when trying to "
+                f"{what}; check label_studio.token (legacy tokens must be enabled in the organization)"
+            )
+        self._check(resp, what)
+        return resp
+
+    def _check(self, resp: httpx.Response, what: str) -> None:
+        if resp.status_code < 400:
+            return
+        text = resp.text[:300].replace("\n", " ")
+        msg = f"Label Studio at {self.url} could not {what}: HTTP {resp.status_code} {text}"
+        if resp.status_code == 429 or resp.status_code >= 500:
+            raise Transient(msg)
+        if resp.status_code in (401, 403, 404):
+            raise ExportError(msg)
+        raise Refused(msg)
+
+    # -- endpoints -------------------------------------------------------------
+
+    def whoami(self) -> dict[str, Any]:
+        resp = self.request("GET", "/api/current-user/whoami", what="identify the token's user")
+        return resp.json()  # type: ignore[no-any-return]
+
+    def project(self, project_id: int) -> dict[str, Any]:
+        resp = self._send("GET", f"/api/projects/{project_id}/", auth=self._auth())
+        if resp.status_code == 404:
+            raise ExportError(
+                f"Label Studio at {self.url} has no project {project_id} that this token can see; "
+                "pass an existing project_id, or a title to create a project"
+            )
+        if resp.status_code == 401:
+            return self.request("GET", f"/api/projects/{project_id}/", what="read the project").json()  # type: ignore[no-any-return]
+        self._check(resp, f"read project {project_id}")
+        return resp.json()  # type: ignore[no-any-return]
+
+    def create_project(self, title: str, label_config: str) -> dict[str, Any]:
+        body = {"title": title, "label_config": label_config}
+        return self.request("POST", "/api/projects/", what="create a project", json=body).json()  # type: ignore[no-any-return]
+
+    def import_tasks(self, project_id: int, batch: list[dict[str, Any]]) -> int:
+        """Import tasks in one request (Label Studio accepts or refuses the batch whole)."""
+        resp = self.request("POST", f"/api/projects/{project_id}/import", what="import tasks", json=batch)
+        return int(resp.json().get("task_count", len(batch)))
+
+    def asset_ids(self, project_id: int) -> set[str]:
+        """The `data.asset_id` of every task in the project."""
+        found: set[str] = set()
+        page = 1
+        while True:
+            params = {"project": project_id, "page": page, "page_size": TASK_PAGE, "fields": "task_only"}
+            resp = self._send("GET", "/api/tasks/", auth=self._auth(), params=params)
+            if resp.status_code == 404 and page > 1:  # past the last page
+                return found
+            if resp.status_code == 401:
+                resp = self.request("GET", "/api/tasks/", what="list the project's tasks", params=params)
+            self._check(resp, "list the project's tasks")
+            body = resp.json()
+            rows = body.get("tasks", []) if isinstance(body, dict) else body
+            found.update(str(t["data"]["asset_id"]) for t in rows if t.get("data", {}).get("asset_id"))
+            total = body.get("total") if isinstance(body, dict) else None
+            if len(rows) < TASK_PAGE or (total is not None and page * TASK_PAGE >= total):
+                return found
+            page += 1
+
+
+@register(TARGET)
+class LabelStudioExporter:
+    """Pushes the selection into a project as tasks, once per asset."""
+
+    target = TARGET
+
+    def __init__(self, *, transport: httpx.BaseTransport | None = None) -> None:
+        self._transport = transport
+        self.client: LabelStudioClient | None = None
+        self.project_id: int | None = None
+        self.shape = tasks.TaskShape()
+
+    def check(self, request: ExportRequest) -> None:
+        if request.label_studio is None:
+            raise InvalidQuery(
+                "target label-studio needs {url, token, project_id | title}", path="label_studio"
+            )
+        if request.path is not None:
+            raise InvalidQuery(
+                "label-studio pushes to a server; for a tasks file use label-studio-json", path="path"
+            )
+        if request.label_studio.label_config is not None:
+            tasks.shape_of(request.label_studio.label_config)
+
+    def prepare(self, ctx: ExportContext) -> None:
+        opts = self._opts(ctx)
+        self.client = LabelStudioClient(opts.url, opts.token.get_secret_value(), transport=self._transport)
+        try:
+            self.client.whoami()
+            if opts.project_id is not None:
+                self._use_project(ctx, self.client.project(opts.project_id))
+        except BaseException:
+            self.client.close()
+            raise
+
+    def _opts(self, ctx: ExportContext) -> LabelStudioOptions:
+        assert ctx.request.label_studio is not None, "check() first"
+        return ctx.request.label_studio
+
+    def _use_project(self, ctx: ExportContext, project: dict[str, Any]) -> None:
+        self.project_id = int(project["id"])
+        self.shape = tasks.shape_of(project.get("label_config") or "", where="the project's label config")
+        ctx.location = f"{self._opts(ctx).url}/projects/{self.project_id}/data"
+
+    def run(self, ctx: ExportContext, batches: Iterable[list[Selected]]) -> None:
+        assert self.client is not None, "prepare() first"
+        try:
+            items = self._materialise(batches)
+            opts = self._opts(ctx)
+            on_server: set[str] = set()
+            if self.project_id is None:
+                self._create_project(ctx, items)
+            else:
+                on_server = self.client.asset_ids(self.project_id)
+            todo = self._skip_known(ctx, items, on_server)
+            for start in range(0, len(todo), opts.batch_size):
+                self._push(ctx, todo[start : start + opts.batch_size])
+                ctx.progress()
+        finally:
+            self.client.close()
+
+    def _materialise(self, batches: Iterable[list[Selected]]) -> list[Selected]:
+        # Whole, because a new project's choices come from the labels of the whole selection.
+        items: list[Selected] = []
+        for batch in batches:
+            items.extend(batch)
+            if len(items) > MAX_SELECTION:
+                raise InvalidQuery(
+                    f"select at most {MAX_SELECTION:,} assets per Label Studio export", path="limit"
+                )
+        return items
+
+    def _create_project(self, ctx: ExportContext, items: list[Selected]) -> None:
+        assert self.client is not None
+        opts = self._opts(ctx)
+        config = opts.label_config
+        if config is None:
+            labels = (
+                tasks.model_label(i.asset.get("metadata") or {}, opts.prediction_field)[0] for i in items
+            )
+            config = tasks.default_label_config(label for group in labels for label in group)
+        assert opts.title is not None
+        self._use_project(ctx, self.client.create_project(opts.title, config))
+
+    def _skip_known(self, ctx: ExportContext, items: list[Selected], on_server: set[str]) -> list[Selected]:
+        """Leave out assets the project already holds; restore lost local records of them."""
+        project, url = str(self.project_id), self._opts(ctx).url
+        todo: list[Selected] = []
+        unrecorded: list[Selected] = []
+        for item in items:
+            recorded = already_exported(item.asset, target=TARGET, project=project, url=url)
+            if recorded or item.id in on_server:
+                ctx.counts.skipped += 1
+                if not recorded:
+                    unrecorded.append(item)
+            else:
+                todo.append(item)
+        if unrecorded:
+            log.info("project %s already holds %d asset(s) not recorded locally", project, len(unrecorded))
+            ctx.record(unrecorded, project=project, url=url, location=ctx.location)
+        return todo
+
+    def _task(self, ctx: ExportContext, item: Selected) -> dict[str, Any]:
+        opts = self._opts(ctx)
+        meta = item.asset.get("metadata") or {}
+        prediction = tasks.model_label(meta, opts.prediction_field) if opts.predictions else None
+        return tasks.build_task(
+            asset=item.asset,
+            image_url=ctx.image_url(item.asset),
+            score=item.score,
+            metadata=ctx.metadata(item.asset),
+            shape=self.shape,
+            prediction=prediction,
+        )
+
+    def _push(self, ctx: ExportContext, batch: list[Selected]) -> None:
+        """Import one batch with retries; record it only once Label Studio holds it."""
+        assert self.client is not None and self.project_id is not None
+        payload = [self._task(ctx, item) for item in batch]
+        pending = batch
+        for attempt in range(1, RETRIES + 1):
+            try:
+                self.client.import_tasks(self.project_id, payload)
+            except Transient as exc:
+                if attempt == RETRIES:
+                    raise ExportError(f"{exc.detail} (gave up after {RETRIES} tries)") from None
+                time.sleep(BACKOFF_S * 2 ** (attempt - 1))
+                # The failed request may have landed after all: keep only what is still missing.
+                landed = self.client.asset_ids(self.project_id)
+                self._accepted(ctx, [i for i in pending if i.id in landed])
+                keep = [n for n, i in enumerate(pending) if i.id not in landed]
+                pending, payload = [pending[n] for n in keep], [payload[n] for n in keep]
+                if not pending:
+                    return
+                continue
+            except Refused as exc:  # Label Studio refused this batch: its assets failed
+                for item in pending:
+                    ctx.fail(item.id, exc.detail)
+                return
+            self._accepted(ctx, pending)
+            return
+
+    def _accepted(self, ctx: ExportContext, items: list[Selected]) -> None:
+        if items:
+            ctx.counts.sent += len(items)
+            ctx.record(items, project=str(self.project_id), url=self._opts(ctx).url, location=ctx.location)
