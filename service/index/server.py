@@ -96,14 +96,18 @@ class ServerIndex:
         # Local mode is a brute force: payload indexes and search params do nothing there.
         self._local = not url_or_location.startswith(("http://", "https://"))
         self._client = _client(url_or_location, api_key=api_key, timeout_s=settings.timeout_s)
-        self._call("open the collection", self._ensure_collection)
-        info = self._call("read the collection", self._client.get_collection, collection)
-        self._indexed = {
-            loupe_key(k): _KIND.get(str(v.data_type.value), FieldType.keyword)
-            for k, v in (info.payload_schema or {}).items()
-        }
-        for key, kind in BUILTIN_FIELDS.items():
-            self.ensure_field(key, kind)
+        try:
+            self._call("open the collection", self._ensure_collection)
+            info = self._call("read the collection", self._client.get_collection, collection)
+            self._indexed = {
+                loupe_key(k): _KIND.get(str(v.data_type.value), FieldType.keyword)
+                for k, v in (info.payload_schema or {}).items()
+            }
+            for key, kind in BUILTIN_FIELDS.items():
+                self.ensure_field(key, kind)
+        except BaseException:
+            self.close()
+            raise
 
     def _ensure_collection(self) -> None:
         params = models.VectorParams(size=self.dim, distance=models.Distance.COSINE)
@@ -455,7 +459,8 @@ def _redact(where: str) -> str:
     """The location for messages, without credentials embedded in a URL."""
     parts = urlsplit(where)
     if parts.password or parts.username:
-        return parts._replace(netloc=parts.hostname or "").geturl()
+        port = f":{parts.port}" if parts.port else ""
+        return parts._replace(netloc=f"{parts.hostname or ''}{port}").geturl()
     return where
 
 
