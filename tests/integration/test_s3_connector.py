@@ -503,14 +503,6 @@ def wait_until(probe: Callable[[], object], timeout_s: float = 30) -> None:
 # -- through the catalog: the issue's acceptance check, at small scale -----------------------
 
 
-def sync(catalog: Any, name: str, **options: Any) -> Any:
-    """One sync of `name` in this thread (the job made here, as `Catalog.sync` makes it)."""
-    job = catalog.state.create_job(
-        name, {"full": False, "prune": False}, state="running", owner=catalog.owner
-    )
-    return catalog.sync(name, job=job, **options)
-
-
 @pytest.mark.slow  # the catalog fixture loads the index stack
 def test_a_bucket_syncs_into_the_catalog_incrementally(seaweed: S3Server, fake_catalog: Any) -> None:
     bucket = new_bucket(seaweed)
@@ -532,18 +524,18 @@ def test_a_bucket_syncs_into_the_catalog_incrementally(seaweed: S3Server, fake_c
     shown = fake_catalog.public_source(fake_catalog.state.get_source("cams"))
     assert shown["config"]["secret_access_key"] == "**********" and shown["config"]["bucket"] == bucket
 
-    first = sync(fake_catalog, "cams")
+    first = fake_catalog.sync("cams")
     assert (first.state, first.counts["added"], first.counts["failed"]) == ("succeeded", 60, 0)
     assert fake_catalog.count({"camera": "north"}) == 20
     assert fake_catalog.count({"label": "bike"}) == 15
-    second = sync(fake_catalog, "cams")
+    second = fake_catalog.sync("cams")
     assert (second.counts["unchanged"], second.counts["added"], second.counts["updated"]) == (60, 0, 0)
 
     changed = png((1, 2, 3))
     client.put_object(Bucket=bucket, Key="cams/001.png", Body=changed)
     client.put_object(Bucket=bucket, Key="cams/004.png.json", Body=b'{"label": "car"}')
     client.delete_object(Bucket=bucket, Key="cams/002.png")
-    third = sync(fake_catalog, "cams")
+    third = fake_catalog.sync("cams")
     assert (third.counts["updated"], third.counts["missing"], third.counts["unchanged"]) == (2, 1, 57)
     assert (fake_catalog.count({"label": "bike"}), fake_catalog.count({"label": "car"})) == (14, 1)
     (asset,), _ = fake_catalog.list_assets(filter={"key": "cams/001.png"}, limit=5, cursor=None)
@@ -555,7 +547,7 @@ def test_a_bucket_syncs_into_the_catalog_incrementally(seaweed: S3Server, fake_c
     with pytest.raises(SourceError, match="refused the credentials"):
         fake_catalog.add_source("rotated", "s3", wrong)
     fake_catalog.state.add_source("rotated", "s3", parse_config("s3", wrong).stored())  # key rotated later
-    job = sync(fake_catalog, "rotated")
+    job = fake_catalog.sync("rotated")
     assert job.state == "failed"
     assert "SignatureDoesNotMatch" in job.detail and "secret_access_key" in job.detail
 
@@ -573,13 +565,13 @@ def test_server_gone_mid_sync_fails_cleanly_and_a_rerun_completes(tmp_path: Path
 
         # the first committed batch (32) kills the server; with 96 fetched ahead, ~70 are left
         started = time.monotonic()
-        failed = sync(fake_catalog, "f", on_progress=lambda r: r.done and kill(server))
+        failed = fake_catalog.sync("f", on_progress=lambda r: r.done and kill(server))
         assert failed.state == "failed" and "cannot reach the S3 endpoint" in failed.detail
         assert time.monotonic() - started < 30, "the sync hung after the server went away"
 
         server = start_seaweedfs(tmp_path / "weed", ports=server.ports)
         wait_until(lambda: server.client().get_object(Bucket=bucket, Key="f/0199.png"))
-        rerun = sync(fake_catalog, "f")
+        rerun = fake_catalog.sync("f")
         assert rerun.state == "succeeded", rerun.detail
         assert rerun.counts["added"] + rerun.counts["unchanged"] == 200 and rerun.counts["unchanged"] > 0
         assert fake_catalog.count(None) == 200
