@@ -168,7 +168,14 @@ class EdgeStore:
             self.flush()
             numbers = [int(p.name.split("-")[1]) for p in self.path.glob("shard-*")]
             work = self.path / f"shard-{max(numbers, default=0) + 1}"
-            shutil.copytree(self.dir, work)
+            try:
+                shutil.copytree(self.dir, work)
+            except OSError as exc:
+                shutil.rmtree(work, ignore_errors=True)
+                raise IndexUnavailable(
+                    f"cannot copy the index to build its search graph ({exc}); it needs as much "
+                    f"free space again as {self.dir} takes; until then new points are scanned"
+                ) from exc
             self._journal, self.dirty = [], False
             return work
 
