@@ -11,25 +11,19 @@ idempotent (upserts and deletes by id), so a retried write is safe.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import math
 import time
-import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
-import httpx
 import numpy as np
-from qdrant_client import QdrantClient, models
-from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+from qdrant_client import models
+from qdrant_client.http.exceptions import UnexpectedResponse
 
 from service.config import IndexSettings
-from service.errors import IndexUnavailable, InvalidConfig, InvalidQuery, LoupeError
+from service.errors import IndexUnavailable, InvalidConfig, InvalidQuery
 from service.index.base import (
     BUILTIN_FIELDS,
-    Condition,
     FacetCount,
     FieldType,
     Filter,
@@ -45,6 +39,16 @@ from service.index.plan import (
     plan_search,
     qdrant_key,
     recommend_pool,
+)
+from service.index.server_client import (
+    make_client,
+    point_id,
+    qdrant_errors,
+    redact,
+    search_params,
+    to_qdrant,
+    transient,
+    vector,
 )
 
 log = logging.getLogger(__name__)
@@ -62,7 +66,6 @@ _SCHEMA: dict[FieldType, Any] = {
 }
 _KIND = {str(v.value): k for k, v in _SCHEMA.items() if isinstance(v, models.PayloadSchemaType)}
 _FACETABLE = (FieldType.keyword, FieldType.integer, FieldType.bool)
-_TRANSIENT_STATUS = (502, 503, 504)
 
 
 class ServerIndex:
@@ -92,10 +95,10 @@ class ServerIndex:
         self.dim = dim
         self.settings = settings
         self.collection = collection
-        self._where = _redact(url_or_location)
+        self._where = redact(url_or_location)
         # Local mode is a brute force: payload indexes and search params do nothing there.
         self._local = not url_or_location.startswith(("http://", "https://"))
-        self._client = _client(url_or_location, api_key=api_key, timeout_s=settings.timeout_s)
+        self._client = make_client(url_or_location, api_key=api_key, timeout_s=settings.timeout_s)
         try:
             self._call("open the collection", self._ensure_collection)
             info = self._call("read the collection", self._client.get_collection, collection)
@@ -141,10 +144,10 @@ class ServerIndex:
         """Run one client call, retrying transient failures with a short backoff."""
         for attempt in range(self.settings.retries + 1):
             try:
-                with _qdrant_errors(self._where, what):
+                with qdrant_errors(self._where, what):
                     return fn(*args, **kwargs)
             except IndexUnavailable as exc:
-                if attempt == self.settings.retries or not _transient(exc.__cause__):
+                if attempt == self.settings.retries or not transient(exc.__cause__):
                     raise
                 log.warning("Qdrant at %s: %s; retrying", self._where, exc.detail)
                 time.sleep(0.2 * 2**attempt)
@@ -178,7 +181,7 @@ class ServerIndex:
             rows = np.asarray([p.vector for p in batch], dtype=np.float32).tolist()
             structs = [
                 models.PointStruct(
-                    id=_point_id(p.id), vector={self.vector_name: row}, payload=dict(p.payload)
+                    id=point_id(p.id), vector={self.vector_name: row}, payload=dict(p.payload)
                 )
                 for p, row in zip(batch, rows, strict=True)
             ]
@@ -197,17 +200,17 @@ class ServerIndex:
                     self._client.overwrite_payload,
                     self.collection,
                     dict(p.payload),
-                    points=[_point_id(p.id)],
+                    points=[point_id(p.id)],
                     wait=True,
                 )
             else:
-                struct = models.PointStruct(id=_point_id(p.id), vector={}, payload=dict(p.payload))
+                struct = models.PointStruct(id=point_id(p.id), vector={}, payload=dict(p.payload))
                 self._call("insert a point", self._client.upsert, self.collection, [struct])
 
     def set_payload(self, ids: Sequence[str], payload: Mapping[str, Any]) -> None:
         for start in range(0, len(ids), BATCH):
             # By filter, so ids that no longer exist are skipped rather than failing the batch.
-            has = models.HasIdCondition(has_id=[_point_id(i) for i in ids[start : start + BATCH]])
+            has = models.HasIdCondition(has_id=[point_id(i) for i in ids[start : start + BATCH]])
             selector = models.Filter(must=[has])
             self._call(
                 "set payload",
@@ -220,15 +223,13 @@ class ServerIndex:
 
     def delete(self, ids: Sequence[str]) -> None:
         for start in range(0, len(ids), BATCH):
-            selector = models.PointIdsList(
-                points=[_point_id(i) for i in ids[start : start + BATCH]]
-            )
+            selector = models.PointIdsList(points=[point_id(i) for i in ids[start : start + BATCH]])
             self._call("delete points", self._client.delete, self.collection, selector, wait=True)
 
     # -- reads -------------------------------------------------------------
 
     def retrieve(self, ids: Sequence[str], *, with_vectors: bool = False) -> list[Record]:
-        point_ids = [_point_id(i, path=f"ids[{n}]") for n, i in enumerate(ids)]
+        point_ids = [point_id(i, path=f"ids[{n}]") for n, i in enumerate(ids)]
         vectors: bool | list[str] = [self.vector_name] if with_vectors else False
         records = self._call(
             "retrieve points",
@@ -254,9 +255,9 @@ class ServerIndex:
         if not positive:
             raise InvalidQuery("a query needs at least one positive example", path="positive")
         recommend = len(positive) > 1 or bool(negative)
-        flt = _to_qdrant(filter)
+        flt = to_qdrant(filter)
         # Local mode is a brute force: search params would only earn a warning there.
-        params = None if self._local else _params(self._plan(filter, want=limit + offset))
+        params = None if self._local else search_params(self._plan(filter, want=limit + offset))
         args: dict[str, Any] = {"using": self.vector_name, "query_filter": flt, "limit": limit}
         args.update(offset=offset, with_payload=True, search_params=params)
         if recommend:
@@ -264,7 +265,7 @@ class ServerIndex:
             if score_threshold is not None:
                 score_threshold = best_score_threshold(score_threshold)
         else:
-            args["query"] = models.NearestQuery(nearest=_vector(positive[0]))
+            args["query"] = models.NearestQuery(nearest=vector(positive[0]))
         response = self._call(
             "search",
             self._client.query_points,
@@ -289,7 +290,7 @@ class ServerIndex:
         """best_score over the union of each positive's nearest points (plan.py says why)."""
         prefetch = [
             models.Prefetch(
-                query=models.NearestQuery(nearest=_vector(v)),
+                query=models.NearestQuery(nearest=vector(v)),
                 using=self.vector_name,
                 filter=flt,
                 params=params,
@@ -298,15 +299,15 @@ class ServerIndex:
             for v in positive
         ]
         reco = models.RecommendInput(
-            positive=[_vector(v) for v in positive],
-            negative=[_vector(v) for v in negative],
+            positive=[vector(v) for v in positive],
+            negative=[vector(v) for v in negative],
             strategy=models.RecommendStrategy.BEST_SCORE,
         )
         return {"prefetch": prefetch, "query": models.RecommendQuery(recommend=reco)}
 
     def _plan(self, filter: Filter | None, *, want: int) -> SearchPlan:
         def estimate(part: Filter) -> int:
-            counted = self._client.count(self.collection, _to_qdrant(part), exact=False)
+            counted = self._client.count(self.collection, to_qdrant(part), exact=False)
             return int(counted.count)
 
         def plan() -> SearchPlan:
@@ -331,12 +332,12 @@ class ServerIndex:
         fields: Sequence[str] | None = None,
         with_vectors: bool = False,
     ) -> tuple[list[Record], str | None]:
-        start = None if cursor is None else _point_id(cursor, path="cursor")
+        start = None if cursor is None else point_id(cursor, path="cursor")
         records, nxt = self._call(
             "scroll points",
             self._client.scroll,
             self.collection,
-            scroll_filter=_to_qdrant(filter),
+            scroll_filter=to_qdrant(filter),
             limit=limit,
             offset=start,
             with_payload=list(fields) if fields is not None else True,
@@ -345,7 +346,7 @@ class ServerIndex:
         return [self._record(r) for r in records], None if nxt is None else str(nxt)
 
     def count(self, filter: Filter | None = None) -> int:
-        flt = _to_qdrant(filter)
+        flt = to_qdrant(filter)
         return self._call("count points", self._client.count, self.collection, flt).count
 
     def facet(self, key: str, *, filter: Filter | None = None, limit: int = 50) -> list[FacetCount]:
@@ -358,7 +359,7 @@ class ServerIndex:
             self._client.facet,
             self.collection,
             qdrant_key(key),
-            facet_filter=_to_qdrant(filter),
+            facet_filter=to_qdrant(filter),
             limit=limit,
             exact=True,
         )
@@ -366,8 +367,8 @@ class ServerIndex:
         return sorted(counts, key=lambda c: (-c.count, str(c.value)))
 
     def _record(self, r: Any) -> Record:
-        vector = r.vector.get(self.vector_name) if isinstance(r.vector, dict) else None
-        array = None if vector is None else np.asarray(vector, dtype=np.float32)
+        values = r.vector.get(self.vector_name) if isinstance(r.vector, dict) else None
+        array = None if values is None else np.asarray(values, dtype=np.float32)
         return Record(id=str(r.id), payload=r.payload or {}, vector=array)
 
     # -- maintenance ---------------------------------------------------------
@@ -381,121 +382,3 @@ class ServerIndex:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self._client.close()
-
-
-# -- translation -------------------------------------------------------------
-
-
-def _to_qdrant(node: Filter | None) -> models.Filter | None:
-    return None if node is None else _qdrant_filter(node)
-
-
-def _qdrant_filter(node: Filter) -> models.Filter:
-    def parts(items: Sequence[Condition | Filter]) -> list[Any] | None:
-        return [_qdrant_node(i) for i in items] or None
-
-    return models.Filter(
-        must=parts(node.must), should=parts(node.should), must_not=parts(node.must_not)
-    )
-
-
-def _qdrant_node(node: Condition | Filter) -> Any:
-    if isinstance(node, Filter):
-        return _qdrant_filter(node)
-    key = qdrant_key(node.key)
-    if node.eq is not None:
-        return models.FieldCondition(key=key, match=models.MatchValue(value=node.eq))
-    if node.any_of is not None:
-        return models.FieldCondition(key=key, match=models.MatchAny(any=list(node.any_of)))
-    if node.match is not None:
-        return models.FieldCondition(key=key, match=models.MatchText(text=node.match))
-    if node.exists is not None:
-        empty = models.IsEmptyCondition(is_empty=models.PayloadField(key=key))
-        return models.Filter(must_not=[empty]) if node.exists else empty
-    if node.range is not None:
-        bounds = dict(node.range)
-        if node.is_datetime:
-            dates = {k: str(v) for k, v in bounds.items()}
-            return models.FieldCondition(key=key, range=models.DatetimeRange(**dates))  # type: ignore[arg-type]
-        numbers = {k: float(v) for k, v in bounds.items()}
-        return models.FieldCondition(key=key, range=models.Range(**numbers))
-    raise InvalidQuery(f"condition on {node.key} has no operator", path="filter")
-
-
-def _params(plan: SearchPlan) -> models.SearchParams:
-    # The plan already weighed selectivity, so ACORN runs whenever it asks for it.
-    acorn = models.AcornSearchParams(enable=True, max_selectivity=1.0) if plan.acorn else None
-    return models.SearchParams(hnsw_ef=plan.hnsw_ef, exact=plan.exact, acorn=acorn)
-
-
-def _vector(v: np.ndarray) -> list[float]:
-    return np.asarray(v, dtype=np.float32).reshape(-1).tolist()
-
-
-def _point_id(value: str, *, path: str = "ids") -> str:
-    try:
-        return str(uuid.UUID(str(value)))
-    except ValueError:
-        raise InvalidQuery(f"{value!r} is not an asset id (a UUID)", path=path) from None
-
-
-# -- the client and its errors -------------------------------------------------------
-
-
-def _client(where: str, *, api_key: str | None, timeout_s: float) -> QdrantClient:
-    if where == ":memory:":
-        return QdrantClient(location=":memory:")
-    if where.startswith(("http://", "https://")):
-        return QdrantClient(
-            url=where,
-            api_key=api_key,
-            timeout=max(1, math.ceil(timeout_s)),
-            check_compatibility=False,  # it would call the server here; the first call tells
-        )
-    return QdrantClient(path=where)
-
-
-def _redact(where: str) -> str:
-    """The location for messages, without credentials embedded in a URL."""
-    parts = urlsplit(where)
-    if parts.password or parts.username:
-        port = f":{parts.port}" if parts.port else ""
-        return parts._replace(netloc=f"{parts.hostname or ''}{port}").geturl()
-    return where
-
-
-def _transient(cause: BaseException | None) -> bool:
-    if isinstance(cause, UnexpectedResponse):
-        return cause.status_code in _TRANSIENT_STATUS
-    return isinstance(cause, ResponseHandlingException | httpx.TransportError)
-
-
-@contextlib.contextmanager
-def _qdrant_errors(where: str, what: str) -> Iterator[None]:
-    """Map qdrant-client's exceptions (server and local mode) onto Loupe's tree."""
-    try:
-        yield
-    except LoupeError:
-        raise
-    except UnexpectedResponse as exc:
-        status, detail = exc.status_code or 0, _detail(exc)
-        if status in (401, 403):
-            raise IndexUnavailable(
-                f"Qdrant at {where} refused the request ({status}); check LOUPE_QDRANT_API_KEY"
-            ) from exc
-        if status >= 500 or status in (404, 408, 429):
-            raise IndexUnavailable(f"Qdrant at {where} failed to {what}: {detail}") from exc
-        raise InvalidQuery(f"Qdrant cannot {what}: {detail}") from exc
-    except (ResponseHandlingException, httpx.HTTPError) as exc:
-        source = getattr(exc, "source", None) or exc
-        raise IndexUnavailable(f"cannot reach Qdrant at {where}: {source}") from exc
-    except ValueError as exc:  # local mode's way of saying "bad request"
-        raise InvalidQuery(f"Qdrant cannot {what}: {exc}") from exc
-
-
-def _detail(exc: UnexpectedResponse) -> str:
-    try:
-        body = json.loads(exc.content)
-        return str(body.get("status", {}).get("error") or body)
-    except (ValueError, AttributeError):
-        return f"{exc.status_code} {exc.reason_phrase}"

@@ -12,7 +12,8 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 from service.config import IndexSettings
 from service.errors import IndexUnavailable, InvalidQuery, LoupeError
 from service.index.edge_store import edge_errors
-from service.index.server import ServerIndex, _qdrant_errors, _redact
+from service.index.server import ServerIndex
+from service.index.server_client import qdrant_errors, redact
 
 
 def response(status: int, error: str = "boom") -> UnexpectedResponse:
@@ -56,8 +57,8 @@ def test_edge_errors(raised: Exception, expected: type[LoupeError], words: str) 
         (ValueError("Collection assets not found"), InvalidQuery, "not found"),
     ],
 )
-def test_qdrant_errors(raised: Exception, expected: type[LoupeError], words: str) -> None:
-    with pytest.raises(expected, match=words), _qdrant_errors("http://q:6333", "search"):
+def testqdrant_errors(raised: Exception, expected: type[LoupeError], words: str) -> None:
+    with pytest.raises(expected, match=words), qdrant_errors("http://q:6333", "search"):
         raise raised
 
 
@@ -95,5 +96,5 @@ def test_terminal_failures_are_not_retried() -> None:
 
 
 def test_credentials_never_reach_messages() -> None:
-    assert _redact("https://user:secret@qdrant.example:6333/x") == "https://qdrant.example:6333/x"
-    assert _redact("http://127.0.0.1:6333") == "http://127.0.0.1:6333"
+    assert redact("https://user:secret@qdrant.example:6333/x") == "https://qdrant.example:6333/x"
+    assert redact("http://127.0.0.1:6333") == "http://127.0.0.1:6333"
