@@ -8,13 +8,17 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
 
+from service import web
 from service.api import errors
 from service.api.deps import authorize
+from service.api.routes import assets, exports, jobs, projector, search, sources
 from service.auth import parse_keys
-from service.api.routes import assets, exports, jobs, search, sources
 from service.catalog.catalog import Catalog
 from service.catalog.jobs import JobRunner
+from service.catalog.projector import Projector
 from service.config import Settings, get_settings
 
 API_PREFIX = "/api/v1"
@@ -32,9 +36,12 @@ def create_app(settings: Settings | None = None, *, catalog: Catalog | None = No
         runner.start()
         app.state.catalog = cat
         app.state.runner = runner
+        layouts = cat.settings.home / "projector"
+        app.state.projector = Projector(index=cat.index, state=cat.state, directory=layouts)
         try:
             yield
         finally:
+            app.state.projector.close()
             runner.stop()
             if own:
                 cat.close()
@@ -57,9 +64,10 @@ def create_app(settings: Settings | None = None, *, catalog: Catalog | None = No
             allow_headers=["Authorization", "Content-Type"],
         )
     api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(authorize)])
-    for module in (sources, jobs, assets, search, exports):
+    for module in (sources, jobs, assets, search, projector, exports):
         api.include_router(module.router)
     app.include_router(api)
+    _mount_page(app)
 
     @app.get("/health", tags=["health"])
     def health() -> dict[str, Any]:
@@ -68,3 +76,13 @@ def create_app(settings: Settings | None = None, *, catalog: Catalog | None = No
         return {"status": "ok", "model": cat.encoder.identity, "assets": cat.index.count(None)}
 
     return app
+
+
+def _mount_page(app: FastAPI) -> None:
+    """The web page at `/` and its static files (service/web)."""
+    app.mount("/static", StaticFiles(directory=web.STATIC_DIR), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        headers = {"Content-Security-Policy": web.CONTENT_SECURITY_POLICY, "Cache-Control": "no-cache"}
+        return FileResponse(web.INDEX_HTML, headers=headers)

@@ -1,0 +1,274 @@
+// The page: wires the search form, filters, results grid, detail view, export, syncs and the map.
+
+import { onAuthNeeded, setApiKey, showImage, thumbnailUrl } from "./api.js";
+import { Detail } from "./detail.js";
+import { $, basename, clear, debounce, fmtCount, h, plural } from "./dom.js";
+import { Exporter } from "./export.js";
+import { Filters } from "./filters.js";
+import { Grid } from "./grid.js";
+import { Jobs } from "./jobs.js";
+import { hideError, note, showError } from "./notify.js";
+import { ProjectorView } from "./projector.js";
+import { Search } from "./search.js";
+
+const filters = new Filters($("#filter-fields"));
+const search = new Search(filters);
+const grid = new Grid($("#results"), search);
+const detail = new Detail($("#detail"), search, grid);
+const exporter = new Exporter($("#export-dialog"));
+const jobs = new Jobs($("#jobs"));
+const map = new ProjectorView(search);
+
+// -- views ----------------------------------------------------------------------
+
+const TABS = [
+  ["#tab-results", "#results-view"],
+  ["#tab-map", "#map-view"],
+];
+
+function showView(tabId, focus = false) {
+  for (const [tab, view] of TABS) {
+    const on = tab === tabId;
+    $(tab).setAttribute("aria-selected", String(on));
+    $(tab).tabIndex = on ? 0 : -1;
+    $(view).hidden = !on;
+  }
+  if (focus) $(tabId).focus();
+  if (tabId === "#tab-map") map.show();
+  else map.hide();
+  history.replaceState(null, "", tabId === "#tab-map" ? "#map" : "#");
+}
+
+for (const [tab] of TABS) {
+  $(tab).addEventListener("click", () => showView(tab));
+  // Arrow keys move between tabs (the ARIA tabs pattern).
+  $(tab).addEventListener("keydown", (e) => {
+    if (e.key !== "ArrowRight" && e.key !== "ArrowLeft") return;
+    const i = TABS.findIndex(([t]) => t === tab);
+    showView(TABS[(i + (e.key === "ArrowRight" ? 1 : TABS.length - 1)) % TABS.length][0], true);
+  });
+}
+
+// -- search form -------------------------------------------------------------------
+
+$("#search-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  search.text = $("#q").value;
+  search.scope = null;
+  hideError();
+  search.run();
+});
+
+$("#reset-search").addEventListener("click", () => {
+  $("#q").value = "";
+  search.text = "";
+  search.images = [];
+  search.scope = null;
+  search.clearMarks();
+  renderExamples();
+  search.run();
+});
+
+function addImages(files) {
+  const images = [...files].filter((f) => f.type.startsWith("image/") || !f.type);
+  if (!images.length) {
+    showError(new Error("those files are not images"), "Example images");
+    return;
+  }
+  search.images.push(...images);
+  search.scope = null;
+  renderExamples();
+  search.run();
+}
+
+function renderExamples() {
+  const list = clear($("#examples"));
+  search.images.forEach((file, i) => {
+    const url = URL.createObjectURL(file);
+    const img = h("img", { src: url, alt: "", width: 56, height: 56 });
+    img.addEventListener("load", () => URL.revokeObjectURL(url), { once: true });
+    list.append(
+      h("li", { class: "example" }, img,
+        h("button", {
+          type: "button",
+          class: "remove",
+          "aria-label": `Remove the example image ${file.name}`,
+          onclick: () => {
+            search.images.splice(i, 1);
+            renderExamples();
+            search.run();
+          },
+        }, "×")),
+    );
+  });
+}
+
+$("#files").addEventListener("change", (e) => {
+  addImages(e.target.files);
+  e.target.value = ""; // choosing the same file again still counts
+});
+
+const drop = $("#drop");
+drop.addEventListener("dragover", (e) => {
+  e.preventDefault();
+  drop.classList.add("over");
+});
+drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+drop.addEventListener("drop", (e) => {
+  e.preventDefault();
+  drop.classList.remove("over");
+  addImages(e.dataTransfer.files);
+});
+
+// -- marks (more like / less like) -------------------------------------------------
+
+function renderMarks() {
+  const chip = (asset, kind) => {
+    const img = h("img", { alt: "", width: 40, height: 40 });
+    showImage(img, thumbnailUrl(asset.id, 64));
+    const name = basename(asset.key) || asset.id.slice(0, 8);
+    return h("li", {}, img,
+      h("button", {
+        type: "button",
+        class: "remove",
+        "aria-label": `Unmark ${name}`,
+        onclick: () => {
+          search.mark(asset, kind);
+          grid.repaint(asset.id);
+        },
+      }, "×"));
+  };
+  clear($("#like-list")).append(...[...search.like.values()].map((a) => chip(a, "like")));
+  clear($("#unlike-list")).append(...[...search.unlike.values()].map((a) => chip(a, "unlike")));
+  $("#marks").hidden = !search.like.size && !search.unlike.size;
+  $("#search-button").textContent = search.like.size || search.unlike.size ? "Search again" : "Search";
+}
+
+search.addEventListener("marks", renderMarks);
+$("#marks-clear").addEventListener("click", () => {
+  search.clearMarks();
+  grid.repaint();
+});
+grid.addEventListener("mark", (e) => {
+  search.mark(e.detail.asset, e.detail.kind);
+  grid.repaint(e.detail.asset.id);
+});
+
+// -- results -----------------------------------------------------------------------
+
+function summary() {
+  const shown = search.hits.length;
+  const more = search.next !== null ? "+" : "";
+  const total = search.total === null ? "…" : fmtCount(search.total);
+  let text;
+  if (search.mode === "scope") text = `${plural(search.scope.ids.length, "point")} selected on the map`;
+  else if (search.mode === "search") text = `Best matches among ${total} assets that pass the filters`;
+  else text = `${total} assets match the filters`;
+  if (search.loading && !shown) text += " · searching…";
+  else if (!shown && !search.loading) text += " · nothing to show";
+  else text += ` · showing ${fmtCount(shown)}${more}`;
+  $("#summary").textContent = text;
+  $("#more").hidden = search.next === null;
+  $("#more").disabled = search.loading;
+  const scope = search.scope;
+  $("#scope-banner").hidden = !scope;
+  if (scope) $("#scope-text").textContent = `Showing the ${plural(scope.ids.length, "asset")} ${scope.label}.`;
+}
+
+search.addEventListener("reset", () => {
+  grid.reset();
+  summary();
+});
+search.addEventListener("results", (e) => {
+  grid.append(e.detail.start, e.detail.hits);
+  summary();
+});
+for (const type of ["count", "loading", "idle"]) search.addEventListener(type, summary);
+search.addEventListener("error", (e) => showError(e.detail.err));
+
+grid.addEventListener("open", (e) => detail.open(e.detail.index));
+grid.addEventListener("selection", () => {
+  $("#selection-count").textContent = grid.describeSelection();
+});
+$("#select-all").addEventListener("click", () => grid.selectAll());
+$("#select-none").addEventListener("click", () => grid.selectNone());
+$("#more").addEventListener("click", () => search.more());
+$("#scope-clear").addEventListener("click", () => search.setScope(null));
+$("#export-open").addEventListener("click", () => exporter.open({ ids: [...grid.selection], label: "The selected assets", wide: wideSelection() }));
+
+/** The export alternative to a hand-made selection: the whole search, or everything under the filters. */
+function wideSelection() {
+  if (search.mode === "browse") {
+    const total = search.total === null ? "" : ` (${fmtCount(search.total)})`;
+    return { label: `Every asset that passes the filters${total}`, selection: { filter: filters.filter() } };
+  }
+  // Uploaded images and map selections cannot be replayed by the export API: ids only.
+  if (search.mode === "search" && !search.images.length) {
+    return { label: "All results of the current search", selection: { search: search.body() } };
+  }
+  return null;
+}
+
+// Infinite scroll: the next page loads before the end comes into view.
+new IntersectionObserver(
+  (entries) => {
+    if (entries.some((en) => en.isIntersecting) && !$("#results-view").hidden) search.more();
+  },
+  { rootMargin: "800px" },
+).observe($("#sentinel"));
+
+filters.addEventListener("change", debounce(() => search.run(), 250));
+
+// -- the map -------------------------------------------------------------------------
+
+map.addEventListener("show", (e) => {
+  showView("#tab-results");
+  search.setScope(e.detail.ids, "selected on the map");
+});
+map.addEventListener("like", (e) => {
+  search.clearMarks();
+  for (const id of e.detail.ids) search.mark({ id, key: "", metadata: {} }, "like");
+  search.scope = null;
+  showView("#tab-results");
+  search.run();
+});
+map.addEventListener("export", (e) => exporter.open({ ids: e.detail.ids, label: "The points selected on the map" }));
+map.addEventListener("open", (e) => detail.open(0, [e.detail.hit]));
+
+// -- syncs, API key --------------------------------------------------------------------
+
+jobs.addEventListener("changed", () => {
+  note("A sync finished: fields, counts and the map are up to date.");
+  filters.load();
+  search.count();
+  if (!$("#map-view").hidden) map.refresh();
+});
+
+const keyDialog = $("#key-dialog");
+onAuthNeeded((reason) => {
+  $("#key-open").hidden = false;
+  $("#key-reason").textContent = reason;
+  if (!keyDialog.open) keyDialog.showModal();
+});
+$("#key-open").addEventListener("click", () => keyDialog.showModal());
+$("#key-cancel").addEventListener("click", () => keyDialog.close());
+$("#key-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  setApiKey($("#key-input").value.trim());
+  keyDialog.close();
+  start();
+});
+
+// -- start -------------------------------------------------------------------------------
+
+async function start() {
+  hideError();
+  await filters.load();
+  search.run();
+  jobs.start();
+  if (location.hash === "#map") showView("#tab-map");
+}
+
+window.addEventListener("error", (e) => showError(e.error || e.message));
+window.addEventListener("unhandledrejection", (e) => showError(e.reason));
+start();
