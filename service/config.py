@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     ingest_threads: int | None = None
     max_upload_bytes: int = 20 * 1024 * 1024
     max_limit: int = 1000
+    # A running sync whose replica has not heartbeaten for this long is re-queued for another one.
+    jobs_stale_after_s: float = Field(default=30.0, gt=0)
     index: IndexSettings = Field(default_factory=IndexSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
 

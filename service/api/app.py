@@ -32,7 +32,7 @@ def create_app(settings: Settings | None = None, *, catalog: Catalog | None = No
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own = catalog is None
         cat = catalog or Catalog(settings)
-        runner = JobRunner(cat)
+        runner = JobRunner(cat, stale_after_s=settings.jobs_stale_after_s)
         runner.start()
         app.state.catalog = cat
         app.state.runner = runner
@@ -71,9 +71,15 @@ def create_app(settings: Settings | None = None, *, catalog: Catalog | None = No
 
     @app.get("/health", tags=["health"])
     def health() -> dict[str, Any]:
-        """Liveness and readiness: 200 when the catalog is open."""
+        """Readiness: 200 when the index answers, 503 (IndexUnavailable) while it cannot be reached."""
         cat: Catalog = app.state.catalog
         return {"status": "ok", "model": cat.encoder.identity, "assets": cat.index.count(None)}
+
+    # async: answered on the event loop, so hung index calls filling the thread pool cannot fail it.
+    @app.get("/health/live", tags=["health"])
+    async def live() -> dict[str, str]:
+        """Liveness: 200 while the process serves; touches neither the index nor the state store."""
+        return {"status": "alive"}
 
     return app
 

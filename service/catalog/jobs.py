@@ -27,6 +27,8 @@ class JobRunner:
     def __init__(self, catalog: Catalog, *, stale_after_s: float = STALE_AFTER_S) -> None:
         self.catalog = catalog
         self.stale_after_s = stale_after_s
+        # Several beats per stale period, or a live runner's job is taken from it between two beats.
+        self.heartbeat_s = min(HEARTBEAT_S, stale_after_s / 3)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._work, name="loupe-jobs", daemon=True)
@@ -79,7 +81,7 @@ class JobRunner:
             beat.join()
 
     def _heartbeat(self, job_id: str, done: threading.Event) -> None:
-        while not done.wait(HEARTBEAT_S):
+        while not done.wait(self.heartbeat_s):
             try:
                 self.catalog.state.heartbeat(job_id, self.catalog.owner)
             except Exception:
