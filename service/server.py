@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import uvicorn
 
+from service.auth import parse_keys
 from service.client import server_file
 from service.config import Settings
 from service.errors import InvalidConfig
@@ -31,7 +32,9 @@ def serve(
     settings: Settings, *, host: str, port: int, insecure: bool = False, catalog: Catalog | None = None
 ) -> None:
     """Serve until interrupted (an already open `catalog` is served as it is)."""
-    if not is_loopback(host) and not insecure and not settings.api_keys:
+    # The parsed keys, not the variable: LOUPE_API_KEYS="," is set but holds no key.
+    keys = parse_keys(settings.api_keys.get_secret_value() if settings.api_keys else None)
+    if not is_loopback(host) and not insecure and not keys:
         raise InvalidConfig(
             f"refusing to serve on {host} without API keys: set LOUPE_API_KEYS "
             "(see the README), or pass --insecure to expose an open API on purpose"
@@ -51,7 +54,16 @@ def serve(
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     url = f"http://{'[' + shown + ']' if ':' in shown else shown}:{bound_port}"
     from service.api.app import create_app
+    from service.catalog.catalog import Catalog
 
+    # Opened here, not in the app's lifespan: an unreachable index or state store is then one
+    # line from the CLI and exit code 1, where uvicorn would print a traceback and exit with 3.
+    own = catalog is None
+    try:
+        catalog = catalog or Catalog(settings)
+    except BaseException:
+        sock.close()
+        raise
     app = create_app(settings, catalog=catalog)
     marker = server_file(settings)
     config = uvicorn.Config(app, log_level="info", timeout_graceful_shutdown=10)
@@ -66,3 +78,5 @@ def serve(
                 marker.unlink()
         except (OSError, ValueError):
             pass
+        if own:
+            catalog.close()
