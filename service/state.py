@@ -207,9 +207,9 @@ class StateStore:
         cutoff = utcnow() - timedelta(seconds=stale_after_s)
         with self.session() as s:
             stale = select(JobRow).where(JobRow.state == "running", JobRow.heartbeat_at < cutoff)
-            for row in s.scalars(stale.with_for_update(skip_locked=True)):
-                row.detail = f"re-queued: its runner ({row.owner or 'unknown'}) stopped answering"
-                row.state, row.owner = "queued", None
+            for silent in s.scalars(stale.with_for_update(skip_locked=True)):
+                silent.detail = f"re-queued: its runner ({silent.owner or 'unknown'}) stopped answering"
+                silent.state, silent.owner = "queued", None
             s.flush()
             q = select(JobRow).where(JobRow.state == "queued").order_by(JobRow.created_at)
             row = s.scalars(q.with_for_update(skip_locked=True).limit(1)).first()
