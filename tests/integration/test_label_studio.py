@@ -1,0 +1,315 @@
+"""Exports into a real Label Studio (started by this module on 127.0.0.1, in its own cached venv).
+
+Loupe runs for real too: a catalog of 60 small JPEGs with sidecar labels, served over HTTP,
+so the tasks' image URLs are fetched back from Loupe as a labeler's browser would.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from service.catalog.catalog import Catalog
+from service.config import Settings
+from service.export import base as export_base
+from service.export.label_studio import LabelStudioExporter
+from service.export.label_studio_tasks import default_label_config
+from service.export.models import ExportRequest
+from service.export.runner import begin, finish, run_now
+from tests.conftest import LiveServer, free_port
+from tests.fakes import FakeEncoder
+from tests.images import gradient
+from tests.integration import label_studio_server as lss
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]  # the first run builds the cached venv
+LABELS = ("bike", "car", "bus")
+N_ASSETS = 60
+
+
+@pytest.fixture(scope="module")
+def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[lss.LabelStudio]:
+    try:
+        lss.venv()
+    except lss.Unavailable as exc:
+        pytest.skip(f"Label Studio cannot be installed on this machine: {exc}")
+    server = lss.session_server(tmp_path_factory.mktemp("label-studio"), free_port())
+    yield server
+    lss.stop(server)
+
+
+@pytest.fixture(scope="module")
+def catalog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Catalog]:
+    root = tmp_path_factory.mktemp("photos")
+    for i in range(N_ASSETS):
+        gradient(i).save(root / f"img{i:02d}.jpg")
+        meta = {"label": LABELS[i % 3], "score": round(0.5 + i / 200, 3), "site": f"site{i % 2}"}
+        (root / f"img{i:02d}.jpg.json").write_text(json.dumps(meta))
+    settings = Settings(home=tmp_path_factory.mktemp("home"), _env_file=None)  # type: ignore[call-arg]
+    cat = Catalog(settings, encoder=FakeEncoder())
+    cat.add_source("photos", "local", {"path": str(root)})
+    assert cat.sync("photos").state == "succeeded"
+    yield cat
+    cat.close()
+
+
+@pytest.fixture(scope="module")
+def loupe(catalog: Catalog) -> Iterator[httpx.Client]:
+    from service.api.app import create_app
+
+    app = create_app(catalog.settings, catalog=catalog)
+    try:
+        server = LiveServer(app).__enter__()
+    except RuntimeError:  # a port taken between choosing and binding it, or a slow start: once more
+        server = LiveServer(app).__enter__()
+    try:
+        with httpx.Client(base_url=server.url, timeout=60) as client:
+            yield client
+    finally:
+        server.__exit__(None, None, None)
+
+
+def ls_options(server: lss.LabelStudio, **kw: Any) -> dict[str, Any]:
+    return {"url": server.url, "token": server.token, **kw}
+
+
+def run_export(loupe: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
+    resp = loupe.post("/api/v1/exports", json=body)
+    assert resp.status_code == 202, resp.text
+    export = resp.json()
+    deadline = time.monotonic() + 120
+    while export["state"] in ("queued", "running"):
+        assert time.monotonic() < deadline, export
+        time.sleep(0.1)
+        export = loupe.get(f"/api/v1/exports/{export['id']}").json()
+    return export  # type: ignore[no-any-return]
+
+
+def project_of(export: dict[str, Any]) -> int:
+    return int(export["location"].split("/projects/")[1].split("/")[0])
+
+
+def tasks_of(server: lss.LabelStudio, project: int) -> list[dict[str, Any]]:
+    with server.api() as api:
+        body = api.get("/api/tasks/", params={"project": project, "page_size": 1000, "fields": "all"}).json()
+    return body["tasks"]  # type: ignore[no-any-return]
+
+
+def predictions_of(server: lss.LabelStudio, project: int) -> dict[int, list[dict[str, Any]]]:
+    with server.api() as api:
+        rows = api.get("/api/predictions/", params={"project": project}).json()
+    out: dict[int, list[dict[str, Any]]] = {}
+    for row in rows:
+        out.setdefault(row["task"], []).append(row)
+    return out
+
+
+def all_assets(catalog: Catalog, flt: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    assets, _ = catalog.list_assets(filter=flt, limit=1000, cursor=None)
+    return assets
+
+
+def test_search_matches_become_tasks_with_images_from_loupe_once(label_studio, loupe, catalog):
+    search = {"text": "bicycles at night", "limit": 50}
+    body = {
+        "target": "label-studio",
+        "search": search,
+        "label_studio": ls_options(label_studio, title="Night"),
+    }
+    export = run_export(loupe, body)
+    assert export["state"] == "succeeded", export
+    assert export["counts"] == {"selected": 50, "sent": 50, "skipped": 0, "failed": 0}
+    assert "token" not in json.dumps(export) and label_studio.token not in json.dumps(export)
+    project = project_of(export)
+    hits = loupe.post("/api/v1/search", json=search).json()["hits"]
+    by_id = {h["id"]: h for h in hits}
+
+    tasks = tasks_of(label_studio, project)
+    assert sorted(t["data"]["asset_id"] for t in tasks) == sorted(by_id)
+    preds = predictions_of(label_studio, project)
+    for task in tasks:
+        data, hit = task["data"], by_id[task["data"]["asset_id"]]
+        meta = hit["asset"]["metadata"]
+        assert data["image"] == f"{loupe.base_url}/api/v1/assets/{hit['id']}/content"
+        assert (data["source"], data["key"], data["site"]) == ("photos", hit["asset"]["key"], meta["site"])
+        assert data["score"] == pytest.approx(hit["score"], abs=1e-6)
+        assert data["meta_score"] == meta["score"]  # metadata `score` must not shadow the search score
+        (pred,) = preds[task["id"]]
+        assert pred["result"][0]["value"]["choices"] == [meta["label"]]
+        assert pred["result"][0]["from_name"] == "label" and pred["result"][0]["to_name"] == "image"
+        assert pred["score"] == pytest.approx(meta["score"])
+    image = httpx.get(tasks[0]["data"]["image"], timeout=30)
+    assert image.status_code == 200 and image.headers["content-type"] == "image/jpeg"
+    assert image.content[:3] == b"\xff\xd8\xff"
+
+    again = run_export(loupe, {**body, "label_studio": ls_options(label_studio, project_id=project)})
+    assert again["counts"] == {"selected": 50, "sent": 0, "skipped": 50, "failed": 0}, again
+    assert len(tasks_of(label_studio, project)) == 50
+
+    not_yet = {**search, "filter": {"not": {"exports.project": str(project)}}}
+    remaining = loupe.post("/api/v1/search", json=not_yet).json()["hits"]
+    assert remaining and not {h["id"] for h in remaining} & set(by_id)
+    entry = next(e for e in loupe.get(f"/api/v1/assets/{hits[0]['id']}").json()["exports"])
+    assert entry["target"] == "label-studio" and entry["project"] == str(project)
+    assert entry["export_id"] == export["id"] and entry["at"].endswith("Z")
+
+
+def test_lost_local_records_cause_no_duplicates_and_come_back(label_studio, loupe, catalog):
+    ids = [a["id"] for a in all_assets(catalog)[:20]]
+    body = {
+        "target": "label-studio",
+        "ids": ids,
+        "label_studio": ls_options(label_studio, title="Lost records"),
+    }
+    first = run_export(loupe, body)
+    assert first["counts"]["sent"] == 20, first
+    project = project_of(first)
+    catalog.index.set_payload(ids, {"exports": []})  # as if the records were lost
+
+    second = run_export(loupe, {**body, "label_studio": ls_options(label_studio, project_id=project)})
+    assert second["counts"] == {"selected": 20, "sent": 0, "skipped": 20, "failed": 0}, second
+    assert len(tasks_of(label_studio, project)) == 20
+    restored = all_assets(catalog, {"exports.project": str(project)})
+    assert sorted(a["id"] for a in restored) == sorted(ids)
+
+
+def test_existing_project_with_its_own_label_config(label_studio, loupe, catalog):
+    config = (
+        '<View><Image name="photo" value="$img"/>'
+        '<Choices name="kind" toName="photo"><Choice value="bike"/><Choice value="other"/></Choices></View>'
+    )
+    with label_studio.api() as api:
+        project = api.post("/api/projects/", json={"title": "Own config", "label_config": config}).json()[
+            "id"
+        ]
+    assets = all_assets(catalog)[:6]
+    body = {
+        "target": "label-studio",
+        "ids": [a["id"] for a in assets],
+        "fields": ["site"],
+        "label_studio": ls_options(label_studio, project_id=project),
+    }
+    export = run_export(loupe, body)
+    assert export["counts"]["sent"] == 6, export
+    preds = predictions_of(label_studio, project)
+    labels = {a["id"]: a["metadata"]["label"] for a in assets}
+    for task in tasks_of(label_studio, project):
+        data = task["data"]
+        assert data["img"].endswith(f"/api/v1/assets/{data['asset_id']}/content")
+        assert "site" in data and "label" not in data  # only the chosen metadata
+        if labels[data["asset_id"]] == "bike":
+            (pred,) = preds[task["id"]]
+            assert pred["result"][0]["from_name"] == "kind" and pred["result"][0]["to_name"] == "photo"
+        else:  # a label the project's config does not offer is not pre-annotated
+            assert task["id"] not in preds
+
+
+def _assert_nothing_recorded(loupe: httpx.Client, catalog: Catalog) -> None:
+    newest = loupe.get("/api/v1/exports", params={"limit": 1}).json()["data"][0]
+    assert newest["state"] == "failed" and newest["counts"]["sent"] == 0
+    assert all_assets(catalog, {"exports.export_id": newest["id"]}) == []
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"token": "f" * 40, "project_id": 1}, "refused the API token (HTTP 401)"),
+        (
+            {"token": "eyJhbGciOiJIUzI1NiJ9.eyJ4IjoxfQ.bad", "title": "PAT"},
+            "refused the personal access token",
+        ),
+        ({"project_id": 99999}, "has no project 99999"),
+    ],
+    ids=["wrong-token", "wrong-personal-access-token", "unknown-project"],
+)
+def test_refused_exports_fail_clearly_and_record_nothing(label_studio, loupe, catalog, options, expected):
+    body = {"target": "label-studio", "filter": {}, "label_studio": ls_options(label_studio, **options)}
+    resp = loupe.post("/api/v1/exports", json=body)
+    assert resp.status_code == 502, resp.text
+    assert resp.json()["error"] == "ExportError" and expected in resp.json()["detail"]
+    assert label_studio.token not in resp.text and options.get("token", "-") not in resp.text
+    _assert_nothing_recorded(loupe, catalog)
+
+
+def test_unreachable_label_studio_fails_clearly(loupe, catalog):
+    options = {"url": f"http://127.0.0.1:{free_port()}", "token": "x" * 40, "project_id": 1}
+    resp = loupe.post("/api/v1/exports", json={"target": "label-studio", "ids": [], "label_studio": options})
+    assert resp.status_code == 502, resp.text
+    assert "cannot reach Label Studio at http://127.0.0.1:" in resp.json()["detail"]
+    _assert_nothing_recorded(loupe, catalog)
+
+
+def _personal_access_token(server: lss.LabelStudio) -> str:
+    with server.api() as api:
+        resp = api.post("/api/token/")
+    assert resp.status_code == 201, f"this Label Studio gives no personal access tokens: {resp.text}"
+    return str(resp.json()["token"])
+
+
+def test_personal_access_token_is_refreshed_into_bearer_tokens(label_studio, catalog):
+    pat = _personal_access_token(label_studio)
+    ids = [a["id"] for a in all_assets(catalog)[:12]]
+    options = {"url": label_studio.url, "token": pat, "title": "PAT export", "batch_size": 5}
+    prepared = begin(
+        catalog,
+        ExportRequest.model_validate({"target": "label-studio", "ids": ids, "label_studio": options}),
+        base_url="http://loupe.test",
+    )
+    client = prepared.exporter.client  # type: ignore[attr-defined]
+    assert client._access is not None  # traded the PAT for an access token
+    client._access = client._access[:-4] + "AAAA"  # as if it had expired: Label Studio answers 401
+    row = finish(prepared)
+    assert row.state == "succeeded" and row.counts["sent"] == 12, row.detail
+    assert len(tasks_of(label_studio, int(row.location.split("/")[-2]))) == 12
+
+
+class LostAnswerTransport(httpx.HTTPTransport):
+    """Forwards every request, but loses the answer of the first task import, as a timeout would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lost = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        if request.url.path.endswith("/import") and self.lost == 0:
+            response.read()
+            self.lost += 1
+            raise httpx.ReadTimeout("answer lost", request=request)
+        return response
+
+
+def test_an_import_that_landed_but_lost_its_answer_is_not_sent_twice(label_studio, catalog, monkeypatch):
+    transport = LostAnswerTransport()
+    monkeypatch.setitem(
+        export_base._REGISTRY, "label-studio", lambda: LabelStudioExporter(transport=transport)
+    )
+    ids = [a["id"] for a in all_assets(catalog)[20:50]]
+    options = {"url": label_studio.url, "token": label_studio.token, "title": "Flaky", "batch_size": 10}
+    request = ExportRequest.model_validate({"target": "label-studio", "ids": ids, "label_studio": options})
+    row = run_now(catalog, request, base_url="http://loupe.test")
+    assert transport.lost == 1
+    assert row.state == "succeeded" and row.counts == {"selected": 30, "sent": 30, "skipped": 0, "failed": 0}
+    tasks = tasks_of(label_studio, int(row.location.split("/")[-2]))
+    assert sorted(t["data"]["asset_id"] for t in tasks) == sorted(ids)
+    assert len(all_assets(catalog, {"exports.export_id": row.id})) == 30
+
+
+def test_tasks_json_file_imports_into_label_studio(label_studio, catalog, tmp_path: Path):
+    path = tmp_path / "tasks.json"
+    request = ExportRequest(target="label-studio-json", filter={"site": "site0"}, path=str(path))
+    row = run_now(catalog, request, base_url="http://loupe.test")
+    assert row.state == "succeeded" and row.counts["sent"] == N_ASSETS // 2
+    body = {"title": "From file", "label_config": default_label_config(LABELS)}
+    with label_studio.api() as api:
+        project = api.post("/api/projects/", json=body).json()["id"]
+        files = {"file": ("tasks.json", path.read_bytes(), "application/json")}
+        resp = api.post(f"/api/projects/{project}/import", files=files)
+    assert resp.status_code == 201, resp.text
+    assert resp.json()["task_count"] == N_ASSETS // 2 and resp.json()["prediction_count"] == N_ASSETS // 2
+    assert {t["data"]["site"] for t in tasks_of(label_studio, project)} == {"site0"}
