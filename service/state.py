@@ -21,11 +21,11 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-from service.errors import Conflict, JobNotFound, LoupeError, SourceExists, SourceNotFound
+from service.errors import Conflict, InvalidConfig, JobNotFound, LoupeError, SourceExists, SourceNotFound
 
 JOB_STATES = ("queued", "running", "succeeded", "failed")
 MAX_JOB_ERRORS = 1000
@@ -103,18 +103,31 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 def make_engine(url: str) -> Engine:
     """An engine for `url` with the schema created; errors name the URL without its password."""
-    if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False})
-        event.listen(engine, "connect", _sqlite_pragmas)
-    else:
-        engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        # Not echoed: the unparsed text may hold a password where we cannot tell.
+        raise InvalidConfig(
+            "LOUPE_DATABASE_URL is not a database URL; write it like "
+            "postgresql+psycopg://user:password@host:5432/loupe"
+        ) from None
+    safe = parsed.render_as_string(hide_password=True)
+    try:
+        if parsed.get_backend_name() == "sqlite":
+            engine = create_engine(parsed, connect_args={"check_same_thread": False})
+            event.listen(engine, "connect", _sqlite_pragmas)
+        else:
+            engine = create_engine(parsed, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    except (ArgumentError, ImportError) as exc:  # an unknown dialect or a driver not installed
+        raise InvalidConfig(
+            f"cannot use the state store at {safe}: {exc}; install its driver or fix LOUPE_DATABASE_URL"
+        ) from None
     try:
         Base.metadata.create_all(engine)
-    except OperationalError as exc:
-        safe = engine.url.render_as_string(hide_password=True)
-        raise LoupeError(
-            f"cannot open the state store at {safe}: {exc.orig}; check LOUPE_DATABASE_URL"
-        ) from None
+    except DBAPIError as exc:
+        engine.dispose()
+        why = " ".join(str(exc.orig).split())  # psycopg's hints span lines; errors are one line
+        raise LoupeError(f"cannot open the state store at {safe}: {why}; check LOUPE_DATABASE_URL") from None
     return engine
 
 
