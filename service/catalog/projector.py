@@ -19,6 +19,7 @@ import os
 import threading
 import time
 import uuid
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -58,11 +59,17 @@ def methods() -> list[str]:
 
 @dataclass(frozen=True, slots=True)
 class FieldInfo:
-    """A filterable field: `name` as the filter language takes it (`source`, `meta.site`)."""
+    """A filterable field: `name` as the filter language takes it (`source`, `meta.site`).
+
+    `distinct` counts the values seen in a sample of `sampled` assets: near-unique
+    fields (captions, paths) make poor value lists, and the page knows it in advance.
+    """
 
     name: str
     type: FieldType
     indexed: bool
+    distinct: int = 0
+    sampled: int = 0
 
     @property
     def builtin(self) -> bool:
@@ -80,23 +87,35 @@ class FieldInfo:
             "indexed": self.indexed,
             "builtin": self.builtin,
             "facetable": self.indexed and self.type in _FACETABLE,
+            "distinct": self.distinct,
+            "sampled": self.sampled,
         }
 
 
 def catalog_fields(index: VectorIndex, *, sample: int = FIELD_SAMPLE) -> list[FieldInfo]:
     """Built-in fields, then metadata fields: the indexed ones, plus any seen in a sample of payloads."""
     indexed = index.indexed_fields()
+    records, _ = index.scroll(limit=sample)
     found: dict[str, FieldType] = {}
-    records, _ = index.scroll(limit=sample, fields=[METADATA_ROOT])
+    seen: dict[str, set[str]] = defaultdict(set)
     for record in records:
-        for name, value in _flatten(record.payload.get(METADATA_ROOT) or {}, METADATA_ROOT):
+        meta = record.payload.get(METADATA_ROOT)
+        for name, value in _flatten(meta if isinstance(meta, dict) else {}, METADATA_ROOT):
             kind = field_type_of(value)
             if kind is not None:
                 found.setdefault(name, kind)
-    builtins = [FieldInfo(n, indexed.get(n, t), n in indexed) for n, t in BUILTIN_FIELDS.items()]
+    for record in records:
+        for name in (*BUILTIN_FIELDS, *found):
+            value = _value_at(record.payload, name)
+            if value is not None:
+                seen[name].add(repr(value))
+
+    def info(name: str, kind: FieldType) -> FieldInfo:
+        return FieldInfo(name, kind, name in indexed, distinct=len(seen[name]), sampled=len(records))
+
+    builtins = [info(n, indexed.get(n, t)) for n, t in BUILTIN_FIELDS.items()]
     meta_names = sorted({n for n in indexed if n.startswith(f"{METADATA_ROOT}.")} | set(found))
-    meta = [FieldInfo(n, indexed.get(n) or found[n], n in indexed) for n in meta_names]
-    return builtins + meta
+    return builtins + [info(n, indexed.get(n) or found[n]) for n in meta_names]
 
 
 def _flatten(obj: dict[str, Any], prefix: str, depth: int = 0) -> Iterable[tuple[str, Any]]:

@@ -28,6 +28,12 @@ export function clear(el) {
   return el;
 }
 
+/** Replace `el`'s children, skipping null/undefined/false (which DOM append would print). */
+export function fill(el, ...children) {
+  el.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
+  return el;
+}
+
 const numberFormat = new Intl.NumberFormat();
 
 export function fmtCount(n) {

@@ -2,7 +2,7 @@
 // target (POST /exports), follow it (GET /exports/{id}) until it has finished, and show the outcome.
 
 import { getJSON, postJSON } from "./api.js";
-import { $, clear, fmtCount, h, plural } from "./dom.js";
+import { $, clear, fill, fmtCount, h, plural } from "./dom.js";
 import { describe } from "./notify.js";
 
 const FILE_TARGETS = new Set(["jsonl", "csv", "labelbox", "coco", "label-studio-json"]);
@@ -106,7 +106,7 @@ export class Exporter {
     const failed = job.state === "failed";
     const where = job.location || "";
     const link = /^https?:\/\//.test(where);
-    clear($("#export-result", this.dialog)).append(
+    fill($("#export-result", this.dialog),
       h("p", { class: failed ? "error" : ACTIVE.has(job.state) ? "" : "ok" }, `Export ${job.state}: ${parts.join(", ")}.`),
       where && !ACTIVE.has(job.state)
         ? h("p", {}, link ? h("a", { href: where, class: "location", target: "_blank", rel: "noopener" }, where.includes("/download") ? "Download the file" : where)

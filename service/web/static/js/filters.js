@@ -10,6 +10,13 @@ const HIDDEN = new Set(["key", "exports.export_id", "exports.project", "synced_a
 const OPEN_FIRST = 4; // value lists open at start; the rest wait behind their summary
 const SHOWN_VALUES = 10;
 
+/** Whether a field gets a list of its values with counts (else a range or a text box). */
+function listable(field) {
+  if (!field.facetable || !["keyword", "bool"].includes(field.type)) return false;
+  // Near-unique values (captions, paths) make a useless list: those get an "equals" box.
+  return !(field.sampled >= 20 && field.distinct > Math.max(30, field.sampled / 2));
+}
+
 function pretty(label) {
   return label.replaceAll("_", " ").replaceAll(".", " › ");
 }
@@ -124,7 +131,7 @@ export class Filters extends EventTarget {
     this.sections.clear();
     let opened = 0;
     for (const field of this.fields) {
-      const list = field.facetable && (field.type === "keyword" || field.type === "bool");
+      const list = listable(field);
       const preferred = list && opened < OPEN_FIRST && (field.name === "source" || !field.builtin);
       const open = this.conds.has(field.name) || preferred;
       if (preferred) opened += 1;
@@ -152,7 +159,7 @@ export class Filters extends EventTarget {
 
   fillControl(field, body) {
     const kind = field.type;
-    if (field.facetable && (kind === "keyword" || kind === "bool")) {
+    if (listable(field)) {
       body.append(h("p", { class: "muted" }, "Loading values…"));
     } else if (kind === "integer" || kind === "float" || kind === "datetime") {
       body.append(this.rangeControl(field));
@@ -197,9 +204,7 @@ export class Filters extends EventTarget {
 
   /** Value counts of the open value-list fields, each under the other fields' conditions. */
   async loadFacets(names = null) {
-    const wanted = [...this.sections.values()].filter(
-      (s) => s.details.open && s.field.facetable && ["keyword", "bool"].includes(s.field.type),
-    );
+    const wanted = [...this.sections.values()].filter((s) => s.details.open && listable(s.field));
     const targets = names ? wanted.filter((s) => names.includes(s.field.name)) : wanted;
     await Promise.all(
       targets.map(async (s) => {

@@ -20,6 +20,17 @@ function keyMetadata(asset) {
   return out;
 }
 
+/**
+ * The score as the API gives it: a cosine, or below -1 when the asset is nearer a "less like"
+ * example than to any positive (-2 - its cosine to that negative); the title says which.
+ */
+function scoreBadge(score) {
+  if (score === null || score === undefined) return null;
+  if (score >= -1) return h("span", { class: "score", title: "cosine similarity to the query" }, score.toFixed(3));
+  const cos = (-2 - score).toFixed(3);
+  return h("span", { class: "score below", title: `nearer a “less like” example (cosine ${cos}) than to the query` }, score.toFixed(3));
+}
+
 export class Grid extends EventTarget {
   constructor(root, search) {
     super();
@@ -72,7 +83,7 @@ export class Grid extends EventTarget {
         "div",
         { class: "caption" },
         h("div", { class: "line" },
-          hit.score === null || hit.score === undefined ? null : h("span", { class: "score", title: "similarity score" }, hit.score.toFixed(3)),
+          scoreBadge(hit.score),
           h("span", { class: "name", title: asset.key }, name)),
         h("div", { class: "kv" }, keyMetadata(asset).map(([k, v]) => h("span", { title: `${k}: ${v}` }, `${k}: ${fmtValue(v)}`))),
       ),

@@ -140,6 +140,8 @@ function renderMarks() {
   };
   clear($("#like-list")).append(...[...search.like.values()].map((a) => chip(a, "like")));
   clear($("#unlike-list")).append(...[...search.unlike.values()].map((a) => chip(a, "unlike")));
+  $("#like-row").hidden = !search.like.size;
+  $("#unlike-row").hidden = !search.unlike.size;
   $("#marks").hidden = !search.like.size && !search.unlike.size;
   $("#search-button").textContent = search.like.size || search.unlike.size ? "Search again" : "Search";
 }
@@ -210,12 +212,19 @@ function wideSelection() {
 }
 
 // Infinite scroll: the next page loads before the end comes into view.
+const AHEAD_PX = 800;
 new IntersectionObserver(
   (entries) => {
     if (entries.some((en) => en.isIntersecting) && !$("#results-view").hidden) search.more();
   },
-  { rootMargin: "800px" },
+  { rootMargin: `${AHEAD_PX}px` },
 ).observe($("#sentinel"));
+// The observer only speaks when the end crosses that line; a page too short to push it back out
+// (a tall window, a short page) would stop there, so check again whenever a page has arrived.
+search.addEventListener("idle", () => {
+  const near = $("#sentinel").getBoundingClientRect().top < window.innerHeight + AHEAD_PX;
+  if (near && !$("#results-view").hidden && search.next !== null) search.more();
+});
 
 filters.addEventListener("change", debounce(() => search.run(), 250));
 
@@ -272,3 +281,6 @@ async function start() {
 window.addEventListener("error", (e) => showError(e.error || e.message));
 window.addEventListener("unhandledrejection", (e) => showError(e.reason));
 start();
+
+// The page's parts, for the browser tests and the console (importing this module again returns them).
+export { filters, grid, map, search };

@@ -252,7 +252,9 @@ export class ProjectorView extends EventTarget {
 
   updateRings() {
     if (!this.ids) return;
-    this.rings = this.indicesOf(this.search.hits.slice(0, MAX_RINGS).map((hit) => hit.id));
+    // Browsing lists assets in id order: ringing those would mark nothing in particular.
+    const hits = this.search.mode === "browse" ? [] : this.search.hits;
+    this.rings = this.indicesOf(hits.slice(0, MAX_RINGS).map((hit) => hit.id));
     this.scatter.draw();
   }
 
@@ -264,7 +266,7 @@ export class ProjectorView extends EventTarget {
   }
 
   down(e) {
-    if (e.button !== 0 || !this.scatter.n) return;
+    if (e.button !== 0 || !this.scatter.n || !e.target.closest("canvas")) return; // not the floating bar
     $("#map-wrap").setPointerCapture(e.pointerId);
     const [x, y] = this.local(e);
     // Shift-drag selects a box even with the pan tool: the quick way to select.
@@ -277,7 +279,7 @@ export class ProjectorView extends EventTarget {
     const [x, y] = this.local(e);
     const d = this.drag;
     if (!d) {
-      this.setHover(this.scatter.nearest(x, y), x, y);
+      this.setHover(e.target.closest("canvas") ? this.scatter.nearest(x, y) : -1, x, y);
       return;
     }
     d.moved = d.moved || Math.hypot(x - d.x0, y - d.y0) > CLICK_SLOP;
