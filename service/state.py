@@ -29,6 +29,7 @@ from service.errors import Conflict, InvalidConfig, JobNotFound, LoupeError, Sou
 
 JOB_STATES = ("queued", "running", "succeeded", "failed")
 MAX_JOB_ERRORS = 1000
+SCHEMA_LOCK_KEY = 0x4C6F757065  # "Loupe": the advisory lock that serialises schema creation
 
 
 def utcnow() -> datetime:
@@ -123,12 +124,25 @@ def make_engine(url: str) -> Engine:
             f"cannot use the state store at {safe}: {exc}; install its driver or fix LOUPE_DATABASE_URL"
         ) from None
     try:
-        Base.metadata.create_all(engine)
+        _create_schema(engine)
     except DBAPIError as exc:
         engine.dispose()
         why = " ".join(str(exc.orig).split())  # psycopg's hints span lines; errors are one line
         raise LoupeError(f"cannot open the state store at {safe}: {why}; check LOUPE_DATABASE_URL") from None
     return engine
+
+
+def _create_schema(engine: Engine) -> None:
+    """Create the missing tables; replicas starting together on PostgreSQL take turns.
+
+    Two CREATE TABLEs of one name racing on an empty PostgreSQL database make the
+    second fail on pg_type's unique index, so the first replica's transaction holds
+    an advisory lock and the next one then finds the tables there.
+    """
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+        Base.metadata.create_all(conn)
 
 
 class StateStore:

@@ -1,11 +1,12 @@
 """The state store on the PostgreSQL running here, as several replicas use it.
 
-Sources, jobs and exports survive a new StateStore; the one-active-job-per-source
-rule holds when threads race to create jobs; each queued job is claimed by
-exactly one of many threads in several processes; a running job whose runner
-stopped heartbeating is re-queued and claimed by another owner, once; and the
-password in LOUPE_DATABASE_URL shows in no error. Each test runs in a private
-database with a random name, dropped afterwards (tests/integration/sql_dbs.py).
+Replicas starting together create the schema once; sources, jobs and exports
+survive a new StateStore; the one-active-job-per-source rule holds when threads
+race to create jobs; each queued job is claimed by exactly one of many threads
+in several processes; a running job whose runner stopped heartbeating is
+re-queued and claimed by another owner, once; and the password in
+LOUPE_DATABASE_URL shows in no error. Each test runs in a private database with
+a random name, dropped afterwards (tests/integration/sql_dbs.py).
 """
 
 from __future__ import annotations
@@ -116,6 +117,16 @@ def test_sources_jobs_and_exports_survive_a_new_store(pg: TestDB) -> None:
         assert claimed is not None and claimed.id == queued.id
     finally:
         second.close()
+
+
+def test_replicas_starting_together_on_an_empty_database_all_open_it(pg: TestDB) -> None:
+    stores = race(6, lambda _i: StateStore(pg.url))
+    try:
+        assert all(isinstance(s, StateStore) for s in stores), stores
+    finally:
+        for s in stores:
+            if isinstance(s, StateStore):
+                s.close()
 
 
 # -- one active job per source ---------------------------------------------------
