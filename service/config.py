@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     cors_origins: list[str] = []
     query_threads: int = 1
     ingest_threads: int | None = None
+    # Image tower runtime on CPU (benchmarks/RESULTS.md): onnx needs onnxruntime, onnx and onnxscript.
+    encoder_backend: Literal["torch", "onnx"] = "torch"
+    quantize: Literal["none", "int8"] = "none"  # dynamic int8 image tower, CPU only
+    precision: Literal["auto", "fp32", "fp16"] = "auto"  # auto: fp16 on CUDA, fp32 on CPU
     max_upload_bytes: int = 20 * 1024 * 1024
     max_limit: int = 1000
     # A running sync whose replica has not heartbeaten for this long is re-queued for another one.

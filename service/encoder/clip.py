@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from service.config import OFFLINE_MODEL, Settings
+from service.encoder import options
 from service.errors import EncoderError
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,10 @@ class ClipEncoder:
         device: str = "auto",
         query_threads: int = 1,
         ingest_threads: int | None = None,
+        backend: options.Backend = "torch",
+        quantize: options.Quantize = "none",
+        precision: options.Precision = "auto",
+        cache_dir: Path | None = None,
     ) -> None:
         from service.encoder import tiny
 
@@ -96,15 +101,32 @@ class ClipEncoder:
         self.model_name = model_name
         self.pretrained = pretrained
         self.device = resolve_device(device)
+        self.dtype = options.resolve_dtype(self.device, precision)
         self.query_threads = query_threads
         self.ingest_threads = ingest_threads
         model, self.preprocess = _create(model_name, pretrained)
-        self.model = model.to(self.device).eval()
+        self.model = model.to(self.device, dtype=self.dtype).eval()
         self.tokenizer = open_clip.get_tokenizer(model_name)
         self.image_size = _image_size(self.model)
         self.dim = int(self._probe_dim())
+        self._onnx = self._image_backend(backend, quantize, cache_dir)
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_lock = threading.Lock()
+
+    def _image_backend(
+        self, backend: options.Backend, quantize: options.Quantize, cache_dir: Path | None
+    ) -> options.OnnxImageTower | None:
+        """Swap in the image tower's options: ONNX Runtime and/or int8 (CPU only)."""
+        if (backend != "torch" or quantize != "none") and self.device.type != "cpu":
+            raise EncoderError("LOUPE_ENCODER_BACKEND=onnx and LOUPE_QUANTIZE=int8 are CPU options")
+        if backend == "onnx":
+            where = cache_dir or Path.home() / ".cache" / "loupe" / "onnx"
+            return options.OnnxImageTower(
+                self.model.visual, where, image_size=self.image_size, quantize=quantize
+            )
+        if quantize == "int8":
+            self.model.visual = options.quantize_int8(self.model.visual)
+        return None
 
     @property
     def identity(self) -> str:
@@ -131,18 +153,20 @@ class ClipEncoder:
         """Embed a batch of images that went through `prepare`."""
         if self.ingest_threads:
             torch.set_num_threads(self.ingest_threads)
-        with torch.inference_mode():
-            feats = self.model.encode_image(torch.stack(list(items)).to(self.device))
-        return _normalise(feats)
+        return _normalise(self._image_features(torch.stack(list(items)), self.ingest_threads))
 
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         if not images:
             return np.zeros((0, self.dim), np.float32)
         batch = torch.stack([self.prepare(im.convert("RGB")) for im in images])
         torch.set_num_threads(self.query_threads)
+        return _normalise(self._image_features(batch, self.query_threads))
+
+    def _image_features(self, batch: torch.Tensor, threads: int | None) -> torch.Tensor:
+        if self._onnx is not None:
+            return self._onnx(batch, threads or torch.get_num_threads())
         with torch.inference_mode():
-            feats = self.model.encode_image(batch.to(self.device))
-        return _normalise(feats)
+            return self.model.encode_image(batch.to(self.device, dtype=self.dtype))  # type: ignore[no-any-return]
 
     # -- text ------------------------------------------------------------
 
@@ -219,13 +243,20 @@ def _encode_text_trimmed(model: Any, tokens: torch.Tensor) -> torch.Tensor:
     return x
 
 
-_ENCODERS: dict[tuple[str, str | None, str], ClipEncoder] = {}
+_ENCODERS: dict[tuple[str | None, ...], ClipEncoder] = {}
 _ENCODERS_LOCK = threading.Lock()
 
 
 def load_encoder(settings: Settings) -> ClipEncoder:
     """The process-wide encoder for these settings (models are large: load once)."""
-    key = (settings.model, settings.pretrained, settings.device)
+    key = (
+        settings.model,
+        settings.pretrained,
+        settings.device,
+        settings.encoder_backend,
+        settings.quantize,
+        settings.precision,
+    )
     with _ENCODERS_LOCK:
         enc = _ENCODERS.get(key)
         if enc is None:
@@ -236,6 +267,10 @@ def load_encoder(settings: Settings) -> ClipEncoder:
                 device=settings.device,
                 query_threads=settings.query_threads,
                 ingest_threads=settings.ingest_threads,
+                backend=settings.encoder_backend,
+                quantize=settings.quantize,
+                precision=settings.precision,
+                cache_dir=settings.home / "onnx",
             )
             _ENCODERS[key] = enc
         return enc
