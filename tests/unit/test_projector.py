@@ -1,0 +1,357 @@
+"""The projector: PCA layout correctness and determinism, colour columns, the cache, the binary frames."""
+
+from __future__ import annotations
+
+import importlib.machinery
+import sys
+import threading
+import time
+import types
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from service.api.routes.projector import MAGIC, decode_frame, encode_frame
+from service.catalog import layout as layout_mod
+from service.catalog.layout import MAX_CATEGORIES, OTHER, Layout, build_column, pca_layout
+from service.catalog.projector import Projector, _Scan, catalog_fields
+from service.errors import Conflict, InvalidQuery
+from service.index.base import FieldType, Record
+from service.state import StateStore, utcnow
+
+DIM = 64
+
+
+def clusters(n_per: int = 200, k: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """`k` tight clusters of unit vectors sharing a strong common direction (as CLIP vectors do)."""
+    rng = np.random.default_rng(seed)
+    common = rng.normal(size=DIM) * 3
+    centres = common + rng.normal(size=(k, DIM))
+    labels = np.repeat(np.arange(k), n_per)
+    x = centres[labels] + rng.normal(scale=0.08, size=(k * n_per, DIM))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32), labels
+
+
+# -- layout math -------------------------------------------------------------------------
+
+
+def test_pca_keeps_clusters_apart() -> None:
+    x, labels = clusters()
+    xy = pca_layout(x)
+    assert xy.shape == (len(x), 2) and xy.dtype == np.float32
+    centres = np.stack([xy[labels == c].mean(axis=0) for c in range(3)])
+    spread = max(float(xy[labels == c].std(axis=0).max()) for c in range(3))
+    gaps = [np.linalg.norm(centres[a] - centres[b]) for a in range(3) for b in range(a + 1, 3)]
+    assert min(gaps) > 6 * spread
+
+
+def test_pca_matches_svd_up_to_sign() -> None:
+    x, _ = clusters(seed=3)
+    centred = x.astype(np.float64) - x.mean(axis=0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    expected = centred @ vt[:2].T
+    got = pca_layout(x)
+    for axis in range(2):
+        sign = np.sign(np.dot(got[:, axis], expected[:, axis]))
+        np.testing.assert_allclose(got[:, axis], sign * expected[:, axis], atol=1e-4)
+
+
+def test_pca_is_deterministic_and_order_independent() -> None:
+    x, _ = clusters(seed=5)
+    a, b = pca_layout(x), pca_layout(x)
+    np.testing.assert_array_equal(a, b)
+    perm = np.random.default_rng(1).permutation(len(x))
+    np.testing.assert_allclose(pca_layout(x[perm]), a[perm], atol=1e-5)  # no mirror flips
+
+
+def test_streamed_pca_equals_pca_of_all_vectors() -> None:
+    x, _ = clusters(n_per=700, seed=7)
+    scan = _Scan([])
+    for start in range(0, len(x), 256):  # pages, as the index scrolls them
+        scan.add([Record(id=str(uuid.uuid4()), payload={}, vector=v) for v in x[start : start + 256]])
+    # float16 storage for the projection pass: ample for a picture, not bit-exact.
+    np.testing.assert_allclose(scan.pca(), pca_layout(x), atol=2e-3)
+
+
+def test_degenerate_inputs() -> None:
+    assert pca_layout(np.zeros((0, DIM), np.float32)).shape == (0, 2)
+    one = pca_layout(np.ones((1, DIM), np.float32))
+    np.testing.assert_array_equal(one, np.zeros((1, 2), np.float32))
+    assert _Scan([]).pca().shape == (0, 2)
+
+
+# -- colour columns ------------------------------------------------------------------------
+
+
+def test_category_column_ranks_values_and_lumps_the_rare_ones() -> None:
+    col = build_column("meta.label", FieldType.keyword, ["b", "a", "b", None, "c", "b", "a"])
+    assert col is not None and col.kind == "category" and col.data.dtype == np.uint8
+    assert col.values == ("b", "a", "c") and col.counts == (3, 2, 1)
+    assert col.data.tolist() == [1, 2, 1, 0, 3, 1, 2]  # 0 = no value
+    many = [f"v{i % (MAX_CATEGORIES + 10)}" for i in range(2000)]
+    col = build_column("meta.tag", FieldType.keyword, many)
+    assert col is not None and len(col.values) == MAX_CATEGORIES and col.values[-1] == OTHER
+    assert sum(col.counts) == 2000 and col.data.max() == MAX_CATEGORIES
+
+
+def test_near_unique_and_text_fields_colour_nothing() -> None:
+    assert build_column("meta.caption", FieldType.keyword, [f"a caption {i}" for i in range(500)]) is None
+    assert build_column("filename", FieldType.text, ["a.jpg", "b.jpg"]) is None
+    assert build_column("meta.empty", FieldType.keyword, [None, None]) is None
+
+
+def test_number_and_time_columns() -> None:
+    col = build_column("width", FieldType.integer, list(range(100, 100 + MAX_CATEGORIES + 1)) + [None])
+    assert col is not None and col.kind == "number" and np.isnan(col.data[-1])
+    head = col.header()
+    assert head["min"] == 100 and head["max"] == 100 + MAX_CATEGORIES
+    few = build_column("meta.rating", FieldType.integer, [1, 2, 2, 5])
+    assert few is not None and few.kind == "category"  # a handful of integers reads better as classes
+    stamps = ["2024-01-01T00:00:00Z", "2024-12-31T23:59:59Z", "not a time"]
+    col = build_column("meta.captured_at", FieldType.datetime, stamps)
+    assert col is not None and col.kind == "time"
+    # Offset from the earliest, so float32 keeps whole seconds across a year.
+    assert col.offset == 1704067200.0 and col.data[1] == 366 * 86400 - 1 and np.isnan(col.data[2])
+
+
+def test_layout_file_round_trip(tmp_path: Path) -> None:
+    x, _ = clusters(n_per=20)
+    ids = np.frombuffer(b"".join(uuid.uuid4().bytes for _ in x), np.uint8).reshape(-1, 16)
+    cols = {
+        "meta.k": build_column("meta.k", FieldType.keyword, ["a", "b"] * 30),
+        "meta.t": build_column("meta.t", FieldType.datetime, ["2024-05-01T00:00:00Z"] * 60),
+    }
+    saved = Layout("pca", "f1", ids, pca_layout(x), {k: v for k, v in cols.items() if v}, "now", 1.5)
+    saved.save(tmp_path / "pca.npz")
+    loaded = Layout.load(tmp_path / "pca.npz")
+    assert (loaded.method, loaded.fingerprint, loaded.seconds) == ("pca", "f1", 1.5)
+    np.testing.assert_array_equal(loaded.xy, saved.xy)
+    np.testing.assert_array_equal(loaded.ids, ids)
+    assert loaded.columns["meta.k"].values == ("a", "b")
+    assert loaded.columns["meta.t"].header() == saved.columns["meta.t"].header()
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+# -- binary frames -------------------------------------------------------------------------
+
+
+def test_frame_round_trip_and_alignment() -> None:
+    xy = np.arange(10, dtype=np.float32)
+    ids = np.arange(5 * 16, dtype=np.uint8)
+    codes = np.array([3, 1, 2], dtype=np.uint8)
+    frame = encode_frame({"version": "v", "count": 5}, {"xy": xy, "ids": ids, "codes": codes})
+    assert frame[:4] == MAGIC
+    size = int.from_bytes(frame[4:8], "little")
+    assert (8 + size) % 8 == 0  # typed arrays in the page need aligned offsets
+    header, arrays = decode_frame(frame)
+    assert header["version"] == "v" and header["count"] == 5
+    assert all(a["offset"] % 8 == 0 for a in header["arrays"])
+    np.testing.assert_array_equal(arrays["xy"], xy)
+    np.testing.assert_array_equal(arrays["ids"], ids)
+    np.testing.assert_array_equal(arrays["codes"], codes)
+
+
+def test_frame_size_at_100k_points() -> None:
+    n = 100_000
+    frame = encode_frame({"count": n}, {"xy": np.zeros(2 * n, np.float32), "ids": np.zeros(16 * n, np.uint8)})
+    assert len(frame) < 2.5e6  # 24 bytes a point, plus a small header
+
+
+def test_decode_refuses_other_data() -> None:
+    with pytest.raises(ValueError, match="not a Loupe projector frame"):
+        decode_frame(b'{"json": true}')
+
+
+# -- the projector over an index -------------------------------------------------------------
+
+
+class MemoryIndex:
+    """Just what the projector reads from a VectorIndex, over arrays in memory."""
+
+    vector_name = "mem"
+    dim = DIM
+
+    def __init__(self, vectors: np.ndarray, payloads: list[dict[str, Any]]) -> None:
+        self.vectors = vectors
+        self.payloads = payloads
+        self.ids = [str(uuid.UUID(int=i + 1)) for i in range(len(vectors))]
+        self.vector_scrolls = 0
+        self.fail: Exception | None = None
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def indexed_fields(self) -> dict[str, FieldType]:
+        return {"source": FieldType.keyword, "meta.label": FieldType.keyword}
+
+    def count(self, filter: object = None) -> int:
+        return len(self.vectors)
+
+    def scroll(
+        self,
+        *,
+        filter: object = None,
+        limit: int = 100,
+        cursor: str | None = None,
+        fields: Sequence[str] | None = None,
+        with_vectors: bool = False,
+    ) -> tuple[list[Record], str | None]:
+        if with_vectors:
+            self.gate.wait(10)
+            self.vector_scrolls += 1
+            if self.fail is not None:
+                raise self.fail
+        start = 0 if cursor is None else int(cursor)
+        end = min(start + limit, len(self.vectors))
+        recs = [
+            Record(id=self.ids[i], payload=self.payloads[i], vector=self.vectors[i] if with_vectors else None)
+            for i in range(start, end)
+        ]
+        return recs, (str(end) if end < len(self.vectors) else None)
+
+
+@pytest.fixture
+def memory_index() -> MemoryIndex:
+    x, labels = clusters(n_per=100)
+    payloads = [{"source": "s", "meta": {"label": f"c{c}", "caption": f"n{i}"}} for i, c in enumerate(labels)]
+    return MemoryIndex(x, payloads)
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> StateStore:
+    return StateStore(f"sqlite:///{tmp_path / 'state.db'}")
+
+
+def ready(projector: Projector, method: str = "pca") -> dict[str, Any]:
+    deadline = time.monotonic() + 30
+    while True:
+        st = projector.status(method)
+        if st["state"] in ("ready", "failed"):
+            return st
+        assert time.monotonic() < deadline, st
+        time.sleep(0.02)
+
+
+def test_layout_is_computed_in_the_background_then_cached(
+    memory_index: MemoryIndex, state: StateStore, tmp_path: Path
+) -> None:
+    memory_index.gate.clear()  # hold the computation so its progress can be seen
+    projector = Projector(index=memory_index, state=state, directory=tmp_path / "proj")
+    first = projector.status()
+    assert first["state"] == "computing" and not first["available"]
+    with pytest.raises(Conflict, match="not ready yet"):
+        projector.layout()
+    memory_index.gate.set()
+    st = ready(projector)
+    assert st["available"] and not st["stale"] and st["count"] == 300
+    assert {c["field"] for c in st["colors"]} == {"source", "meta.label"}  # the captions are near-unique
+    layout = projector.layout()
+    assert [str(uuid.UUID(bytes=bytes(b))) for b in layout.ids[:3]] == memory_index.ids[:3]
+    scrolls = memory_index.vector_scrolls
+    projector.close()
+    # A new process (restart) reads the cache: no second pass over the vectors.
+    again = Projector(index=memory_index, state=state, directory=tmp_path / "proj")
+    assert again.status()["state"] == "ready" and memory_index.vector_scrolls == scrolls
+    np.testing.assert_array_equal(again.layout().xy, layout.xy)
+
+
+def test_a_finished_sync_invalidates_but_a_running_one_does_not(
+    memory_index: MemoryIndex, state: StateStore, tmp_path: Path
+) -> None:
+    projector = Projector(index=memory_index, state=state, directory=tmp_path / "proj")
+    version = ready(projector)["version"]
+    running = state.create_job("s", {}, state="running")
+    memory_index.vectors = memory_index.vectors[:250]  # the sync changes the index as it goes
+    st = projector.status()
+    assert st["state"] == "ready" and st["stale"] and st["syncing"] and st["version"] == version
+    state.update_job(running.id, state="succeeded", finished_at=utcnow())
+    st = projector.status()
+    assert st["state"] == "computing"
+    st = ready(projector)
+    assert st["count"] == 250 and not st["stale"] and st["version"] != version
+
+
+def test_a_failed_layout_says_why_and_is_not_retried_in_a_loop(
+    memory_index: MemoryIndex, state: StateStore, tmp_path: Path
+) -> None:
+    memory_index.fail = InvalidQuery("the index went away")
+    projector = Projector(index=memory_index, state=state, directory=tmp_path / "proj")
+    st = ready(projector)
+    assert st["state"] == "failed" and st["detail"] == "the index went away"
+    scrolls = memory_index.vector_scrolls
+    assert projector.status()["state"] == "failed" and memory_index.vector_scrolls == scrolls
+
+
+def test_unknown_columns_and_methods_are_422(
+    memory_index: MemoryIndex, state: StateStore, tmp_path: Path
+) -> None:
+    projector = Projector(index=memory_index, state=state, directory=tmp_path / "proj")
+    ready(projector)
+    with pytest.raises(InvalidQuery, match="no colour column 'meta.nope'; choose one of: source"):
+        projector.column("pca", "meta.nope")
+    with pytest.raises(InvalidQuery, match="unknown method"):
+        projector.status("tsne")
+
+
+def test_umap_is_used_when_installed(
+    memory_index: MemoryIndex, state: StateStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+
+    class FakeUMAP:
+        def __init__(self, **kwargs: Any) -> None:
+            assert kwargs["random_state"] == 0 and kwargs["metric"] == "cosine"
+
+        def fit_transform(self, x: np.ndarray) -> np.ndarray:
+            calls.append(len(x))
+            return x[:, :2] * 10
+
+    fake = types.ModuleType("umap")
+    fake.UMAP = FakeUMAP  # type: ignore[attr-defined]
+    fake.__spec__ = importlib.machinery.ModuleSpec("umap", None)
+    monkeypatch.setitem(sys.modules, "umap", fake)
+    projector = Projector(index=memory_index, state=state, directory=tmp_path / "proj")
+    st = ready(projector, "umap")
+    assert st["methods"] == ["pca", "umap"] and st["method"] == "umap" and calls == [300]
+    np.testing.assert_allclose(projector.layout("umap").xy, memory_index.vectors[:, :2] * 10, atol=1e-2)
+    assert (tmp_path / "proj" / "umap.npz").exists()
+
+
+def test_umap_fits_a_sample_and_transforms_the_rest(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, int] = {}
+
+    class FakeUMAP:
+        def __init__(self, **kwargs: Any) -> None:
+            pass
+
+        def fit(self, x: np.ndarray) -> FakeUMAP:
+            seen["fit"] = len(x)
+            return self
+
+        def transform(self, x: np.ndarray) -> np.ndarray:
+            seen["transformed"] = seen.get("transformed", 0) + len(x)
+            return np.zeros((len(x), 2))
+
+    monkeypatch.setitem(sys.modules, "umap", types.SimpleNamespace(UMAP=FakeUMAP))
+    out = layout_mod.umap_layout(np.zeros((250, 4), np.float32), sample=100)
+    assert out.shape == (250, 2) and seen == {"fit": 100, "transformed": 250}
+
+
+def test_fields_list_indexed_and_sampled_metadata(memory_index: MemoryIndex) -> None:
+    fields = {f.name: f for f in catalog_fields(memory_index)}
+    assert fields["source"].indexed and fields["source"].public()["facetable"]
+    assert fields["meta.label"].public() == {
+        "name": "meta.label",
+        "label": "label",
+        "type": "keyword",
+        "indexed": True,
+        "builtin": False,
+        "facetable": True,
+        "distinct": 3,
+        "sampled": 256,
+    }
+    caption = fields["meta.caption"]  # seen in the payloads, not indexed
+    assert not caption.indexed and caption.distinct == 256 and not caption.public()["facetable"]
