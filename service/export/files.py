@@ -232,8 +232,8 @@ class FileExporter:
     def check(self, request: ExportRequest) -> None:
         if request.label_studio is not None:
             raise InvalidQuery(f"applies to target label-studio, not {self.target}", path="label_studio")
-        if request.path is not None and not Path(request.path).is_absolute():
-            raise InvalidQuery(f"must be an absolute path, got {request.path!r}", path="path")
+        if request.path is not None:
+            _check_destination(Path(request.path))
 
     def prepare(self, ctx: ExportContext) -> None:
         if ctx.request.path:
@@ -241,14 +241,11 @@ class FileExporter:
             ctx.location = str(self.dest)
         else:
             self.dest = download_path(ctx.catalog.settings.home, ctx.export_id, self.format.suffix)
-            self.dest.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self.dest.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ExportError(f"cannot create {self.dest.parent}: {exc.strerror or exc}") from None
             ctx.location = f"{ctx.base_url}/api/v1/exports/{ctx.export_id}/download"
-        if not self.dest.parent.is_dir():
-            raise InvalidQuery(f"directory {self.dest.parent} does not exist; create it first", path="path")
-        if self.dest.is_dir():
-            raise InvalidQuery(f"{self.dest} is a directory; name a file", path="path")
-        if not os.access(self.dest.parent, os.W_OK):
-            raise InvalidQuery(f"directory {self.dest.parent} is not writable", path="path")
 
     def run(self, ctx: ExportContext, batches: Iterable[list[Selected]]) -> None:
         assert self.dest is not None, "prepare() first"
@@ -284,6 +281,18 @@ class FileExporter:
                 continue
             done.append(item)
         return done
+
+
+def _check_destination(dest: Path) -> None:
+    """A path the server can write: absolute, in an existing writable directory, not a directory."""
+    if not dest.is_absolute():
+        raise InvalidQuery(f"must be an absolute path, got {str(dest)!r}", path="path")
+    if not dest.parent.is_dir():
+        raise InvalidQuery(f"directory {dest.parent} does not exist; create it first", path="path")
+    if dest.is_dir():
+        raise InvalidQuery(f"{dest} is a directory; name a file", path="path")
+    if not os.access(dest.parent, os.W_OK):
+        raise InvalidQuery(f"directory {dest.parent} is not writable", path="path")
 
 
 def download_path(home: Path, export_id: str, suffix: str) -> Path:
