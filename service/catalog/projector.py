@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 LAYOUT_VERSION = 1  # bump when a layout or its cache file changes meaning
 PAGE = 2048
+PCA_FIT_SAMPLE = 25_000  # vectors the axes are fitted on (see _Scan)
 FIELD_SAMPLE = 256  # payloads read to find metadata fields that have no index
 # Built-ins worth colouring by; `key`, `filename` and export ids are unique per asset.
 COLOUR_BUILTINS = ("source", "media_type", "status", "width", "height", "size_bytes", "modified_at")
@@ -151,14 +152,19 @@ class _Stopped(Exception):
 class _Scan:
     """What one pass over the index collects: ids, float16 vectors, PCA sums, raw field values.
 
-    The sums are of `x - shift` (the first page's mean): a covariance taken as
-    E[xxᵀ] - μμᵀ of unshifted unit vectors loses its small entries to rounding.
+    The PCA is fitted on the first `fit` vectors: the scroll runs in id order and
+    asset ids are hashes (UUID5), so those are a uniform sample, and the fit then
+    costs the same at 100k or 10M assets. The sums are of `x - shift` (the first
+    page's mean): a covariance taken as E[xxᵀ] - μμᵀ of unshifted unit vectors
+    loses its small entries to rounding.
     """
 
-    def __init__(self, names: Sequence[str]) -> None:
+    def __init__(self, names: Sequence[str], *, fit: int = PCA_FIT_SAMPLE) -> None:
         self.ids: list[bytes] = []
         self.chunks: list[np.ndarray] = []
         self.values: dict[str, list[Any]] = {n: [] for n in names}
+        self.fit = fit
+        self.fitted = 0
         self.shift: np.ndarray | None = None
         self.total: np.ndarray | None = None
         self.gram: np.ndarray | None = None
@@ -167,14 +173,17 @@ class _Scan:
         kept = [r for r in records if r.vector is not None]
         if not kept:
             return
-        x = np.stack([np.asarray(r.vector, dtype=np.float64) for r in kept])
+        x = np.stack([np.asarray(r.vector, dtype=np.float32) for r in kept])
         if self.shift is None:
-            self.shift = x.mean(axis=0)
-            self.total = np.zeros_like(self.shift)
+            self.shift = x.mean(axis=0, dtype=np.float64).astype(np.float32)
+            self.total = np.zeros(x.shape[1])
             self.gram = np.zeros((x.shape[1], x.shape[1]))
-        centred = x - self.shift
-        self.total += centred.sum(axis=0)  # type: ignore[operator]
-        self.gram += centred.T @ centred  # type: ignore[operator]
+        if self.fitted < self.fit:
+            centred = x[: self.fit - self.fitted] - self.shift
+            # float32 products per page (twice as fast), float64 sums across pages.
+            self.total += centred.sum(axis=0, dtype=np.float64)  # type: ignore[operator]
+            self.gram += centred.T @ centred  # type: ignore[operator]
+            self.fitted += len(centred)
         self.chunks.append(x.astype(np.float16))  # half the memory; ample for a 2-D picture
         self.ids.extend(uuid.UUID(r.id).bytes for r in kept)
         for name, column in self.values.items():
@@ -193,10 +202,10 @@ class _Scan:
     def pca(self) -> np.ndarray:
         if self.shift is None or self.total is None or self.gram is None:
             return np.zeros((0, 2), np.float32)
-        mean, axes = pca_axes(self.total, self.gram, self.count)
-        centre = self.shift + mean
-        parts = [(c.astype(np.float64) - centre) @ axes for c in self.chunks]
-        return np.concatenate(parts).astype(np.float32)
+        mean, axes = pca_axes(self.total, self.gram, self.fitted)
+        centre = (self.shift + mean).astype(np.float32)
+        axes32 = axes.astype(np.float32)
+        return np.concatenate([(c.astype(np.float32) - centre) @ axes32 for c in self.chunks])
 
 
 # -- the projector -------------------------------------------------------------

@@ -43,10 +43,7 @@ def test_pca_keeps_clusters_apart() -> None:
     x, labels = clusters()
     xy = pca_layout(x)
     assert xy.shape == (len(x), 2) and xy.dtype == np.float32
-    centres = np.stack([xy[labels == c].mean(axis=0) for c in range(3)])
-    spread = max(float(xy[labels == c].std(axis=0).max()) for c in range(3))
-    gaps = [np.linalg.norm(centres[a] - centres[b]) for a in range(3) for b in range(a + 1, 3)]
-    assert min(gaps) > 6 * spread
+    assert_separated(xy, labels)
 
 
 def test_pca_matches_svd_up_to_sign() -> None:
@@ -75,6 +72,28 @@ def test_streamed_pca_equals_pca_of_all_vectors() -> None:
         scan.add([Record(id=str(uuid.uuid4()), payload={}, vector=v) for v in x[start : start + 256]])
     # float16 storage for the projection pass: ample for a picture, not bit-exact.
     np.testing.assert_allclose(scan.pca(), pca_layout(x), atol=2e-3)
+
+
+def test_axes_fitted_on_a_sample_match_the_full_fit() -> None:
+    x, labels = clusters(n_per=700, seed=9)
+    order = np.random.default_rng(2).permutation(len(x))  # ids are hashes: id order is random order
+    x, labels = x[order], labels[order]
+    scan = _Scan([], fit=300)
+    for start in range(0, len(x), 256):
+        scan.add([Record(id=str(uuid.uuid4()), payload={}, vector=v) for v in x[start : start + 256]])
+    assert scan.fitted == 300
+    sampled, full = scan.pca(), pca_layout(x)
+    for axis in range(2):  # nearly the same plane (a sample tilts it a little) ...
+        assert abs(np.corrcoef(sampled[:, axis], full[:, axis])[0, 1]) > 0.97
+    assert_separated(sampled, labels)  # ... and the same story
+
+
+def assert_separated(xy: np.ndarray, labels: np.ndarray) -> None:
+    k = int(labels.max()) + 1
+    centres = np.stack([xy[labels == c].mean(axis=0) for c in range(k)])
+    spread = max(float(xy[labels == c].std(axis=0).max()) for c in range(k))
+    gaps = [np.linalg.norm(centres[a] - centres[b]) for a in range(k) for b in range(a + 1, k)]
+    assert min(gaps) > 6 * spread
 
 
 def test_degenerate_inputs() -> None:
