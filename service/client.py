@@ -96,7 +96,8 @@ class LocalClient:
         from service.export.runner import export_public, run_now
 
         if download_to is not None:
-            req = req.model_copy(update={"path": str(download_to)})
+            # The user named this file on their own machine: replacing it is what they asked for.
+            req = req.model_copy(update={"path": str(download_to), "overwrite": True})
         # Without a server, content URLs name the address `loupe serve` listens on by default.
         base_url = self.catalog.settings.public_url or "http://127.0.0.1:8000"
         return export_public(run_now(self.catalog, req, base_url=base_url)).model_dump()

@@ -233,7 +233,7 @@ class FileExporter:
         if request.label_studio is not None:
             raise InvalidQuery(f"applies to target label-studio, not {self.target}", path="label_studio")
         if request.path is not None:
-            _check_destination(Path(request.path))
+            _check_destination(Path(request.path), overwrite=request.overwrite)
 
     def prepare(self, ctx: ExportContext) -> None:
         if ctx.request.path:
@@ -283,14 +283,19 @@ class FileExporter:
         return done
 
 
-def _check_destination(dest: Path) -> None:
-    """A path the server can write: absolute, in an existing writable directory, not a directory."""
+def _check_destination(dest: Path, *, overwrite: bool) -> None:
+    """A path the server can write: absolute, in an existing writable directory, new unless
+    `overwrite` (an API caller must not replace files it did not mean to)."""
     if not dest.is_absolute():
         raise InvalidQuery(f"must be an absolute path, got {str(dest)!r}", path="path")
     if not dest.parent.is_dir():
         raise InvalidQuery(f"directory {dest.parent} does not exist; create it first", path="path")
     if dest.is_dir():
         raise InvalidQuery(f"{dest} is a directory; name a file", path="path")
+    if dest.exists() and not overwrite:
+        raise InvalidQuery(
+            f"{dest} exists; pass overwrite: true to replace it, or name a new file", path="path"
+        )
     if not os.access(dest.parent, os.W_OK):
         raise InvalidQuery(f"directory {dest.parent} is not writable", path="path")
 

@@ -78,6 +78,7 @@ class ExportRequest(BaseModel):
     path: str | None = Field(
         default=None, description="File targets: write here (on the server); without it, download."
     )
+    overwrite: bool = Field(default=False, description="Replace an existing file at `path`.")
     label_studio: LabelStudioOptions | None = None
     fields: list[str] | None = Field(
         default=None, max_length=200, description="Metadata keys to include (default: all)."

@@ -4,11 +4,13 @@ downloads, recorded exports in search filters, request errors, secrets."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -16,9 +18,12 @@ import pytest
 from service import cli
 from service.catalog.catalog import Catalog
 from service.config import Settings
+from service.export.models import ExportRequest
+from service.export.runner import run_now
 from tests.conftest import LiveServer
 from tests.fakes import FakeEncoder
 from tests.images import gradient, solid
+from tests.integration import s3_servers as s3
 
 SECRET = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c"
 
@@ -144,6 +149,7 @@ BAD_REQUESTS = [
     ({"target": "jsonl", "filter": {}, "path": "out.jsonl"}, "path: must be an absolute path"),
     ({"target": "jsonl", "filter": {}, "path": "/nonexistent-dir/out.jsonl"}, "does not exist"),
     ({"target": "label-studio", "filter": {}}, "label_studio: target label-studio needs"),
+    ({"target": "csv", "filter": {}, "path": __file__}, "exists; pass overwrite: true"),
 ]
 
 
@@ -206,3 +212,39 @@ def test_cli_exports_through_the_running_server(client, live_server, tmp_path, m
         cli.main(["export", "--to", "label-studio", "--filter", "{}", "--ls-url", "http://127.0.0.1:9"])
     assert exit_info.value.code == 2
     assert "needs --ls-url and --ls-token" in capsys.readouterr().err
+
+
+@pytest.fixture
+def s3_server(tmp_path: Path) -> Iterator[s3.S3Server]:
+    # SeaweedFS checks signatures, so a presigned URL that loads there is a valid one.
+    server = s3.start_seaweedfs(tmp_path / "weed") if s3.weed_binary() else s3.start_moto()
+    yield server
+    s3.stop(server)
+
+
+def test_s3_assets_get_presigned_urls_with_the_chosen_expiry(s3_server, fake_catalog, tmp_path):
+    client = s3_server.client()
+    client.create_bucket(Bucket="shots")
+    blobs = {}
+    for i in range(3):
+        buf = io.BytesIO()
+        gradient(40 + i).save(buf, "JPEG")
+        blobs[f"cam/{i}.jpg"] = buf.getvalue()
+        client.put_object(Bucket="shots", Key=f"cam/{i}.jpg", Body=buf.getvalue())
+    config = s3_server.source_config("shots", allow_presigned=True, presign_expiry_s=3600)
+    fake_catalog.add_source("shots", "s3", config)
+    assert fake_catalog.sync("shots").counts["added"] == 3
+
+    def rows(name: str, **extra: Any) -> list[dict[str, Any]]:
+        path = tmp_path / f"{name}.jsonl"
+        request = ExportRequest(target="jsonl", filter={"source": "shots"}, path=str(path), **extra)
+        assert run_now(fake_catalog, request, base_url="http://loupe.test").state == "succeeded"
+        return [json.loads(line) for line in path.read_text().splitlines()]
+
+    for row in rows("presigned", presign_expiry_s=600):
+        query = parse_qs(urlsplit(row["url"]).query)
+        assert row["url"].startswith(s3_server.endpoint_url) and query["X-Amz-Expires"] == ["600"]
+        fetched = httpx.get(row["url"], timeout=10)
+        assert fetched.status_code == 200 and fetched.content == blobs[row["key"]]
+    plain = rows("plain")
+    assert [r["url"] for r in plain] == [f"http://loupe.test/api/v1/assets/{r['id']}/content" for r in plain]
