@@ -47,13 +47,16 @@ class Catalog:
     """Loupe's core, shared by `loupe serve` and the in-process CLI."""
 
     def __init__(self, settings: Settings, *, encoder: Any | None = None) -> None:
-        from service.encoder import load_encoder
         from service.index import vector_name_for
 
         settings.home.mkdir(parents=True, exist_ok=True)
         self.settings = settings
         self.state = StateStore(settings.state_url)
-        self.encoder = encoder if encoder is not None else load_encoder(settings)
+        if encoder is None:
+            from service.encoder import load_encoder  # imports torch: only when no encoder is given
+
+            encoder = load_encoder(settings)
+        self.encoder = encoder
         self.index: VectorIndex = open_index(
             settings,
             vector_name=vector_name_for(self.encoder.model_name, self.encoder.pretrained),
