@@ -313,3 +313,39 @@ def test_tasks_json_file_imports_into_label_studio(label_studio, catalog, tmp_pa
     assert resp.status_code == 201, resp.text
     assert resp.json()["task_count"] == N_ASSETS // 2 and resp.json()["prediction_count"] == N_ASSETS // 2
     assert {t["data"]["site"] for t in tasks_of(label_studio, project)} == {"site0"}
+
+
+class RefuseSecondImport(httpx.HTTPTransport):
+    """Answers the second task import with a 400, as Label Studio does for tasks it will not take."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.imports = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/import"):
+            self.imports += 1
+            if self.imports == 2:
+                return httpx.Response(400, json={"detail": "invalid tasks"}, request=request)
+        return super().handle_request(request)
+
+
+def test_only_batches_label_studio_accepted_are_recorded(label_studio, catalog, monkeypatch):
+    transport = RefuseSecondImport()
+    monkeypatch.setitem(
+        export_base._REGISTRY, "label-studio", lambda: LabelStudioExporter(transport=transport)
+    )
+    ids = [a["id"] for a in all_assets(catalog)[:15]]
+    options = {
+        "url": label_studio.url,
+        "token": label_studio.token,
+        "title": "Refused batch",
+        "batch_size": 5,
+    }
+    request = ExportRequest.model_validate({"target": "label-studio", "ids": ids, "label_studio": options})
+    row = run_now(catalog, request, base_url="http://loupe.test")
+    assert row.state == "succeeded" and row.counts == {"selected": 15, "sent": 10, "skipped": 0, "failed": 5}
+    assert "HTTP 400" in (row.detail or "")
+    landed = {t["data"]["asset_id"] for t in tasks_of(label_studio, int(row.location.split("/")[-2]))}
+    recorded = {a["id"] for a in all_assets(catalog, {"exports.export_id": row.id})}
+    assert len(landed) == 10 and recorded == landed and set(ids[5:10]).isdisjoint(recorded)
