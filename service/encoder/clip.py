@@ -20,6 +20,11 @@ from service.errors import EncoderError
 
 log = logging.getLogger(__name__)
 TEXT_CACHE_SIZE = 256
+# torch.set_num_threads() sets the calling thread's count *and* the count every thread not yet
+# initialised starts with; so each path sets its own on every call, and the ingest default is
+# what torch chose for this machine before anything changed it.
+DEFAULT_THREADS = torch.get_num_threads()
+_thread = threading.local()
 
 
 def resolve_device(device: str) -> torch.device:
@@ -146,20 +151,29 @@ class ClipEncoder:
     # -- images ----------------------------------------------------------
 
     def prepare(self, image: Image.Image) -> torch.Tensor:
-        """Preprocess one decoded RGB image (safe to call from decode workers)."""
+        """Preprocess one decoded RGB image (safe to call from decode workers).
+
+        The tensor ops run on this thread alone: a decode worker with its own
+        OpenMP team would take cores from the encoder for a few microseconds of work.
+        """
+        if not getattr(_thread, "single", False):
+            torch.set_num_threads(1)
+            _thread.single = True
         return self.preprocess(image)  # type: ignore[no-any-return]
 
     def encode_prepared(self, items: Sequence[torch.Tensor]) -> np.ndarray:
         """Embed a batch of images that went through `prepare`."""
-        if self.ingest_threads:
-            torch.set_num_threads(self.ingest_threads)
-        return _normalise(self._image_features(torch.stack(list(items)), self.ingest_threads))
+        threads = self.ingest_threads or DEFAULT_THREADS
+        torch.set_num_threads(threads)
+        _thread.single = False
+        return _normalise(self._image_features(torch.stack(list(items)), threads))
 
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         if not images:
             return np.zeros((0, self.dim), np.float32)
         batch = torch.stack([self.prepare(im.convert("RGB")) for im in images])
         torch.set_num_threads(self.query_threads)
+        _thread.single = self.query_threads == 1
         return _normalise(self._image_features(batch, self.query_threads))
 
     def _image_features(self, batch: torch.Tensor, threads: int | None) -> torch.Tensor:
@@ -189,6 +203,7 @@ class ClipEncoder:
     def encode_texts(self, texts: Sequence[str], *, trim: bool = True) -> np.ndarray:
         tokens = self.tokenizer(list(texts)).to(self.device)
         torch.set_num_threads(self.query_threads)
+        _thread.single = self.query_threads == 1
         with torch.inference_mode():
             if trim and _can_trim(self.model):
                 feats = _encode_text_trimmed(self.model, tokens)
