@@ -11,6 +11,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeGuard
 
@@ -159,7 +160,7 @@ def umap_layout(vectors: np.ndarray, *, seed: int = 0, sample: int = UMAP_FIT_SA
     return np.concatenate(parts).astype(np.float32)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Layout:
     """A computed projection: point ids (16-byte UUIDs), coordinates and colour columns."""
 
@@ -175,6 +176,7 @@ class Layout:
     def count(self) -> int:
         return len(self.xy)
 
+    @cached_property  # the status endpoint asks on every poll; percentiles of 1M points take a while
     def view(self) -> list[float]:
         """A box [x0, y0, x1, y1] holding all but the farthest 0.5 % each side, to frame the map."""
         if not self.count:

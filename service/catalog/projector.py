@@ -389,7 +389,7 @@ def _describe(layout: Layout) -> dict[str, Any]:
         "version": layout.fingerprint,
         "computed_at": layout.computed_at,
         "seconds": layout.seconds,
-        "view": layout.view(),
+        "view": layout.view,
         "colors": [{"field": c.field, "kind": c.kind} for c in layout.columns.values()],
     }
 

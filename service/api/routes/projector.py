@@ -102,7 +102,7 @@ def projector_points(request: Request, projector: ProjectorDep, method: Method =
         "method": layout.method,
         "version": layout.fingerprint,
         "count": layout.count,
-        "view": layout.view(),
+        "view": layout.view,
     }
     return _binary(
         request,

@@ -225,6 +225,23 @@ def test_filter_changes_the_count(ui: Page) -> None:
     page.wait_for_function(f"document.querySelector('#summary').textContent.startsWith('{N_IMAGES} assets')")
 
 
+def test_a_date_range_filter(ui: Page, server: LiveServer) -> None:
+    page = ui.open()
+    section = page.locator("details.field[data-field='meta.captured_at']")
+    section.locator("summary").click()
+    section.get_by_label("captured at from").fill("2024-03-01")
+    section.get_by_label("captured at to").fill("2024-06-30")
+    section.get_by_label("captured at to").press("Tab")  # a date input commits on change
+    # The whole last day counts: "to 2024-06-30" is "before 2024-07-01".
+    flt = {"captured_at": {"gte": "2024-03-01", "lt": "2024-07-01"}, "status": "ok"}
+    expected = httpx.get(f"{server.url}/api/v1/assets/count", params={"filter": json.dumps(flt)}).json()[
+        "count"
+    ]
+    assert 0 < expected < N_IMAGES
+    page.wait_for_function(f"document.querySelector('#summary').textContent.startsWith('{expected} assets')")
+    assert "≥ 2024-03-01 and ≤ 2024-06-30" in page.locator("#active-filters .chip").inner_text()
+
+
 def test_upload_an_example_image(ui: Page, data_dir: Path) -> None:
     page = ui.open()
     example = data_dir / "img_00007.jpg"
@@ -436,6 +453,32 @@ def test_projector_hover_click_colour_and_keyboard(ui: Page) -> None:
     canvas.focus()
     page.keyboard.press("Escape")
     assert not page.locator("#map-selection").is_visible()
+
+
+# -- API keys ----------------------------------------------------------------------------------
+
+
+def test_a_server_with_api_keys_asks_for_one(browser: Any, server: LiveServer, tmp_path: Path) -> None:
+    from service.api.app import create_app
+
+    key = "web-test-key-0123456789"
+    settings = Settings(home=tmp_path / "home", api_keys=f"{key}:read", _env_file=None)  # type: ignore[call-arg]
+    # The same catalog behind a second app that checks keys.
+    with LiveServer(create_app(settings, catalog=server.catalog)) as guarded:  # type: ignore[attr-defined]
+        for page in _page(browser, guarded, enforce_csp=False):
+            p = page.page
+            p.goto(guarded.url + "/")
+            dialog = p.locator("#key-dialog")
+            dialog.wait_for()
+            assert "needs an API key" in dialog.inner_text()
+            dialog.locator("#key-input").fill(key)
+            dialog.locator("#key-input").press("Enter")
+            p.wait_for_selector("#results .card")
+            # Thumbnails need the key too: fetched with it, shown from blob: URLs.
+            p.wait_for_function("document.querySelector('#results .card img').naturalWidth > 0")
+            assert p.locator("#results .card img").first.get_attribute("src").startswith("blob:")
+            assert count_in(summary(p)) == N_IMAGES
+            page.errors.clear()  # the 401s before the key was given are expected
 
 
 # -- syncs (last: it adds a source to the shared catalog) ---------------------------------------

@@ -166,6 +166,8 @@ function summary() {
   if (search.mode === "scope") text = `${plural(search.scope.ids.length, "point")} selected on the map`;
   else if (search.mode === "search") text = `Best matches among ${total} assets that pass the filters`;
   else text = `${total} assets match the filters`;
+  // An empty catalog says what to do, not just "nothing".
+  $("#empty-catalog").hidden = !(search.mode === "browse" && search.total === 0 && !filters.active);
   if (search.loading && !shown) text += " · searching…";
   else if (!shown && !search.loading) text += " · nothing to show";
   else text += ` · showing ${fmtCount(shown)}${more}`;

@@ -2,7 +2,8 @@
 // into an ImageData buffer (no per-point canvas calls, no WebGL needed, same in Chromium and Firefox);
 // hover, selection outlines and the box/lasso path go on an overlay canvas so they never redraw points.
 
-const BACKGROUND = packRGB(20, 22, 28);
+const [BG_R, BG_G, BG_B] = [20, 22, 28];
+const BACKGROUND = packRGB(BG_R, BG_G, BG_B);
 const MIN_SCALE = 1e-3;
 
 export function packRGB(r, g, b) {
@@ -16,9 +17,8 @@ export function unpack(c) {
 
 /** `c` faded most of the way into the background: unselected points while a selection exists. */
 export function dim(c) {
-  const [r, g, b] = unpack(c);
-  const [br, bg, bb] = unpack(BACKGROUND);
-  return packRGB((r + 3 * br) >> 2, (g + 3 * bg) >> 2, (b + 3 * bb) >> 2);
+  // Called once per point when colours change: plain arithmetic, no arrays.
+  return packRGB(((c & 255) + 3 * BG_R) >> 2, (((c >>> 8) & 255) + 3 * BG_G) >> 2, (((c >>> 16) & 255) + 3 * BG_B) >> 2);
 }
 
 /** Points in a uniform grid of cells, so hover finds its nearest point without scanning them all. */
@@ -191,22 +191,29 @@ export class Scatter {
     return out;
   }
 
-  /** Indices of the points inside a screen polygon [[sx, sy], ...] (even-odd rule). */
+  /**
+   * Indices of the points inside a screen polygon [[sx, sy], ...]: the polygon is filled into a
+   * mask the size of the canvas and each point looks up its pixel, so the cost does not grow with
+   * the number of vertices (a lasso has hundreds). Only points on screen can be inside.
+   */
   inPolygon(screen) {
     if (screen.length < 3) return [];
-    const poly = screen.map(([sx, sy]) => this.toData(sx, sy));
-    const xs = poly.map((p) => p[0]), ys = poly.map((p) => p[1]);
-    const [bx0, bx1, by0, by1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
+    const w = this.cssW, h = this.cssH;
+    const mask = document.createElement("canvas");
+    mask.width = w;
+    mask.height = h;
+    const ctx = mask.getContext("2d", { willReadFrequently: true });
+    ctx.beginPath();
+    screen.forEach(([x, y], k) => (k ? ctx.lineTo(x, y) : ctx.moveTo(x, y)));
+    ctx.closePath();
+    ctx.fill("evenodd");
+    const alpha = ctx.getImageData(0, 0, w, h).data;
+    const s = this.scale, ox = w / 2 - this.cx * s, oy = h / 2 + this.cy * s;
     const out = [];
     for (let i = 0; i < this.n; i++) {
-      const x = this.xy[2 * i], y = this.xy[2 * i + 1];
-      if (x < bx0 || x > bx1 || y < by0 || y > by1) continue;
-      let inside = false;
-      for (let a = 0, b = poly.length - 1; a < poly.length; b = a++) {
-        const [xa, ya] = poly[a], [xb, yb] = poly[b];
-        if (ya > y !== yb > y && x < ((xb - xa) * (y - ya)) / (yb - ya) + xa) inside = !inside;
-      }
-      if (inside) out.push(i);
+      const x = this.xy[2 * i] * s + ox, y = oy - this.xy[2 * i + 1] * s;
+      if (x < 0 || y < 0 || x >= w || y >= h) continue;
+      if (alpha[((y | 0) * w + (x | 0)) * 4 + 3] > 127) out.push(i);
     }
     return out;
   }
