@@ -248,3 +248,24 @@ def test_s3_assets_get_presigned_urls_with_the_chosen_expiry(s3_server, fake_cat
         assert fetched.status_code == 200 and fetched.content == blobs[row["key"]]
     plain = rows("plain")
     assert [r["url"] for r in plain] == [f"http://loupe.test/api/v1/assets/{r['id']}/content" for r in plain]
+
+
+def test_cli_exports_in_process_without_a_server(catalog, tmp_path, monkeypatch, capsys):
+    from service import client as client_module
+
+    def open_shared(self: Any, settings: Settings) -> None:
+        self.catalog = catalog  # the module's catalog, opened with the fake encoder
+
+    monkeypatch.setattr(client_module.LocalClient, "__init__", open_shared)
+    monkeypatch.setattr(client_module.LocalClient, "close", lambda self: None)
+    monkeypatch.delenv("LOUPE_URL", raising=False)
+    monkeypatch.setenv("LOUPE_HOME", str(catalog.settings.home))
+    out = tmp_path / "images.json"
+    out.write_text("an older export, replaced on purpose\n")
+    assert cli.main(["export", "--to", "coco", "--filter", '{"site": "s0"}', "--path", str(out)]) == 0
+    printed = capsys.readouterr()
+    assert "image URLs point at http://127.0.0.1:8000" in printed.err
+    assert f"-> {out}" in printed.out and "3 sent" in printed.out
+    images = json.loads(out.read_text())["images"]
+    assert sorted(im["file_name"] for im in images) == ["g0.jpg", "g3.jpg", "g6.jpg"]
+    assert all(im["coco_url"].startswith("http://127.0.0.1:8000/api/v1/assets/") for im in images)
