@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +95,7 @@ class ClipEncoder:
         device: str = "auto",
         query_threads: int = 1,
         ingest_threads: int | None = None,
+        ingest_nice: int = 0,
         backend: options.Backend = "torch",
         quantize: options.Quantize = "none",
         precision: options.Precision = "auto",
@@ -115,6 +118,11 @@ class ClipEncoder:
         self.image_size = _image_size(self.model)
         self.dim = int(self._probe_dim())
         self._onnx = self._image_backend(backend, quantize, cache_dir)
+        # Ingest batches run on one long-lived thread (and the OpenMP team it starts) at a lower CPU
+        # priority, so a search arriving during a sync takes the cores it needs at once.
+        self._ingest = ThreadPoolExecutor(
+            1, thread_name_prefix="loupe-encode", initializer=_lower_priority, initargs=(ingest_nice,)
+        )
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_lock = threading.Lock()
 
@@ -162,7 +170,10 @@ class ClipEncoder:
         return self.preprocess(image)  # type: ignore[no-any-return]
 
     def encode_prepared(self, items: Sequence[torch.Tensor]) -> np.ndarray:
-        """Embed a batch of images that went through `prepare`."""
+        """Embed a batch of images that went through `prepare` (on the ingest thread)."""
+        return self._ingest.submit(self._encode_batch, list(items)).result()
+
+    def _encode_batch(self, items: list[torch.Tensor]) -> np.ndarray:
         threads = self.ingest_threads or DEFAULT_THREADS
         torch.set_num_threads(threads)
         _thread.single = False
@@ -210,6 +221,16 @@ class ClipEncoder:
             else:
                 feats = self.model.encode_text(tokens)
         return _normalise(feats)
+
+
+def _lower_priority(nice: int) -> None:
+    """Raise this thread's niceness by `nice` (Linux: per thread; threads it starts inherit it)."""
+    if nice > 0 and hasattr(os, "setpriority"):
+        try:
+            tid = threading.get_native_id()
+            os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + nice)
+        except OSError:
+            log.warning("cannot lower the ingest thread's priority; searches may slow during syncs")
 
 
 def _normalise(feats: torch.Tensor) -> np.ndarray:
@@ -282,6 +303,7 @@ def load_encoder(settings: Settings) -> ClipEncoder:
                 device=settings.device,
                 query_threads=settings.query_threads,
                 ingest_threads=settings.ingest_threads,
+                ingest_nice=settings.ingest_nice,
                 backend=settings.encoder_backend,
                 quantize=settings.quantize,
                 precision=settings.precision,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 from typing import Any
 
@@ -74,3 +75,24 @@ def test_queries_keep_their_own_count_after_ingest(enc, monkeypatch):
     enc.encode_prepared([enc.prepare(image())])
     enc.encode_images([image()])
     assert seen[-1] == enc.query_threads
+
+
+@pytest.mark.skipif(not hasattr(os, "setpriority"), reason="per-thread niceness is a Linux feature")
+def test_ingest_batches_run_on_a_lower_priority_thread_and_searches_do_not(monkeypatch):
+    nice = ClipEncoder(TINY, None, device="cpu", ingest_nice=5)
+    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    seen: list[tuple[str, int]] = []
+    real = nice.model.encode_image
+
+    def spy(x: torch.Tensor) -> torch.Tensor:
+        prio = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        seen.append((threading.current_thread().name, prio))
+        return real(x)
+
+    monkeypatch.setattr(nice.model, "encode_image", spy)
+    vecs = nice.encode_prepared([nice.prepare(image())])
+    nice.encode_images([image()])
+    assert vecs.shape == (1, 16)
+    assert seen[0][0].startswith("loupe-encode") and seen[0][1] == mine + 5
+    assert seen[1][1] == mine  # a search runs at the caller's priority
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine
