@@ -34,6 +34,7 @@ def create_app(settings: Settings | None = None, *, catalog: Catalog | None = No
         cat = catalog or Catalog(settings)
         runner = JobRunner(cat, stale_after_s=settings.jobs_stale_after_s)
         runner.start()
+        cat.optimize_if_behind()
         app.state.catalog = cat
         app.state.runner = runner
         layouts = cat.settings.home / "projector"

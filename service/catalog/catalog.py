@@ -67,9 +67,12 @@ class Catalog:
         self._optimize_again = threading.Event()
 
     def close(self) -> None:
-        if self._optimizer is not None:
-            self._optimizer.join()
+        # Closing the index stops a running graph build (its child process) at once;
+        # the next `loupe serve` starts it again (see optimize_if_behind).
+        self._optimize_again.clear()
         self.index.close()
+        if self._optimizer is not None:
+            self._optimizer.join(timeout=60)
         self.state.close()
 
     # -- sources ---------------------------------------------------------
@@ -189,9 +192,24 @@ class Catalog:
             finished_at=utcnow(),
         )
 
+    def optimize_if_behind(self) -> None:
+        """At start-up: build the graph for points a previous process left unindexed."""
+        stats = getattr(self.index, "stats", None)
+        if stats is None:
+            return  # a Qdrant server indexes by itself
+        info = stats()
+        if info["points"] - info["indexed_vectors"] >= self.settings.index.exact_below:
+            self.optimize_soon()
+
     def optimize_soon(self) -> None:
-        """Build the search graph in the background; searches keep answering meanwhile."""
+        """Build the search graph in the background; searches keep answering meanwhile.
+
+        Below `exact_below` points a scan is as fast as the graph (a few ms), so
+        small catalogs skip the work.
+        """
         if not self.settings.index.optimize_after_sync:
+            return
+        if self.index.count(None) < self.settings.index.exact_below:
             return
         self._optimize_again.set()
         if self._optimizer is not None and self._optimizer.is_alive():

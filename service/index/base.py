@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Protocol
 
 import numpy as np
 
 
-class FieldType(str, Enum):
+class FieldType(StrEnum):
     """Payload index types Loupe creates."""
 
     keyword = "keyword"
