@@ -22,6 +22,9 @@ BENCHES: dict[str, tuple[str, str]] = {
     "encoder": ("benchmarks.bench_encoder_options", "ONNX, int8, threads (part 4)"),
     "index": ("benchmarks.bench_index", "the embedded index at scale (part 5)"),
     "api": ("benchmarks.bench_api", "API load, re-sync, queries during a sync (parts 6-8)"),
+    "s3": ("benchmarks.bench_s3", "S3 connector against a local SeaweedFS (issue 4)"),
+    "sql": ("benchmarks.bench_sql", "SQL connector listing (issue 5)"),
+    "projector": ("benchmarks.bench_projector", "the 2-D map of the catalog (issue 7)"),
 }
 
 
