@@ -88,8 +88,13 @@ class LabelStudioClient:
                 f"cannot reach Label Studio at {self.url}: {exc}; check label_studio.url and that it runs"
             ) from None
 
-    def request(self, method: str, path: str, *, what: str, **kwargs: Any) -> httpx.Response:
-        """One authorised call; a 401 on an expired access token renews it once."""
+    def request(
+        self, method: str, path: str, *, what: str, missing_ok: bool = False, **kwargs: Any
+    ) -> httpx.Response:
+        """One authorised call; a 401 on an expired access token renews it once.
+
+        `missing_ok` returns a 404 to the caller, who knows what was missing.
+        """
         resp = self._send(method, path, auth=self._auth(), **kwargs)
         if resp.status_code == 401 and _is_pat(self._token):
             resp = self._send(method, path, auth=self._auth(renew=True), **kwargs)
@@ -99,7 +104,8 @@ class LabelStudioClient:
                 f"Label Studio at {self.url} refused the {kind} (HTTP {resp.status_code}) when trying to "
                 f"{what}; check label_studio.token (legacy tokens must be enabled in the organization)"
             )
-        self._check(resp, what)
+        if not (missing_ok and resp.status_code == 404):
+            self._check(resp, what)
         return resp
 
     def _check(self, resp: httpx.Response, what: str) -> None:
@@ -115,20 +121,17 @@ class LabelStudioClient:
 
     # -- endpoints -------------------------------------------------------------
 
-    def whoami(self) -> dict[str, Any]:
-        resp = self.request("GET", "/api/current-user/whoami", what="identify the token's user")
-        return resp.json()  # type: ignore[no-any-return]
+    def check_access(self) -> None:
+        """One cheap authorised call (every Label Studio version lists projects)."""
+        self.request("GET", "/api/projects/", what="list projects", params={"page_size": 1})
 
     def project(self, project_id: int) -> dict[str, Any]:
-        resp = self._send("GET", f"/api/projects/{project_id}/", auth=self._auth())
+        resp = self.request("GET", f"/api/projects/{project_id}/", what="read the project", missing_ok=True)
         if resp.status_code == 404:
             raise ExportError(
                 f"Label Studio at {self.url} has no project {project_id} that this token can see; "
                 "pass an existing project_id, or a title to create a project"
             )
-        if resp.status_code == 401:
-            return self.request("GET", f"/api/projects/{project_id}/", what="read the project").json()  # type: ignore[no-any-return]
-        self._check(resp, f"read project {project_id}")
         return resp.json()  # type: ignore[no-any-return]
 
     def create_project(self, title: str, label_config: str) -> dict[str, Any]:
@@ -141,22 +144,26 @@ class LabelStudioClient:
         return int(resp.json().get("task_count", len(batch)))
 
     def asset_ids(self, project_id: int) -> set[str]:
-        """The `data.asset_id` of every task in the project."""
+        """The `data.asset_id` of every task in the project.
+
+        Pages are followed until `total` is reached or a page is empty: the server may cap
+        the page size below the one asked for (TASK_API_PAGE_SIZE_MAX).
+        """
         found: set[str] = set()
-        page = 1
+        seen, page = 0, 1
         while True:
             params = {"project": project_id, "page": page, "page_size": TASK_PAGE, "fields": "task_only"}
-            resp = self._send("GET", "/api/tasks/", auth=self._auth(), params=params)
-            if resp.status_code == 404 and page > 1:  # past the last page
+            resp = self.request(
+                "GET", "/api/tasks/", what="list the project's tasks", missing_ok=page > 1, params=params
+            )
+            if resp.status_code == 404:  # past the last page
                 return found
-            if resp.status_code == 401:
-                resp = self.request("GET", "/api/tasks/", what="list the project's tasks", params=params)
-            self._check(resp, "list the project's tasks")
             body = resp.json()
             rows = body.get("tasks", []) if isinstance(body, dict) else body
-            found.update(str(t["data"]["asset_id"]) for t in rows if t.get("data", {}).get("asset_id"))
+            found.update(str(t["data"]["asset_id"]) for t in rows if (t.get("data") or {}).get("asset_id"))
+            seen += len(rows)
             total = body.get("total") if isinstance(body, dict) else None
-            if len(rows) < TASK_PAGE or (total is not None and page * TASK_PAGE >= total):
+            if not rows or (total is not None and seen >= total):
                 return found
             page += 1
 
@@ -189,7 +196,7 @@ class LabelStudioExporter:
         opts = self._opts(ctx)
         self.client = LabelStudioClient(opts.url, opts.token.get_secret_value(), transport=self._transport)
         try:
-            self.client.whoami()
+            self.client.check_access()
             if opts.project_id is not None:
                 self._use_project(ctx, self.client.project(opts.project_id))
         except BaseException:

@@ -35,6 +35,7 @@ PASSWORD = "loupe-test-password"
 TOKEN = "1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b"  # 40 characters, as Label Studio's legacy tokens
 CACHE = Path(os.environ.get("LOUPE_TEST_CACHE", Path.home() / ".cache" / "loupe"))
 START_TIMEOUT_S = 240.0
+PAGE_SIZE_MAX = 7
 
 
 class Unavailable(Exception):
@@ -102,6 +103,8 @@ def _environment(data: Path) -> dict[str, str]:
         LABEL_STUDIO_LATEST_VERSION_CHECK="false",
         SENTRY_DSN="",
         FRONTEND_SENTRY_DSN="",
+        # Small pages, so that every listing of a project's tasks has to follow its pages.
+        TASK_API_PAGE_SIZE_MAX=str(PAGE_SIZE_MAX),
     )
     return env
 

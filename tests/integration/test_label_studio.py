@@ -95,9 +95,16 @@ def project_of(export: dict[str, Any]) -> int:
 
 
 def tasks_of(server: lss.LabelStudio, project: int) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
     with server.api() as api:
-        body = api.get("/api/tasks/", params={"project": project, "page_size": 1000, "fields": "all"}).json()
-    return body["tasks"]  # type: ignore[no-any-return]
+        for page in range(1, 1000):
+            params = {"project": project, "page": page, "page_size": 1000, "fields": "all"}
+            body = api.get("/api/tasks/", params=params).json()
+            assert len(body["tasks"]) <= lss.PAGE_SIZE_MAX  # the page size cap holds
+            out.extend(body["tasks"])
+            if len(out) >= body["total"]:
+                return out
+    raise AssertionError("endless task pages")
 
 
 def predictions_of(server: lss.LabelStudio, project: int) -> dict[int, list[dict[str, Any]]]:
