@@ -269,3 +269,21 @@ def test_cli_exports_in_process_without_a_server(catalog, tmp_path, monkeypatch,
     images = json.loads(out.read_text())["images"]
     assert sorted(im["file_name"] for im in images) == ["g0.jpg", "g3.jpg", "g6.jpg"]
     assert all(im["coco_url"].startswith("http://127.0.0.1:8000/api/v1/assets/") for im in images)
+
+
+def test_an_export_left_running_by_a_dead_process_is_failed(client, catalog):
+    import socket
+    import subprocess
+    import sys
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    owner = f"{socket.gethostname()}:{int(dead.stdout)}"
+    row = catalog.state.create_export("jsonl", {"target": "jsonl", "filter": {}, "owner": owner})
+    catalog.state.update_export(row.id, state="running")
+    shown = client.get(f"/api/v1/exports/{row.id}").json()
+    assert shown["state"] == "failed" and "interrupted" in shown["detail"]
+    assert "owner" not in shown["request"]
+    missing = client.get("/api/v1/exports/no-such-export")
+    assert missing.status_code == 404 and missing.json()["error"] == "ExportNotFound"
