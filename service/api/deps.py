@@ -7,9 +7,9 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
 
+from service.auth import check
 from service.catalog.catalog import Catalog
 from service.catalog.jobs import JobRunner
-from service.auth import check
 from service.errors import InvalidQuery
 
 
