@@ -134,6 +134,10 @@ def _value_at(payload: dict[str, Any], name: str) -> Any:
         if not isinstance(value, dict):
             return None
         value = value.get(part)
+    return _first(value)
+
+
+def _first(value: Any) -> Any:
     # A list colours by its first element: one colour per point.
     return value[0] if isinstance(value, list) and value else value
 
@@ -187,7 +191,11 @@ class _Scan:
         self.chunks.append(x.astype(np.float16))  # half the memory; ample for a 2-D picture
         self.ids.extend(uuid.UUID(r.id).bytes for r in kept)
         for name, column in self.values.items():
-            column.extend(_value_at(r.payload, name) for r in kept)
+            root, _, rest = name.partition(".")
+            if not rest:  # a top-level field: one lookup (this loop runs fields x points times)
+                column.extend(_first(r.payload.get(root)) for r in kept)
+            else:
+                column.extend(_value_at(r.payload, name) for r in kept)
 
     @property
     def count(self) -> int:
