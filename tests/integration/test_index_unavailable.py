@@ -309,10 +309,9 @@ def test_an_index_that_hangs_or_drops_requests_gives_503_and_loupe_recovers(
     background = threading.Thread(target=search_while_hung)
     background.start()
     time.sleep(0.3)
-    # Liveness answers while index calls hang; readiness does not pass.
-    t0 = time.monotonic()
+    # Liveness answers while the search still hangs on the index.
     assert client.get("/health/live").status_code == 200
-    assert time.monotonic() - t0 < 1.0
+    assert background.is_alive(), "the search should still be waiting on the hung index"
     background.join(timeout=30)
     assert_unavailable(hung["resp"], f"cannot reach Qdrant at {fake.url}", "timed out")
     # timeout_s=1 with one retry: about 2 s, bounded, never a hang.
