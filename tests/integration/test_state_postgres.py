@@ -4,7 +4,8 @@ Replicas starting together create the schema once; sources, jobs and exports
 survive a new StateStore; the one-active-job-per-source rule holds when threads
 race to create jobs; each queued job is claimed by exactly one of many threads
 in several processes; a running job whose runner stopped heartbeating is
-re-queued and claimed by another owner, once; and the password in
+re-queued and claimed by another owner, once, while a live runner keeps its job
+through a silent phase longer than the stale period; and the password in
 LOUPE_DATABASE_URL shows in no error. Each test runs in a private database with
 a random name, dropped afterwards (tests/integration/sql_dbs.py).
 """
@@ -28,10 +29,13 @@ import pytest
 import sqlalchemy as sa
 from pydantic import SecretStr
 
+from service.catalog.catalog import Catalog
+from service.catalog.jobs import JobRunner
 from service.config import Settings
 from service.errors import Conflict, InvalidConfig, LoupeError
 from service.state import JobRow, StateStore, utcnow
 from tests.conftest import free_port
+from tests.fakes import FakeEncoder
 from tests.integration.sql_dbs import TestDB, private_database, unreachable_reason
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -258,6 +262,38 @@ def test_a_silent_runners_job_is_requeued_and_claimed_by_another_owner_once(stor
     assert not store.heartbeat(job.id, "replica-a:11")
     assert store.heartbeat(job.id, taken.owner or "")
     assert store.active_job("photos") is not None and len(store.list_jobs(source="photos")) == 1
+
+
+def test_a_live_runner_keeps_its_job_through_a_long_silent_phase(pg: TestDB, tmp_path: Path) -> None:
+    """A sync step longer than the stale period (a slow listing, a big batch) reports no progress;
+    the runner's own heartbeat must keep the job from being handed to another replica meanwhile."""
+    settings = Settings(home=tmp_path, database_url=SecretStr(pg.url), _env_file=None)  # type: ignore[call-arg]
+    cat = Catalog(settings, encoder=FakeEncoder())
+    released = threading.Event()
+
+    def silent_sync(name: str, *, job: JobRow, **_: Any) -> JobRow:
+        released.wait(10)
+        cat.state.update_job(job.id, state="succeeded", finished_at=utcnow())
+        return job
+
+    cat.sync = silent_sync  # type: ignore[method-assign]
+    runner = JobRunner(cat, stale_after_s=0.9)
+    runner.start()
+    try:
+        cat.state.add_source("photos", "local", {"path": str(tmp_path)})
+        job = runner.submit("photos", full=False, prune=False)
+        while cat.state.get_job(job.id).state == "queued":
+            time.sleep(0.02)
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:  # more than three stale periods without progress
+            assert cat.state.claim_job("other:1", stale_after_s=0.9) is None
+            time.sleep(0.1)
+        assert cat.state.get_job(job.id).owner == cat.owner
+    finally:
+        released.set()
+        runner.stop()
+        cat.close()
+    assert cat.state.get_job(job.id).state == "succeeded"
 
 
 # -- passwords -------------------------------------------------------------------
