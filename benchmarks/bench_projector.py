@@ -113,16 +113,19 @@ def build_catalog(home: Path, n: int) -> tuple[Any, Any, float]:
 
 
 def _rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Resident memory now (the peak so far would hide the projector behind the upsert's)."""
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * resource.getpagesize() / 2**20
 
 
 def measure_layout(catalog: Any, directory: Path) -> dict[str, float]:
     from service.catalog.projector import Projector
 
-    rss0 = _rss_mib()
+    rss0 = peak = _rss_mib()
     projector = Projector(index=catalog.index, state=catalog.state, directory=directory)
     t0 = time.perf_counter()
     while projector.status()["state"] != "ready":
+        peak = max(peak, _rss_mib())
         time.sleep(0.05)
     wall = time.perf_counter() - t0
     layout = projector.layout()
@@ -135,7 +138,7 @@ def measure_layout(catalog: Any, directory: Path) -> dict[str, float]:
         "layout_s": wall,
         "inside_s": layout.seconds,
         "columns": len(layout.columns),
-        "rss_growth_mib": _rss_mib() - rss0,
+        "rss_growth_mib": peak - rss0,
         "reopen_s": reopen,
         "cache_mib": sum(f.stat().st_size for f in directory.glob("*.npz")) / 2**20,
     }

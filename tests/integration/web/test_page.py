@@ -481,6 +481,25 @@ def test_a_server_with_api_keys_asks_for_one(browser: Any, server: LiveServer, t
             page.errors.clear()  # the 401s before the key was given are expected
 
 
+def test_an_empty_catalog_says_what_to_do(browser: Any, tmp_path: Path) -> None:
+    from service.api.app import create_app
+    from service.catalog.catalog import Catalog
+
+    settings = Settings(home=tmp_path / "empty", _env_file=None)  # type: ignore[call-arg]
+    catalog = Catalog(settings, encoder=SlowableEncoder())
+    try:
+        with LiveServer(create_app(settings, catalog=catalog)) as empty:
+            for page in _page(browser, empty, enforce_csp=True):
+                p = page.page
+                p.goto(empty.url + "/")
+                p.locator("#empty-catalog").wait_for()
+                assert "loupe source add" in p.locator("#empty-catalog").inner_text()
+                p.click("#tab-map")
+                p.get_by_text("No assets yet").wait_for()
+    finally:
+        catalog.close()
+
+
 # -- syncs (last: it adds a source to the shared catalog) ---------------------------------------
 
 

@@ -160,6 +160,7 @@ export class ProjectorView extends EventTarget {
 
   async loadColors(field) {
     this.colorField = field || null;
+    $("#map-color").value = field || "";
     if (!field) {
       this.colorHeader = null;
       this.scatter.setColors(new Uint32Array(this.scatter.n).fill(0xffe6a04e));
