@@ -27,10 +27,15 @@ def filter_param(
         Query(description='A filter in the JSON filter language, e.g. {"source": "photos"}'),
     ] = None,
 ) -> dict[str, Any] | None:
-    if filter is None or not filter.strip():
+    return parse_filter_json(filter)
+
+
+def parse_filter_json(raw: str | None) -> dict[str, Any] | None:
+    """A filter sent as a JSON string (query parameter or form field)."""
+    if raw is None or not raw.strip():
         return None
     try:
-        value = json.loads(filter)
+        value = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise InvalidQuery(f"not valid JSON: {exc.msg} at position {exc.pos}", path="filter") from None
     if not isinstance(value, dict):

@@ -29,6 +29,7 @@ from service.index import open_index
 from service.index.base import Condition, Filter, VectorIndex
 from service.index.filters import parse_filter
 from service.models import SearchRequest
+from service.processes import alive as _alive
 from service.state import JobRow, SourceRow, StateStore, utcnow
 
 log = logging.getLogger(__name__)
@@ -350,16 +351,6 @@ class Catalog:
         if missing:
             raise AssetNotFound(f"{field}: no asset with id {missing[0]!r}")
         return [recs[i].vector for i in ids if recs[i].vector is not None]  # type: ignore[misc]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _iso(value: datetime | None) -> str | None:

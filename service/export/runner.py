@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from service.errors import InvalidQuery, LoupeError
 from service.export.base import ExportContext, Exporter, exporter_for, select, validate_selection
 from service.export.models import ExportCounts, ExportPublic, ExportRequest
+from service.processes import alive as _alive
 from service.state import ExportRow, utcnow
 
 if TYPE_CHECKING:
@@ -149,16 +150,6 @@ def fail_orphans(catalog: Catalog) -> int:
         )
         count += 1
     return count
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def export_public(row: ExportRow) -> ExportPublic:

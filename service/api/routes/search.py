@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
 
-from service.api.deps import CatalogDep, FilterDep
+from service.api.deps import CatalogDep, FilterDep, parse_filter_json
 from service.errors import InvalidQuery, PayloadTooLarge, UnsupportedMedia
 from service.models import MAX_EXAMPLES, Facets, FacetValue, SearchRequest, SearchResponse
 
@@ -59,14 +58,7 @@ def search_image(
         raise InvalidQuery(f"at most {MAX_EXAMPLES} images per search", path="images")
     limit_bytes = catalog.settings.max_upload_bytes
     data = [_read_upload(u, limit_bytes, i) for i, u in enumerate(images)]
-    parsed_filter: dict[str, Any] | None = None
-    if filter:
-        try:
-            parsed_filter = json.loads(filter)
-        except json.JSONDecodeError as exc:
-            raise InvalidQuery(f"not valid JSON: {exc.msg}", path="filter") from None
-        if not isinstance(parsed_filter, dict):
-            raise InvalidQuery("must be a JSON object", path="filter")
+    parsed_filter = parse_filter_json(filter)
     req = SearchRequest(
         text=text,
         like=_ids(like),
