@@ -110,6 +110,15 @@ class Page:
         return self.page
 
     def shot(self, name: str) -> None:
+        """A screenshot once the images in view have loaded (thumbnails are made on request)."""
+        try:
+            self.page.wait_for_function(
+                "[...document.images].filter(i => { const r = i.getBoundingClientRect();"
+                " return r.width && r.top < innerHeight && r.bottom > 0; }).every(i => i.complete)",
+                timeout=10_000,
+            )
+        except Exception:  # a slow thumbnail makes a worse picture, not a failed test
+            pass
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         self.page.screenshot(path=str(ARTIFACTS / f"web-{name}.png"))
 
