@@ -2,7 +2,7 @@
 
     LoupeError
     ├── NotFound                    404  (SourceNotFound, AssetNotFound, JobNotFound, ExportNotFound)
-    ├── Conflict                    409  (SourceExists, IndexLocked)
+    ├── Conflict                    409  (SourceExists, IndexLocked, JobLost)
     ├── InvalidQuery                422  a filter, search or request that cannot run as written
     ├── InvalidConfig               422  a source or setting that is wrong as given
     ├── PayloadTooLarge             413
@@ -56,6 +56,10 @@ class Conflict(LoupeError):
 
 class SourceExists(Conflict):
     pass
+
+
+class JobLost(Conflict):
+    """Another runner took over a job this one was running."""
 
 
 class IndexLocked(Conflict):

@@ -275,13 +275,19 @@ class StateStore:
         with self.session() as s:
             return s.scalars(q.limit(1)).first()
 
-    def update_job(self, job_id: str, **fields: Any) -> None:
+    def update_job(self, job_id: str, *, owner: str | None = None, **fields: Any) -> bool:
+        """Set fields of a job; with `owner`, only while that runner still owns it.
+
+        Returns False when the job is gone or another runner took it over (after
+        this one missed its heartbeats): the caller must stop working on it.
+        """
         with self.session() as s:
             row = s.get(JobRow, job_id)
-            if row is None:
-                return
+            if row is None or (owner is not None and row.owner != owner):
+                return False
             for key, value in fields.items():
                 setattr(row, key, value)
+            return True
 
     # -- exports ---------------------------------------------------------
 

@@ -22,6 +22,7 @@ from service.errors import (
     AssetError,
     AssetNotFound,
     InvalidQuery,
+    JobLost,
     LoupeError,
     SourceError,
 )
@@ -168,8 +169,9 @@ class Catalog:
         )
 
     def _progress(self, job_id: str, report: SyncReport, also: Callable[[SyncReport], None] | None) -> None:
-        self.state.update_job(
+        mine = self.state.update_job(
             job_id,
+            owner=self.owner,
             counts=report.counts,
             progress=report.progress,
             rate=report.rate,
@@ -177,12 +179,18 @@ class Catalog:
             error_count=report.failed,
             heartbeat_at=utcnow(),
         )
+        if not mine:
+            raise JobLost(
+                f"sync job {job_id} was taken over by another runner after missed heartbeats; "
+                "this runner stops so the sync never runs twice"
+            )
         if also is not None:
             also(report)
 
     def _finish(self, job_id: str, report: SyncReport, *, state: str, detail: str | None) -> None:
         self.state.update_job(
             job_id,
+            owner=self.owner,
             state=state,
             detail=detail,
             counts=report.counts,

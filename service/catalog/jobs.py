@@ -75,7 +75,9 @@ class JobRunner:
             )
         except Exception as exc:
             log.exception("sync job %s crashed", job.id)
-            self.catalog.state.update_job(job.id, state="failed", detail=f"internal error: {exc}")
+            self.catalog.state.update_job(
+                job.id, owner=self.catalog.owner, state="failed", detail=f"internal error: {exc}"
+            )
         finally:
             done.set()
             beat.join()
