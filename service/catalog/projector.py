@@ -19,8 +19,7 @@ import os
 import threading
 import time
 import uuid
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,10 +27,10 @@ from typing import Any
 
 import numpy as np
 
+from service.catalog.fields import FieldInfo, catalog_fields, first, value_at
 from service.catalog.layout import Column, Layout, build_column, pca_axes, umap_layout
 from service.errors import Conflict, InvalidQuery, LoupeError
-from service.index.base import BUILTIN_FIELDS, METADATA_ROOT, FieldType, Record, VectorIndex
-from service.index.filters import field_type_of
+from service.index.base import FieldType, Record, VectorIndex
 from service.state import StateStore
 
 log = logging.getLogger(__name__)
@@ -39,12 +38,10 @@ log = logging.getLogger(__name__)
 LAYOUT_VERSION = 1  # bump when a layout or its cache file changes meaning
 PAGE = 2048
 PCA_FIT_SAMPLE = 25_000  # vectors the axes are fitted on (see _Scan)
-FIELD_SAMPLE = 256  # payloads read to find metadata fields that have no index
 # Built-ins worth colouring by; `key`, `filename` and export ids are unique per asset.
 COLOUR_BUILTINS = ("source", "media_type", "status", "width", "height", "size_bytes", "modified_at")
 # A job that has not reported for this long belongs to a process that died.
 SYNC_SILENCE = timedelta(minutes=10)
-_FACETABLE = (FieldType.keyword, FieldType.integer, FieldType.bool)
 
 
 def umap_available() -> bool:
@@ -53,93 +50,6 @@ def umap_available() -> bool:
 
 def methods() -> list[str]:
     return ["pca", "umap"] if umap_available() else ["pca"]
-
-
-# -- fields ------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class FieldInfo:
-    """A filterable field: `name` as the filter language takes it (`source`, `meta.site`).
-
-    `distinct` counts the values seen in a sample of `sampled` assets: near-unique
-    fields (captions, paths) make poor value lists, and the page knows it in advance.
-    """
-
-    name: str
-    type: FieldType
-    indexed: bool
-    distinct: int = 0
-    sampled: int = 0
-
-    @property
-    def builtin(self) -> bool:
-        return not self.name.startswith(f"{METADATA_ROOT}.")
-
-    @property
-    def label(self) -> str:
-        return self.name if self.builtin else self.name[len(METADATA_ROOT) + 1 :]
-
-    def public(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "label": self.label,
-            "type": self.type.value,
-            "indexed": self.indexed,
-            "builtin": self.builtin,
-            "facetable": self.indexed and self.type in _FACETABLE,
-            "distinct": self.distinct,
-            "sampled": self.sampled,
-        }
-
-
-def catalog_fields(index: VectorIndex, *, sample: int = FIELD_SAMPLE) -> list[FieldInfo]:
-    """Built-in fields, then metadata fields: the indexed ones, plus any seen in a sample of payloads."""
-    indexed = index.indexed_fields()
-    records, _ = index.scroll(limit=sample)
-    found: dict[str, FieldType] = {}
-    seen: dict[str, set[str]] = defaultdict(set)
-    for record in records:
-        meta = record.payload.get(METADATA_ROOT)
-        for name, value in _flatten(meta if isinstance(meta, dict) else {}, METADATA_ROOT):
-            kind = field_type_of(value)
-            if kind is not None:
-                found.setdefault(name, kind)
-    for record in records:
-        for name in (*BUILTIN_FIELDS, *found):
-            value = _value_at(record.payload, name)
-            if value is not None:
-                seen[name].add(repr(value))
-
-    def info(name: str, kind: FieldType) -> FieldInfo:
-        return FieldInfo(name, kind, name in indexed, distinct=len(seen[name]), sampled=len(records))
-
-    builtins = [info(n, indexed.get(n, t)) for n, t in BUILTIN_FIELDS.items()]
-    meta_names = sorted({n for n in indexed if n.startswith(f"{METADATA_ROOT}.")} | set(found))
-    return builtins + [info(n, indexed.get(n) or found[n]) for n in meta_names]
-
-
-def _flatten(obj: dict[str, Any], prefix: str, depth: int = 0) -> Iterable[tuple[str, Any]]:
-    for key, value in obj.items():
-        name = f"{prefix}.{key}"
-        if isinstance(value, dict) and depth < 3:
-            yield from _flatten(value, name, depth + 1)
-        else:
-            yield name, value
-
-
-def _value_at(payload: dict[str, Any], name: str) -> Any:
-    value: Any = payload
-    for part in name.split("."):
-        if not isinstance(value, dict):
-            return None
-        value = value.get(part)
-    return _first(value)
-
-
-def _first(value: Any) -> Any:
-    # A list colours by its first element: one colour per point.
-    return value[0] if isinstance(value, list) and value else value
 
 
 def _colourable(info: FieldInfo) -> bool:
@@ -193,9 +103,9 @@ class _Scan:
         for name, column in self.values.items():
             root, _, rest = name.partition(".")
             if not rest:  # a top-level field: one lookup (this loop runs fields x points times)
-                column.extend(_first(r.payload.get(root)) for r in kept)
+                column.extend(first(r.payload.get(root)) for r in kept)
             else:
-                column.extend(_value_at(r.payload, name) for r in kept)
+                column.extend(value_at(r.payload, name) for r in kept)
 
     @property
     def count(self) -> int:

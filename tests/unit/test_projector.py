@@ -17,8 +17,9 @@ import pytest
 
 from service.api.routes.projector import MAGIC, decode_frame, encode_frame
 from service.catalog import layout as layout_mod
+from service.catalog.fields import catalog_fields
 from service.catalog.layout import MAX_CATEGORIES, OTHER, Layout, build_column, pca_layout
-from service.catalog.projector import Projector, _Scan, catalog_fields
+from service.catalog.projector import Projector, _Scan
 from service.errors import Conflict, InvalidQuery
 from service.index.base import FieldType, Record
 from service.state import StateStore, utcnow

@@ -24,7 +24,8 @@ import numpy as np
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from service.api.deps import CatalogDep
-from service.catalog.projector import Projector, catalog_fields
+from service.catalog.fields import catalog_fields
+from service.catalog.projector import Projector
 from service.models import Page
 
 router = APIRouter(tags=["projector"])
