@@ -347,7 +347,7 @@ class Catalog:
                         ).image
                     )
                 except AssetError as exc:
-                    raise InvalidQuery(exc.detail, path=f"images[{i}]") from None
+                    raise InvalidQuery(f"example image {i + 1}: {exc.detail}", path=f"images[{i}]") from None
             positive.extend(self.encoder.encode_images(decoded))
         return positive, self._vectors(req.unlike, "unlike")
 

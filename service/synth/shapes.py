@@ -35,10 +35,11 @@ BACKGROUNDS: dict[str, tuple[int, int, int] | None] = {
 # Shape colours that would all but vanish on a background are never put on it.
 CLASHES = {("blue", "dark blue")}
 SIZES: dict[str, tuple[float, float]] = {  # radius as a fraction of the image side
-    "small": (0.10, 0.14),
-    "medium": (0.18, 0.23),
+    "small": (0.12, 0.16),
+    "medium": (0.19, 0.24),
     "large": (0.28, 0.34),
 }
+MAX_TILT = math.radians(15)
 KINDS = ("normal", "occluded", "rare")
 RARE_RATE = 0.01
 OCCLUDED_RATE = 0.02
@@ -127,7 +128,8 @@ def _draw(rng: np.random.Generator, attrs: dict[str, Any], size: int) -> np.ndar
     margin = radius * 1.05
     cx, cy = rng.uniform(margin, size - margin, 2)
     attrs["position"] = _position_name(cx, cy, size)
-    angle = rng.uniform(0, 2 * math.pi) if attrs["shape"] != "heart" else rng.uniform(-0.4, 0.4)
+    # Upright shapes, slightly tilted: a square stays a square (not a diamond), as people expect.
+    angle = rng.uniform(-MAX_TILT, MAX_TILT)
     pixels = _background(rng, attrs["background"], size)
     mask = shape_mask(attrs["shape"], size=size, center=(cx, cy), radius=radius, angle=angle)
     pixels = _composite(pixels, mask, _shape_color(rng, attrs["color"]))
