@@ -11,12 +11,24 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from service.errors import LoupeError
+from service.models import ErrorBody
 
 log = logging.getLogger(__name__)
 
+_DESCRIBED = {
+    400: "Malformed request (e.g. invalid JSON)",
+    401: "An API key is needed or is not valid",
+    403: "The API key's scope does not allow this",
+    404: "Not found",
+    409: "Conflicts with the current state (e.g. a sync already running)",
+    413: "Upload too large",
+    415: "Unsupported media type",
+    422: "Invalid input; the detail names the offending field",
+    502: "A source or labeling target failed",
+    503: "The index, a source or the encoder is unavailable",
+}
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: {"description": "Malformed request", "model": None},
-    422: {"description": "Invalid input; the detail names the offending field"},
+    code: {"description": text, "model": ErrorBody} for code, text in _DESCRIBED.items()
 }
 
 
