@@ -67,7 +67,15 @@ def main() -> int:
         link.symlink_to(env)
     # Re-point the editable install at this clone (cheap; no dependency resolution).
     subprocess.run(
-        [str(env / "bin" / "pip"), "install", "--quiet", "--no-deps", "--no-build-isolation", "-e", str(ROOT)],
+        [
+            str(env / "bin" / "pip"),
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "-e",
+            str(ROOT),
+        ],
         check=True,
     )
     return 0
