@@ -45,7 +45,7 @@ def _load_weights(model: torch.nn.Module, path: Path, model_name: str) -> None:
         )
     try:
         open_clip.load_checkpoint(model, str(path))
-    except (RuntimeError, KeyError, ValueError) as exc:
+    except (RuntimeError, KeyError, ValueError, AssertionError, IndexError) as exc:
         first = str(exc).strip().splitlines()[0][:300]
         raise EncoderError(
             f"checkpoint {path} does not fit the {model_name} architecture "
