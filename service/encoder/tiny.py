@@ -38,9 +38,6 @@ def trim(tokens: torch.Tensor) -> torch.Tensor:
 
 def encode_text(model: Any, tokens: torch.Tensor) -> torch.Tensor:
     """model.encode_text(..., normalize=True) for token rows of any length up to the context."""
-    length = tokens.shape[1]
-    x = model.token_embedding(tokens) + model.positional_embedding[:length]
-    x = model.transformer(x, attn_mask=model.attn_mask[:length, :length])
-    x = model.ln_final(x)
-    x = x[torch.arange(x.shape[0]), tokens.argmax(dim=-1)] @ model.text_projection
-    return torch.nn.functional.normalize(x, dim=-1)
+    from service.encoder.clip import _encode_text_trimmed
+
+    return torch.nn.functional.normalize(_encode_text_trimmed(model, tokens), dim=-1)
