@@ -52,9 +52,13 @@ def example_searches(catalog: Catalog) -> list[tuple[str, dict[str, Any], list[d
             {"text": "a blue circle", "filter": {"site": "boston", "split": "train"}, "limit": 8},
         ),
     ]
-    rare, _ = catalog.list_assets(filter={"kind": "rare"}, limit=1, cursor=None)
-    if rare:
-        examples.append(("search by example: more of a rare kind", {"like": [rare[0]["id"]], "limit": 8}))
+    # A crescent is one of the rare kinds: about 1 % of the demo images.
+    examples.append(("finding a rare kind (~1 % of the images) by text", {"text": "a crescent", "limit": 8}))
+    blue_circles, _ = catalog.list_assets(filter={"color": "blue", "shape": "circle"}, limit=1, cursor=None)
+    if blue_circles:
+        examples.append(
+            ("search by example: more like one blue circle", {"like": [blue_circles[0]["id"]], "limit": 8})
+        )
     out = []
     for title, body in examples:
         hits, _ = catalog.search(SearchRequest.model_validate(body))
