@@ -139,6 +139,17 @@ def test_cli_goes_through_a_running_server(env, photos, tmp_path):
         server.wait(timeout=30)
 
 
+def _added_so_far(state: Path, source: str) -> int:
+    import sqlite3
+
+    try:
+        with sqlite3.connect(f"file:{state}?mode=ro", uri=True, timeout=1) as db:
+            rows = db.execute("SELECT counts FROM jobs WHERE source = ?", (source,)).fetchall()
+    except sqlite3.Error:
+        return 0
+    return max((json.loads(r[0] or "{}").get("added", 0) for r in rows), default=0)
+
+
 def test_sync_killed_midway_then_rerun_completes(env, tmp_path):
     root = tmp_path / "many"
     root.mkdir()
@@ -153,7 +164,13 @@ def test_sync_killed_midway_then_rerun_completes(env, tmp_path):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    time.sleep(6)
+    # Kill it once it has committed some batches (not after a fixed delay: start-up time varies).
+    state = Path(env["LOUPE_HOME"]) / "state.db"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if _added_so_far(state, "many") >= 16:
+            break
+        time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     job = json.loads(loupe(env, "sync", "many", "--json").stdout)
