@@ -65,7 +65,8 @@ class Settings(BaseSettings):
     cors_origins: list[str] = []
     query_threads: int = 1
     ingest_threads: int | None = None
-    # Niceness added to the thread that encodes sync batches: searches keep their latency during a sync.
+    # Niceness of sync work in a serving process (job thread, fetch/decode workers, encoder batches):
+    # searches keep their latency during a sync.
     ingest_nice: int = Field(default=10, ge=0, le=19)
     # Image tower runtime on CPU (benchmarks/RESULTS.md): onnx needs onnxruntime, onnx and onnxscript.
     encoder_backend: Literal["torch", "onnx"] = "torch"

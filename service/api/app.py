@@ -32,7 +32,7 @@ def create_app(settings: Settings | None = None, *, catalog: Catalog | None = No
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own = catalog is None
         cat = catalog or Catalog(settings)
-        runner = JobRunner(cat, stale_after_s=settings.jobs_stale_after_s)
+        runner = JobRunner(cat, stale_after_s=settings.jobs_stale_after_s, nice=settings.ingest_nice)
         runner.start()
         cat.optimize_if_behind()
         app.state.catalog = cat

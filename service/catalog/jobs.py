@@ -13,6 +13,7 @@ import logging
 import threading
 
 from service.catalog.catalog import Catalog
+from service.processes import background_priority
 from service.state import JobRow
 
 log = logging.getLogger(__name__)
@@ -24,8 +25,11 @@ STALE_AFTER_S = 30.0
 class JobRunner:
     """One worker thread per process: syncs run one at a time (they share the encoder's cores)."""
 
-    def __init__(self, catalog: Catalog, *, stale_after_s: float = STALE_AFTER_S) -> None:
+    def __init__(self, catalog: Catalog, *, stale_after_s: float = STALE_AFTER_S, nice: int = 0) -> None:
         self.catalog = catalog
+        # Syncs are background work: the job thread and every thread it starts (fetch and decode
+        # workers, the encoder's batches) run at this niceness, so searches keep their cores.
+        self.nice = nice
         self.stale_after_s = stale_after_s
         # Several beats per stale period, or a live runner's job is taken from it between two beats.
         self.heartbeat_s = min(HEARTBEAT_S, stale_after_s / 3)
@@ -50,6 +54,7 @@ class JobRunner:
         return job
 
     def _work(self) -> None:
+        background_priority(self.nice)
         while not self._stop.is_set():
             try:
                 job = self.catalog.state.claim_job(self.catalog.owner, stale_after_s=self.stale_after_s)

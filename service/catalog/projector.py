@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import logging
-import os
 import threading
 import time
 import uuid
@@ -31,6 +30,7 @@ from service.catalog.fields import FieldInfo, catalog_fields, first, value_at
 from service.catalog.layout import Column, Layout, build_column, pca_axes, umap_layout
 from service.errors import Conflict, InvalidQuery, LoupeError
 from service.index.base import FieldType, Record, VectorIndex
+from service.processes import background_priority
 from service.state import StateStore
 
 log = logging.getLogger(__name__)
@@ -321,10 +321,7 @@ def _check_method(method: str) -> None:
 
 def _lower_priority() -> None:
     """Layouts are background work: searches and syncs get the CPU first (Linux: this thread only)."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
-    except (AttributeError, OSError):
-        pass
+    background_priority(10)
 
 
 def _utc(value: datetime) -> datetime:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -19,6 +18,7 @@ from PIL import Image
 from service.config import OFFLINE_MODEL, Settings
 from service.encoder import options
 from service.errors import EncoderError
+from service.processes import background_priority
 
 log = logging.getLogger(__name__)
 TEXT_CACHE_SIZE = 256
@@ -224,13 +224,9 @@ class ClipEncoder:
 
 
 def _lower_priority(nice: int) -> None:
-    """Raise this thread's niceness by `nice` (Linux: per thread; threads it starts inherit it)."""
-    if nice > 0 and hasattr(os, "setpriority"):
-        try:
-            tid = threading.get_native_id()
-            os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + nice)
-        except OSError:
-            log.warning("cannot lower the ingest thread's priority; searches may slow during syncs")
+    """Run this thread (and the OpenMP team it starts) at niceness `nice` (Linux: per thread)."""
+    if nice > 0 and not background_priority(nice):
+        log.warning("cannot lower the ingest thread's priority; searches may slow during syncs")
 
 
 def _normalise(feats: torch.Tensor) -> np.ndarray:

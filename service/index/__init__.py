@@ -38,9 +38,7 @@ def open_index(settings: Settings, *, vector_name: str, dim: int) -> VectorIndex
         )
     from service.index.edge import EdgeIndex
 
-    return EdgeIndex(
-        Path(settings.index_path), vector_name=vector_name, dim=dim, settings=settings.index
-    )
+    return EdgeIndex(Path(settings.index_path), vector_name=vector_name, dim=dim, settings=settings.index)
 
 
 def vector_name_for(model: str, pretrained: str | None) -> str:

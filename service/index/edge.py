@@ -92,8 +92,7 @@ class EdgeIndex:
             with self._store.shard() as shard, edge_errors("read the payload schema"):
                 schema = shard.info().payload_schema
             self._indexed = {
-                loupe_key(k): _KIND.get(str(v.data_type), FieldType.keyword)
-                for k, v in schema.items()
+                loupe_key(k): _KIND.get(str(v.data_type), FieldType.keyword) for k, v in schema.items()
             }
             for key, kind in BUILTIN_FIELDS.items():
                 self.ensure_field(key, kind)
@@ -105,9 +104,7 @@ class EdgeIndex:
         """Add this encoder's named vector to a shard made for another model."""
         size = self._store.vector_sizes().get(self.vector_name)
         if size is None:
-            op = qe.UpdateOperation.create_dense_vector(
-                self.vector_name, self.dim, qe.Distance.Cosine
-            )
+            op = qe.UpdateOperation.create_dense_vector(self.vector_name, self.dim, qe.Distance.Cosine)
             self._store.apply(op, "add a named vector")
         elif size != self.dim:
             raise InvalidConfig(
@@ -148,9 +145,7 @@ class EdgeIndex:
             if p.id in existing:
                 op = qe.UpdateOperation.overwrite_payload([_point_id(p.id)], dict(p.payload))
             else:
-                op = qe.UpdateOperation.upsert_points(
-                    [qe.Point(_point_id(p.id), {}, dict(p.payload))]
-                )
+                op = qe.UpdateOperation.upsert_points([qe.Point(_point_id(p.id), {}, dict(p.payload))])
             self._store.apply(op, "replace a payload")
 
     def set_payload(self, ids: Sequence[str], payload: Mapping[str, Any]) -> None:
@@ -161,9 +156,7 @@ class EdgeIndex:
 
     def delete(self, ids: Sequence[str]) -> None:
         for start in range(0, len(ids), BATCH):
-            op = qe.UpdateOperation.delete_points(
-                [_point_id(i) for i in ids[start : start + BATCH]]
-            )
+            op = qe.UpdateOperation.delete_points([_point_id(i) for i in ids[start : start + BATCH]])
             self._store.apply(op, "delete points")
 
     # -- reads -------------------------------------------------------------
@@ -327,9 +320,7 @@ def _edge_filter(node: Filter) -> Any:
     def parts(items: Sequence[Condition | Filter]) -> list[Any] | None:
         return [_edge_node(i) for i in items] or None
 
-    return qe.Filter(
-        must=parts(node.must), should=parts(node.should), must_not=parts(node.must_not)
-    )
+    return qe.Filter(must=parts(node.must), should=parts(node.should), must_not=parts(node.must_not))
 
 
 def _edge_node(node: Condition | Filter) -> Any:
@@ -351,12 +342,8 @@ def _edge_node(node: Condition | Filter) -> Any:
     if node.range is not None:
         bounds = dict(node.range)
         if node.is_datetime:
-            return qe.FieldCondition(
-                key, range=qe.RangeDateTime(**{k: str(v) for k, v in bounds.items()})
-            )
-        return qe.FieldCondition(
-            key, range=qe.RangeFloat(**{k: float(v) for k, v in bounds.items()})
-        )
+            return qe.FieldCondition(key, range=qe.RangeDateTime(**{k: str(v) for k, v in bounds.items()}))
+        return qe.FieldCondition(key, range=qe.RangeFloat(**{k: float(v) for k, v in bounds.items()}))
     raise InvalidQuery(f"condition on {node.key} has no operator", path="filter")
 
 

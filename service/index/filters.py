@@ -77,8 +77,7 @@ def field_key(name: Any, *, path: str = "field") -> str:
     bad = next((s for s in segments if not _SEGMENT.match(s)), None)
     if bad is not None:
         raise InvalidQuery(
-            f"invalid field name {name!r}: use letters, digits, '_' or '-' between dots "
-            "('[]' after a list)",
+            f"invalid field name {name!r}: use letters, digits, '_' or '-' between dots ('[]' after a list)",
             path=path,
         )
     if segments[0] in _BUILTIN_ROOTS:
@@ -218,9 +217,7 @@ class _Parser:
                 Condition(key=key, range={"gte": moment, "lte": moment}, is_datetime=True), path
             )
         if not isinstance(value, str | int | bool):
-            raise InvalidQuery(
-                f"expected a string, number or boolean, got {_kind(value)}", path=path
-            )
+            raise InvalidQuery(f"expected a string, number or boolean, got {_kind(value)}", path=path)
         _check_scalar(key, value, path)
         return self.count(Condition(key=key, eq=value), path)
 
@@ -278,9 +275,7 @@ def _bound(key: str, value: Any, path: str) -> float | str:
             return moment
     datetime_field = kind is FieldType.datetime
     expected = "an RFC 3339 timestamp" if datetime_field else "a number or an RFC 3339 timestamp"
-    raise InvalidQuery(
-        f"expected {expected} (e.g. 2024-01-01T00:00:00Z), got {_kind(value)}", path=path
-    )
+    raise InvalidQuery(f"expected {expected} (e.g. 2024-01-01T00:00:00Z), got {_kind(value)}", path=path)
 
 
 def _range(key: str, bounds: dict[str, float | str], path: str) -> Condition:
@@ -293,9 +288,7 @@ def _range(key: str, bounds: dict[str, float | str], path: str) -> Condition:
 def _timestamp(value: str, path: str) -> str:
     moment = parse_timestamp(value)
     if moment is None:
-        raise InvalidQuery(
-            f"{value!r} is not an RFC 3339 timestamp (e.g. 2024-01-01T00:00:00Z)", path=path
-        )
+        raise InvalidQuery(f"{value!r} is not an RFC 3339 timestamp (e.g. 2024-01-01T00:00:00Z)", path=path)
     return moment
 
 

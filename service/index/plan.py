@@ -85,9 +85,7 @@ def plan_search(
         return SearchPlan(hnsw_ef=ef)
     # One selective indexed field keeps its recall through the graph's per-value links
     # (a catalog search adds `status = ok`, which selects nothing); two need ACORN.
-    selective = [
-        part for part in _conjuncts(filter) if not known or estimate(part) < ACORN_BELOW * total
-    ]
+    selective = [part for part in _conjuncts(filter) if not known or estimate(part) < ACORN_BELOW * total]
     return SearchPlan(hnsw_ef=2 * ef, acorn=len(selective) > 1 or not known)
 
 

@@ -180,9 +180,7 @@ class ServerIndex:
             batch = with_vectors[start : start + BATCH]
             rows = np.asarray([p.vector for p in batch], dtype=np.float32).tolist()
             structs = [
-                models.PointStruct(
-                    id=point_id(p.id), vector={self.vector_name: row}, payload=dict(p.payload)
-                )
+                models.PointStruct(id=point_id(p.id), vector={self.vector_name: row}, payload=dict(p.payload))
                 for p, row in zip(batch, rows, strict=True)
             ]
             self._call("upsert points", self._client.upsert, self.collection, structs, wait=True)
@@ -274,10 +272,7 @@ class ServerIndex:
             **args,
         )
         convert = cosine_from_best_score if recommend else float
-        return [
-            Hit(id=str(p.id), score=convert(p.score), payload=p.payload or {})
-            for p in response.points
-        ]
+        return [Hit(id=str(p.id), score=convert(p.score), payload=p.payload or {}) for p in response.points]
 
     def _recommend(
         self,

@@ -33,9 +33,7 @@ def _qdrant_filter(node: Filter) -> models.Filter:
     def parts(items: Sequence[Condition | Filter]) -> list[Any] | None:
         return [_qdrant_node(i) for i in items] or None
 
-    return models.Filter(
-        must=parts(node.must), should=parts(node.should), must_not=parts(node.must_not)
-    )
+    return models.Filter(must=parts(node.must), should=parts(node.should), must_not=parts(node.must_not))
 
 
 def _qdrant_node(node: Condition | Filter) -> Any:
