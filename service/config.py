@@ -27,6 +27,11 @@ class IndexSettings(BaseModel):
     # HNSW recall collapses on selective multi-field filters.
     exact_below: int = 20_000
     hnsw_ef: int = 128
+    # int8: the HNSW-indexed segments keep a scalar int8 copy of the vectors in RAM, search it and
+    # rescore the best `oversampling` x k with the full vectors, which stay on disk (a quarter of
+    # the memory at 1M assets; benchmarks/RESULTS.md). none: search the full vectors.
+    quantization: Literal["int8", "none"] = "int8"
+    oversampling: float = Field(default=2.0, ge=1.0, le=16.0)
     optimize_after_sync: bool = True
 
 

@@ -202,12 +202,14 @@ class Catalog:
         )
 
     def optimize_if_behind(self) -> None:
-        """At start-up: build the graph for points a previous process left unindexed."""
+        """At start-up: build the graph for points a previous process left unindexed, or rebuild
+        it when the index settings changed (e.g. LOUPE_INDEX__QUANTIZATION)."""
         stats = getattr(self.index, "stats", None)
         if stats is None:
             return  # a Qdrant server indexes by itself
         info = stats()
-        if info["points"] - info["indexed_vectors"] >= self.settings.index.exact_below:
+        behind = info["points"] - info["indexed_vectors"] >= self.settings.index.exact_below
+        if behind or (info.get("reconfigured") and info["indexed_vectors"]):
             self.optimize_soon()
 
     def optimize_soon(self) -> None:

@@ -81,7 +81,7 @@ class EdgeIndex:
             m=16, ef_construct=100, full_scan_threshold=full_scan_threshold_kb or 10_000
         )
         config = qe.EdgeConfig(
-            vectors={vector_name: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)},
+            vectors={vector_name: _vector_params(dim, settings)},
             payload_memory=qe.Memory.Cold,  # read per hit and per filter check, never scanned
             hnsw_config=hnsw,
             optimizers=qe.EdgeOptimizersConfig(indexing_threshold=indexing_threshold_kb),
@@ -183,7 +183,7 @@ class EdgeIndex:
         recommend = len(positive) > 1 or bool(negative)
         flt = _to_edge(filter)
         with self._store.shard() as shard:
-            params = _params(self._plan(shard, filter, want=limit + offset))
+            params = _params(self._plan(shard, filter, want=limit + offset), self.settings)
             page = {"limit": limit, "offset": offset, "filter": flt, "with_payload": True}
             if recommend:
                 request = self._recommend(positive, negative, flt, params, page, score_threshold)
@@ -285,13 +285,15 @@ class EdgeIndex:
         return Record(id=str(r.id), payload=r.payload or {}, vector=array)
 
     def stats(self) -> dict[str, int]:
-        """Points, vectors already in the HNSW graph, and segments of the live shard."""
+        """Points, vectors already in the HNSW graph, segments of the live shard, and whether
+        changed settings (reconfigured = 1) wait for an optimize to rebuild it."""
         with self._store.shard() as shard, edge_errors("read the shard info"):
             info = shard.info()
         return {
             "points": info.points_count,
             "indexed_vectors": info.indexed_vectors_count,
             "segments": info.segments_count,
+            "reconfigured": int(self._store.reconfigured),
         }
 
     # -- optimize, flush, close -------------------------------------------
@@ -347,10 +349,24 @@ def _edge_node(node: Condition | Filter) -> Any:
     raise InvalidQuery(f"condition on {node.key} has no operator", path="filter")
 
 
-def _params(plan: SearchPlan) -> Any:
+def _vector_params(dim: int, settings: IndexSettings) -> Any:
+    if settings.quantization == "none":
+        return qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)
+    # The int8 copy is built with each segment's HNSW graph and pinned in RAM; the full vectors
+    # are read from disk only to rescore candidates (and by the small unindexed segments).
+    int8 = qe.ScalarQuantizationConfig(qe.ScalarType.Int8, quantile=0.99, memory=qe.Memory.Pinned)
+    return qe.EdgeVectorParams(
+        size=dim, distance=qe.Distance.Cosine, quantization_config=int8, memory=qe.Memory.Cold
+    )
+
+
+def _params(plan: SearchPlan, settings: IndexSettings) -> Any:
     # The plan already weighed selectivity, so ACORN runs whenever it asks for it.
     acorn = qe.AcornSearchParams(enable=True, max_selectivity=1.0) if plan.acorn else None
-    return qe.SearchParams(hnsw_ef=plan.hnsw_ef, exact=plan.exact, acorn=acorn)
+    quant = None
+    if settings.quantization != "none":
+        quant = qe.QuantizationSearchParams(rescore=True, oversampling=settings.oversampling)
+    return qe.SearchParams(hnsw_ef=plan.hnsw_ef, exact=plan.exact, acorn=acorn, quantization=quant)
 
 
 def _vector(v: np.ndarray) -> list[float]:

@@ -102,16 +102,24 @@ class EdgeStore:
         except BaseException:
             os.close(self._lockfd)
             raise
-        self.dirty = info.indexed_vectors_count < info.points_count
+        # A changed configuration (e.g. LOUPE_INDEX__QUANTIZATION) applies at the next optimize.
+        self.dirty = info.indexed_vectors_count < info.points_count or self.reconfigured
 
     def _open(self, config: Any) -> tuple[Path, Any]:
         current = _read_current(self.path)
         for stale in self.path.glob("shard-*"):
             if stale.name != current:
                 shutil.rmtree(stale, ignore_errors=True)  # an optimize's copy left by a crash
+        self.reconfigured = False
         if current is not None:
-            with edge_errors(f"load the index at {self.path / current}"):
-                shard = qe.EdgeShard.load(str(self.path / current))
+            shard_dir = self.path / current
+            stored = _read_config(shard_dir)
+            # The engine stores the new settings on load, as long as the vectors stay the same
+            # (another model's vectors are refused by the index, not rewritten here).
+            update = config if _same_vectors(stored, config) else None
+            with edge_errors(f"load the index at {shard_dir}"):
+                shard = qe.EdgeShard.load(str(shard_dir), update)
+            self.reconfigured = update is not None and _read_config(shard_dir) != stored
             if not (self.path / "CURRENT").exists():
                 _write_current(self.path, current)
             return self.path / current, shard
@@ -123,8 +131,7 @@ class EdgeStore:
 
     def vector_sizes(self) -> dict[str, int]:
         """Named dense vectors of the live shard and their dimensions."""
-        config = json.loads((self.dir / "edge_config.json").read_text())
-        return {name: int(v["size"]) for name, v in config.get("vectors", {}).items()}
+        return {name: int(v["size"]) for name, v in _read_config(self.dir).get("vectors", {}).items()}
 
     @contextlib.contextmanager
     def shard(self) -> Iterator[Any]:
@@ -176,7 +183,7 @@ class EdgeStore:
                     f"cannot copy the index to build its search graph ({exc}); it needs as much "
                     f"free space again as {self.dir} takes; until then new points are scanned"
                 ) from exc
-            self._journal, self.dirty = [], False
+            self._journal, self.dirty, self.reconfigured = [], False, False
             return work
 
     def _run_optimizer(self, work: Path) -> bool:
@@ -299,3 +306,17 @@ def _write_current(path: Path, name: str) -> None:
         os.fsync(dirfd)
     finally:
         os.close(dirfd)
+
+
+def _read_config(shard_dir: Path) -> dict[str, Any]:
+    try:
+        return dict(json.loads((shard_dir / "edge_config.json").read_text()))
+    except (OSError, ValueError):
+        return {}
+
+
+def _same_vectors(stored: dict[str, Any], config: Any) -> bool:
+    """Whether `config` names the same dense vectors, of the same sizes, as a stored shard."""
+    wanted = {name: int(params.size) for name, params in (config.vectors or {}).items()}
+    have = {name: int(v.get("size", -1)) for name, v in stored.get("vectors", {}).items()}
+    return bool(have) and have == wanted

@@ -44,6 +44,7 @@ from service.index.server_client import (
     make_client,
     point_id,
     qdrant_errors,
+    quantization_config,
     redact,
     search_params,
     to_qdrant,
@@ -113,7 +114,10 @@ class ServerIndex:
             raise
 
     def _ensure_collection(self) -> None:
-        params = models.VectorParams(size=self.dim, distance=models.Distance.COSINE)
+        quantize = quantization_config(self.settings)
+        params = models.VectorParams(
+            size=self.dim, distance=models.Distance.COSINE, on_disk=quantize is not None
+        )
         if not self._client.collection_exists(self.collection):
             try:
                 self._client.create_collection(
@@ -123,6 +127,7 @@ class ServerIndex:
                     replication_factor=self.settings.replication_factor,
                     write_consistency_factor=self.settings.write_consistency_factor,
                     on_disk_payload=True,
+                    quantization_config=quantize,
                 )
             except (UnexpectedResponse, ValueError):
                 if not self._client.collection_exists(self.collection):
@@ -255,7 +260,9 @@ class ServerIndex:
         recommend = len(positive) > 1 or bool(negative)
         flt = to_qdrant(filter)
         # Local mode is a brute force: search params would only earn a warning there.
-        params = None if self._local else search_params(self._plan(filter, want=limit + offset))
+        params = (
+            None if self._local else search_params(self._plan(filter, want=limit + offset), self.settings)
+        )
         args: dict[str, Any] = {"using": self.vector_name, "query_filter": flt, "limit": limit}
         args.update(offset=offset, with_payload=True, search_params=params)
         if recommend:

@@ -15,6 +15,7 @@ import numpy as np
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
+from service.config import IndexSettings
 from service.errors import IndexUnavailable, InvalidQuery, LoupeError
 from service.index.base import Condition, Filter
 from service.index.plan import SearchPlan, qdrant_key
@@ -59,10 +60,22 @@ def _qdrant_node(node: Condition | Filter) -> Any:
     raise InvalidQuery(f"condition on {node.key} has no operator", path="filter")
 
 
-def search_params(plan: SearchPlan) -> models.SearchParams:
+def search_params(plan: SearchPlan, settings: IndexSettings) -> models.SearchParams:
     # The plan already weighed selectivity, so ACORN runs whenever it asks for it.
     acorn = models.AcornSearchParams(enable=True, max_selectivity=1.0) if plan.acorn else None
-    return models.SearchParams(hnsw_ef=plan.hnsw_ef, exact=plan.exact, acorn=acorn)
+    quant = None
+    if settings.quantization != "none":
+        quant = models.QuantizationSearchParams(rescore=True, oversampling=settings.oversampling)
+    return models.SearchParams(hnsw_ef=plan.hnsw_ef, exact=plan.exact, acorn=acorn, quantization=quant)
+
+
+def quantization_config(settings: IndexSettings) -> models.ScalarQuantization | None:
+    """The int8 copy of the vectors a new collection keeps in RAM (LOUPE_INDEX__QUANTIZATION)."""
+    if settings.quantization == "none":
+        return None
+    return models.ScalarQuantization(
+        scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, quantile=0.99, always_ram=True)
+    )
 
 
 def vector(v: np.ndarray) -> list[float]:

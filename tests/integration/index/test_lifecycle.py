@@ -114,6 +114,31 @@ def test_a_lost_current_file_is_recovered_or_reported(tmp_path: Path) -> None:
     assert (tmp_path / "shard-1").is_dir()  # nothing was deleted on a guess
 
 
+def test_a_changed_quantization_setting_applies_to_an_existing_index(tmp_path: Path) -> None:
+    points = _points(3000)
+    plain = IndexSettings(quantization="none")
+    index = EdgeIndex(tmp_path, vector_name="clip", dim=DIM, settings=plain, indexing_threshold_kb=10)
+    index.upsert(points)
+    index.optimize()
+    before = [h.id for h in index.query(positive=[points[7].vector], limit=10)]
+    index.close()
+    quantized = "shard-*/segments/*/vector_storage-*/quantized.data"
+    assert not list(tmp_path.glob(quantized))
+
+    int8 = IndexSettings(quantization="int8")
+    index = EdgeIndex(tmp_path, vector_name="clip", dim=DIM, settings=int8, indexing_threshold_kb=10)
+    try:
+        assert index.count() == 3000
+        assert index.stats()["reconfigured"] == 1  # the service optimizes at start-up (catalog.py)
+        index.optimize()
+        assert index.stats()["reconfigured"] == 0
+        assert list(tmp_path.glob(quantized))
+        after = [h.id for h in index.query(positive=[points[7].vector], limit=10)]
+        assert after[0] == points[7].id and len(set(after) & set(before)) >= 9
+    finally:
+        index.close()
+
+
 def test_optimize_without_new_data_does_nothing(tmp_path: Path) -> None:
     index = _edge(tmp_path)
     try:

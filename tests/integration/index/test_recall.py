@@ -150,6 +150,9 @@ def test_the_graph_is_built(build: Build) -> None:
     stats = build.index.stats()
     assert stats["points"] == N
     assert stats["indexed_vectors"] >= N - 200  # writes after the copy wait for the next optimize
+    # The int8 copy (LOUPE_INDEX__QUANTIZATION, on by default) is built with the graph, so every
+    # recall figure below is of the quantized search with rescoring.
+    assert list(build.index.path.glob("shard-*/segments/*/vector_storage-*/quantized.data"))
 
 
 def _recall(index: EdgeIndex, raw: dict[str, Any] | None, mask: np.ndarray) -> float:

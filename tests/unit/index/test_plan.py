@@ -108,3 +108,15 @@ def test_best_score_maps_back_to_cosine(cosine: float) -> None:
 def test_each_recommend_positive_brings_a_pool_of_candidates() -> None:
     assert recommend_pool(10) == 64
     assert recommend_pool(100) == 400
+
+
+def test_server_search_params_rescore_the_int8_copy_unless_quantization_is_off():
+    from service.index.plan import SearchPlan
+    from service.index.server_client import quantization_config, search_params
+
+    on = search_params(SearchPlan(hnsw_ef=128), IndexSettings(oversampling=3.0))
+    assert on.quantization is not None and on.quantization.rescore and on.quantization.oversampling == 3.0
+    assert quantization_config(IndexSettings()) is not None
+    off = IndexSettings(quantization="none")
+    assert search_params(SearchPlan(exact=True), off).quantization is None
+    assert quantization_config(off) is None
