@@ -152,12 +152,13 @@ def queries(gen: Generator) -> tuple[np.ndarray, list[int]]:
 # -- build (this process) -----------------------------------------------------------
 
 
-def build(path: Path, gen: Generator) -> dict[str, float]:
+def build(path: Path, gen: Generator, quantization: str) -> dict[str, float]:
     from service.config import IndexSettings
     from service.index.base import FieldType, Point
     from service.index.edge import EdgeIndex
 
-    index = EdgeIndex(path, vector_name="bench", dim=DIM, settings=IndexSettings())
+    settings = IndexSettings(quantization=quantization)  # type: ignore[arg-type]
+    index = EdgeIndex(path, vector_name="bench", dim=DIM, settings=settings)
     for name in ("meta.site", "meta.split", "meta.label"):
         index.ensure_field(name, FieldType.keyword)
     index.ensure_field("meta.score", FieldType.float)
@@ -187,7 +188,7 @@ def build(path: Path, gen: Generator) -> dict[str, float]:
 # -- queries (a fresh process that holds only the index) -----------------------------
 
 
-def serve(path: Path, n: int) -> None:
+def serve(path: Path, n: int, quantization: str) -> None:
     """The query phase: reopen, run every case, report latencies, hits and memory."""
     from service.config import IndexSettings
     from service.index.edge import EdgeIndex
@@ -195,13 +196,14 @@ def serve(path: Path, n: int) -> None:
 
     gen = Generator(n)
     qvecs, rows = queries(gen)
+    quant = {"quantization": quantization}
     t0 = time.perf_counter()
-    index = EdgeIndex(path, vector_name="bench", dim=DIM, settings=IndexSettings())
+    index = EdgeIndex(path, vector_name="bench", dim=DIM, settings=IndexSettings(**quant))  # type: ignore[arg-type]
     reopen_s = time.perf_counter() - t0
     out: dict[str, Any] = {"reopen_s": reopen_s, "cases": {}}
     examples = [point_id(r) for r in rows[QUERIES : 2 * QUERIES]]
     for name, (raw, forced) in CASES.items():
-        index.settings = IndexSettings(exact_below=0 if forced else 20_000)
+        index.settings = IndexSettings(exact_below=0 if forced else 20_000, **quant)  # type: ignore[arg-type]
         flt = parse_filter(raw)
         lat: list[float] = []
         hits: list[list[str]] = []
@@ -213,10 +215,30 @@ def serve(path: Path, n: int) -> None:
                 if rep == 0:
                     hits.append([h.id for h in found])
         out["cases"][name] = {"latency_s": lat, "hits": hits}
-    out.update(_rss_mib())  # with the index open: what a serving process holds
+    out.update(_rss_mib())  # before the text tower's model joins the process
+    index.settings = IndexSettings(**quant)  # type: ignore[arg-type]
     out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["text_latency_s"] = _text_queries(index, parse_filter({"status": "ok"}))
     index.close()
     emit_json(out)
+
+
+def _text_queries(index: Any, flt: Any) -> list[float]:
+    """Text search as the service runs it: ViT-B-32's text tower (default query threads, distinct
+    texts, so no cache hits) and the index search; random weights have the real cost."""
+    from service.encoder.clip import ClipEncoder
+
+    enc = ClipEncoder("ViT-B-32", None, device="cpu")
+    words = ["unicycle", "crosswalk", "night", "rain", "forklift", "dog", "tunnel", "snow", "glare"]
+    lat: list[float] = []
+    for i in range(-5, QUERIES):  # five warm-up queries
+        text = f"a photo of a {words[i % len(words)]} near a {words[(i * 7) % len(words)]} {i}"
+        t0 = time.perf_counter()
+        vector = enc.encode_text(text)
+        index.query(positive=[vector], filter=flt, limit=10)
+        if i >= 0:
+            lat.append(time.perf_counter() - t0)
+    return lat
 
 
 def _one_query(index: Any, name: str, vector: np.ndarray, examples: list[str], q: int, flt: Any):
@@ -250,9 +272,7 @@ def truth(gen: Generator) -> dict[str, list[set[str]]]:
     """Exact top-10 ids per case and query, streaming the data once."""
     qvecs, rows = queries(gen)
     ex_vecs = _vectors_of(gen, rows[QUERIES : 2 * QUERIES])
-    best: dict[str, list[list[tuple[float, int]]]] = {
-        n: [[] for _ in range(QUERIES)] for n in CASES
-    }
+    best: dict[str, list[list[tuple[float, int]]]] = {n: [[] for _ in range(QUERIES)] for n in CASES}
     for c in gen.chunks():
         plain = c["vectors"] @ qvecs.T  # rows x queries
         example = c["vectors"] @ ex_vecs.T
@@ -264,9 +284,7 @@ def truth(gen: Generator) -> dict[str, list[set[str]]]:
             k = min(10, len(keep))
             top = np.argpartition(-scores, k - 1, axis=0)[:k]  # k x queries
             for q in range(QUERIES):
-                merged = best[name][q] + [
-                    (float(scores[i, q]), int(c["row"][keep[i]])) for i in top[:, q]
-                ]
+                merged = best[name][q] + [(float(scores[i, q]), int(c["row"][keep[i]])) for i in top[:, q]]
                 best[name][q] = sorted(merged, reverse=True)[:10]
     return {n: [{point_id(r) for _, r in top} for top in tops] for n, tops in best.items()}
 
@@ -297,9 +315,7 @@ def _disk_mib(path: Path) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
 
 
-def _tables(
-    n: int, built: dict[str, float], served: dict[str, Any], exact: dict[str, Any]
-) -> list[Table]:
+def _tables(n: int, built: dict[str, float], served: dict[str, Any], exact: dict[str, Any]) -> list[Table]:
     setup = Table(
         f"embedded index build and open, N = {n:,} x {DIM}",
         [
@@ -326,7 +342,8 @@ def _tables(
         built["disk_mib"],
     )
     setup.notes.append(
-        "RSS is the query process with the index open after all queries; 'mapped files' is "
+        "RSS is the query process with the index open after all vector queries (before the text "
+        "tower is loaded); 'mapped files' is "
         "the part that is the index's own files in the page cache (vectors, graph, indexes)"
     )
     setup.notes.append(
@@ -339,10 +356,12 @@ def _tables(
     )
     for name, case in served["cases"].items():
         lat = case["latency_s"]
-        found = [
-            len(set(h) & t) / max(1, len(t)) for h, t in zip(case["hits"], exact[name], strict=True)
-        ]
+        found = [len(set(h) & t) / max(1, len(t)) for h, t in zip(case["hits"], exact[name], strict=True)]
         queries_t.add(name, ms(median(lat)), ms(percentile(lat, 95)), float(np.mean(found)))
+    text = served["text_latency_s"]
+    queries_t.add(
+        "text: ViT-B-32 text tower + search (status=ok)", ms(median(text)), ms(percentile(text, 95)), "-"
+    )
     queries_t.notes += [
         "filters estimated below 20,000 points run as exact scans over the payload index's "
         "matches; above, HNSW (ef 256 while the filter keeps under 40% of the points, with "
@@ -350,6 +369,10 @@ def _tables(
         "'graph forced' rows set exact_below = 0 to show the HNSW path at this size",
         "by example and recommend include retrieving the example vectors, as the catalog does; "
         "recommend reranks each positive's 64 nearest with best_score",
+        f"quantization: {built.get('quantization', 'none')} (LOUPE_INDEX__QUANTIZATION); with int8 the graph "
+        "walks an int8 copy held in RAM and the best 2 x k are rescored with the full vectors",
+        "text: default query threads (all cores while no sync runs), distinct texts (no cache), "
+        "random ViT-B-32 weights (real cost); its search part is the by-vector row above",
     ]
     return [setup, queries_t]
 
@@ -360,15 +383,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=None, help="points (overrides the profile)")
     p.add_argument("--path", type=Path, default=None, help="index directory (default: a temp dir)")
     p.add_argument("--keep", action="store_true", help="keep the index; reuse it if --path exists")
-    p.add_argument(
-        "--no-report", action="store_true", help="print only, do not append to RESULTS.md"
-    )
+    p.add_argument("--no-report", action="store_true", help="print only, do not append to RESULTS.md")
+    p.add_argument("--quantization", choices=["int8", "none"], default="int8", help="index setting")
     p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)  # the query child
     args = p.parse_args(argv)
     profile = Profile("full" if args.full else "quick")
     n = args.n or profile.pick(100_000, 1_000_000)
     if args.serve:
-        serve(args.path, n)
+        serve(args.path, n, args.quantization)
         return 0
     started = loadavg()
     path = args.path or Path(tempfile.mkdtemp(prefix="loupe-bench-index-")) / "index"
@@ -379,8 +401,9 @@ def main(argv: list[str] | None = None) -> int:
             built = json.loads(built_file.read_text())
         else:
             shutil.rmtree(path, ignore_errors=True)
-            built = build(path, gen)
+            built = build(path, gen, args.quantization)
             built["disk_mib"] = _disk_mib(path)
+            built["quantization"] = args.quantization
             built_file.write_text(json.dumps(built))
         print("  querying in a fresh process ...", flush=True)
         child = [
@@ -392,8 +415,12 @@ def main(argv: list[str] | None = None) -> int:
             str(path),
             "--n",
             str(n),
+            "--quantization",
+            args.quantization,
         ]
-        out = subprocess.run(child, capture_output=True, text=True, check=True, cwd=Path.cwd())
+        out = subprocess.run(child, capture_output=True, text=True, cwd=Path.cwd())
+        if out.returncode != 0:
+            raise SystemExit(f"the query process failed:\n{out.stderr[-3000:]}")
         served = json.loads(out.stdout.strip().splitlines()[-1])
         print("  computing exact neighbours ...", flush=True)
         tables = _tables(n, built, served, truth(gen))

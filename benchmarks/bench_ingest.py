@@ -190,13 +190,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--full", action="store_true")
     p.add_argument("--kinds", default=",".join(KINDS))
     p.add_argument("--no-report", action="store_true", help="print only, do not append to RESULTS.md")
+    p.add_argument("--decode-workers", type=int, default=None, help="LOUPE_INGEST__DECODE_WORKERS")
+    p.add_argument("--fetch-workers", type=int, default=None, help="LOUPE_INGEST__FETCH_WORKERS")
     args = p.parse_args(argv)
     profile = Profile("full" if args.full else "quick")
     started = loadavg()
     n, repeats = profile.pick(48, 256), profile.pick(3, 3)
+    from service.config import IngestSettings
+
+    ingest = {"decode_workers": args.decode_workers, "fetch_workers": args.fetch_workers}
+    ingest = {k: v for k, v in ingest.items() if v is not None}
+    cfg = IngestSettings(**ingest)
     encoder = load_encoder()
-    results = [measure_kind(encoder, k, n, repeats) for k in args.kinds.split(",")]
-    label = f"batch 32, fetch_workers 8, {os.cpu_count()} cores"
+    results = [measure_kind(encoder, k, n, repeats, **ingest) for k in args.kinds.split(",")]
+    label = (
+        f"batch {cfg.batch_size}, fetch_workers {cfg.fetch_workers}, decode_workers {cfg.decode_workers}, "
+        f"{os.cpu_count()} cores"
+    )
     out = tables(results, label)
     if args.no_report:
         print("\n".join(t.markdown() for t in out))

@@ -39,8 +39,8 @@ class IngestSettings(BaseModel):
     """Sync pipeline tuning (LOUPE_INGEST__*)."""
 
     batch_size: int = 32
-    fetch_workers: int = 8
-    decode_workers: int = 2
+    fetch_workers: int = 8  # downloads in flight (a source's max_concurrency overrides it)
+    decode_workers: int = Field(default=2, ge=1)  # of those, decoding at once (CPU-bound)
     max_pixels: int = 100_000_000
     max_bytes: int = 200 * 1024 * 1024
 
@@ -68,7 +68,9 @@ class Settings(BaseSettings):
     public_url: str | None = None
     api_keys: SecretStr | None = None  # "key:scope,key:scope"; scopes read, write, admin
     cors_origins: list[str] = []
-    query_threads: int = 1
+    # Threads per search encode; unset: every core while nothing else encodes, one beside a sync
+    # batch or another query (service/encoder/clip.py says why).
+    query_threads: int | None = Field(default=None, ge=1)
     ingest_threads: int | None = None
     # Niceness of sync work in a serving process (job thread, fetch/decode workers, encoder batches):
     # searches keep their latency during a sync.

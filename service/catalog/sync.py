@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -132,6 +133,9 @@ class SyncPipeline:
         self.on_cursor = on_cursor or (lambda _c: None)
         self.report = SyncReport()
         self._indexed = set(index.indexed_fields())
+        # Downloads wait on the network, decodes on the CPU: many fetches may be in flight, but
+        # only `decode_workers` decode at once, so decodes do not crowd out the encoder's threads.
+        self._decoding = threading.BoundedSemaphore(max(1, settings.decode_workers))
 
     def run(self, *, cursor: str | None = None, full: bool = False, prune: bool = False) -> SyncReport:
         """Sync the source; raises SourceError when the source as a whole fails.
@@ -260,11 +264,14 @@ class SyncPipeline:
                 f"{len(blob.data):,} bytes is over LOUPE_INGEST__MAX_BYTES={self.settings.max_bytes:,}"
             )
         t1 = time.monotonic()
-        decoded = decode(blob.data, target=self.encoder.image_size, max_pixels=self.settings.max_pixels)
-        tensor = self.encoder.prepare(decoded.image)
-        t2 = time.monotonic()
+        with self._decoding:  # time spent waiting here counts as neither fetch nor decode
+            t1w = time.monotonic()
+            decoded = decode(blob.data, target=self.encoder.image_size, max_pixels=self.settings.max_pixels)
+            tensor = self.encoder.prepare(decoded.image)
+            t2 = time.monotonic()
         self.report.timed("fetch", t1 - t0)
-        self.report.timed("decode", t2 - t1)
+        self.report.timed("decode wait", t1w - t1)
+        self.report.timed("decode", t2 - t1w)
         payload = build_payload(
             source=self.source,
             record=work.record,

@@ -222,6 +222,7 @@ class EdgeIndex:
         return qe.QueryRequest(
             prefetches=prefetches,
             query=qe.Query.RecommendBestScore(reco, using=self.vector_name),
+            params=params,  # with int8 on, the rerank must score the full vectors too
             score_threshold=threshold,
             **page,
         )

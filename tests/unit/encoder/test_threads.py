@@ -96,3 +96,36 @@ def test_ingest_batches_run_on_a_lower_priority_thread_and_searches_do_not(monke
     assert seen[0][0].startswith("loupe-encode") and seen[0][1] == max(mine, 5)
     assert seen[1][1] == mine  # a search runs at the caller's priority
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine
+
+
+def test_unset_query_threads_take_every_core_alone_and_one_beside_a_sync_batch(enc, monkeypatch):
+    if clip.DEFAULT_THREADS < 2:
+        pytest.skip("needs a machine where torch defaults to more than one thread")
+    monkeypatch.setattr(enc, "query_threads", None)
+    seen: list[tuple[str, int]] = []
+    in_batch, release = threading.Event(), threading.Event()
+    real_image, real_text = enc.model.encode_image, enc.model.transformer.forward
+
+    def image_spy(x: torch.Tensor) -> torch.Tensor:
+        if threading.current_thread().name.startswith("loupe-encode"):
+            in_batch.set()
+            assert release.wait(30)
+        return real_image(x)
+
+    def text_spy(*args: Any, **kwargs: Any) -> Any:
+        seen.append((threading.current_thread().name, torch.get_num_threads()))
+        return real_text(*args, **kwargs)
+
+    monkeypatch.setattr(enc.model, "encode_image", image_spy)
+    monkeypatch.setattr(enc.model.transformer, "forward", text_spy)
+    enc.encode_texts(["alone"])
+    batch = threading.Thread(target=lambda: enc.encode_prepared([enc.prepare(image())]))
+    batch.start()
+    try:
+        assert in_batch.wait(30)
+        enc.encode_texts(["beside a sync batch"])
+    finally:
+        release.set()
+        batch.join()
+    enc.encode_texts(["alone again"])
+    assert [n for _, n in seen] == [clip.DEFAULT_THREADS, 1, clip.DEFAULT_THREADS]
