@@ -28,6 +28,7 @@ test: env
 	$(BIN)/pytest
 
 bench: env
+	@bash scripts/system-deps.sh bench
 	$(BIN)/python -m benchmarks.run $(ARGS)
 
 clean:

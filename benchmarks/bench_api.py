@@ -424,7 +424,11 @@ def main(argv: list[str] | None = None) -> int:
             n = 20_000
             ids = build_home(work / "home", n)
             with Server(work / "home") as server:
-                if "6" in parts:
+                if "6" in parts and shutil.which("wrk") is None:
+                    skipped = Table("part 6: API under load (skipped)", ["reason"])
+                    skipped.add("wrk is not installed: `make bench` installs it (apt-get, as root)")
+                    tables.append(skipped)
+                elif "6" in parts:
                     tables.append(part6(server, ids, seconds=profile.pick(5, 15), workdir=work, n=n))
                 if "8" in parts:
                     tables.append(
