@@ -204,8 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     encoder = load_encoder()
     results = [measure_kind(encoder, k, n, repeats, **ingest) for k in args.kinds.split(",")]
     label = (
-        f"batch {cfg.batch_size}, fetch_workers {cfg.fetch_workers}, decode_workers {cfg.decode_workers}, "
-        f"{os.cpu_count()} cores"
+        f"batch {cfg.batch_size}, fetch_workers {cfg.fetch_workers}, "
+        f"decode_workers {cfg.decode_workers or 'all'}, {os.cpu_count()} cores"
     )
     out = tables(results, label)
     if args.no_report:

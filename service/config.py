@@ -40,7 +40,9 @@ class IngestSettings(BaseModel):
 
     batch_size: int = 32
     fetch_workers: int = 8  # downloads in flight (a source's max_concurrency overrides it)
-    decode_workers: int = Field(default=2, ge=1)  # of those, decoding at once (CPU-bound)
+    # Of those, how many may decode at once (unset: all). Bounding decodes to 1-2 on 2 cores only
+    # slowed syncs (benchmarks/RESULTS.md); a many-core host with many downloads may want it.
+    decode_workers: int | None = Field(default=None, ge=1)
     max_pixels: int = 100_000_000
     max_bytes: int = 200 * 1024 * 1024
 

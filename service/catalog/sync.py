@@ -9,6 +9,7 @@ deterministic ids make any re-run idempotent.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import threading
@@ -133,9 +134,10 @@ class SyncPipeline:
         self.on_cursor = on_cursor or (lambda _c: None)
         self.report = SyncReport()
         self._indexed = set(index.indexed_fields())
-        # Downloads wait on the network, decodes on the CPU: many fetches may be in flight, but
-        # only `decode_workers` decode at once, so decodes do not crowd out the encoder's threads.
-        self._decoding = threading.BoundedSemaphore(max(1, settings.decode_workers))
+        # Downloads wait on the network, decodes on the CPU: `decode_workers` may bound the
+        # decodes among the fetches in flight.
+        bound = settings.decode_workers
+        self._decoding = threading.BoundedSemaphore(bound) if bound else contextlib.nullcontext()
 
     def run(self, *, cursor: str | None = None, full: bool = False, prune: bool = False) -> SyncReport:
         """Sync the source; raises SourceError when the source as a whole fails.
