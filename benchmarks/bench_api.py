@@ -298,8 +298,10 @@ WORDS = (
 class QueryLoad:
     """Paced searches in two threads: distinct texts (no cache hits) and examples, latencies kept."""
 
-    def __init__(self, url: str, ids: list[str], *, text_every: float, example_every: float) -> None:
-        self.url, self.ids = url, ids
+    def __init__(
+        self, url: str, ids: list[str], *, phase: int, text_every: float, example_every: float
+    ) -> None:
+        self.url, self.ids, self.phase = url, ids, phase
         self.text: list[float] = []
         self.example: list[float] = []
         self.errors = 0
@@ -312,11 +314,12 @@ class QueryLoad:
     def _body(self, kind: str, i: int, rng: np.random.Generator) -> dict[str, Any]:
         if kind == "text":
             words = " ".join(WORDS[int(j)] for j in rng.integers(0, len(WORDS), size=5))
-            return {"text": f"a photo of {words} {i}", "limit": 10}
+            # The phase in the text: no query repeats one of an earlier phase (the text cache).
+            return {"text": f"a photo of {words} {self.phase}-{i}", "limit": 10}
         return {"like": [self.ids[int(rng.integers(len(self.ids)))]], "limit": 10}
 
     def _loop(self, kind: str, every: float) -> None:
-        rng = np.random.default_rng(13 if kind == "text" else 14)
+        rng = np.random.default_rng([self.phase, 13 if kind == "text" else 14])
         out = self.text if kind == "text" else self.example
         with httpx.Client(base_url=self.url, timeout=30) as client:
             i, next_at = 0, time.monotonic()
@@ -365,13 +368,13 @@ def part8(server: Server, ids: list[str], *, n_images: int, idle_s: float) -> Ta
     """Query latency alone and during a sync; the sync's rate alone and under the queries."""
     root = image_set("jpeg-small", n_images, seed=15)
     pace = {"text_every": 0.5, "example_every": 0.1}
-    with QueryLoad(server.url, ids, **pace) as warm:
+    with QueryLoad(server.url, ids, phase=0, **pace) as warm:
         time.sleep(3)
-    with QueryLoad(server.url, ids, **pace) as alone:
+    with QueryLoad(server.url, ids, phase=1, **pace) as alone:
         time.sleep(idle_s)
     load_idle = loadavg()
     rate_alone, _ = sync_via_api(server.url, "sync-alone", root)
-    with QueryLoad(server.url, ids, **pace) as during:
+    with QueryLoad(server.url, ids, phase=2, **pace) as during:
         rate_with, n = sync_via_api(server.url, "sync-with-queries", root)
     t = Table(
         f"part 8: searches during a {MODEL} sync of {n} photo-like JPEGs in the same server",

@@ -16,6 +16,7 @@ import numpy as np
 from connectors import base as connectors
 from service.catalog.assets import asset_from_payload
 from service.catalog.decode import decode, thumbnail
+from service.catalog.priority import SearchGate
 from service.catalog.sync import SyncPipeline, SyncReport
 from service.config import Settings
 from service.errors import (
@@ -65,6 +66,7 @@ class Catalog:
             dim=self.encoder.dim,
         )
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        self.searches = SearchGate()  # syncs in this process step aside while searches run
         self._optimizer: threading.Thread | None = None
         self._optimize_again = threading.Event()
 
@@ -136,6 +138,7 @@ class Catalog:
             settings=self.settings.ingest,
             on_progress=lambda r: self._progress(job.id, r, on_progress),
             on_cursor=lambda c: self.state.set_cursor(name, c),
+            gate=self.searches,
         )
         try:
             report = pipeline.run(cursor=row.cursor, full=full, prune=prune)
@@ -298,6 +301,10 @@ class Catalog:
         self, req: SearchRequest, *, images: Sequence[bytes] = ()
     ) -> tuple[list[dict[str, Any]], int | None]:
         """Hits as (id, score, asset) dicts, and the next offset or None."""
+        with self.searches.search():
+            return self._search(req, images)
+
+    def _search(self, req: SearchRequest, images: Sequence[bytes]) -> tuple[list[dict[str, Any]], int | None]:
         positive, negative = self._examples(req, images)
         if not positive:
             raise InvalidQuery(

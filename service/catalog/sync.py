@@ -25,6 +25,7 @@ import numpy as np
 from connectors.base import AssetRecord, Connector
 from service.catalog.assets import asset_id, build_payload
 from service.catalog.decode import decode
+from service.catalog.priority import SearchGate
 from service.config import IngestSettings
 from service.errors import AssetError, LoupeError, SourceError
 from service.index.base import Condition, Filter, Point, VectorIndex
@@ -124,6 +125,7 @@ class SyncPipeline:
         settings: IngestSettings,
         on_progress: Progress | None = None,
         on_cursor: Callable[[str], None] | None = None,
+        gate: SearchGate | None = None,
     ) -> None:
         self.source = source
         self.connector = connector
@@ -133,6 +135,7 @@ class SyncPipeline:
         self.on_progress = on_progress or (lambda _r: None)
         self.on_cursor = on_cursor or (lambda _c: None)
         self.report = SyncReport()
+        self.gate = gate or SearchGate()
         self._indexed = set(index.indexed_fields())
         # Downloads wait on the network, decodes on the CPU: `decode_workers` may bound the
         # decodes among the fetches in flight.
@@ -266,6 +269,7 @@ class SyncPipeline:
                 f"{len(blob.data):,} bytes is over LOUPE_INGEST__MAX_BYTES={self.settings.max_bytes:,}"
             )
         t1 = time.monotonic()
+        self.gate.yield_to_searches()
         with self._decoding:  # time spent waiting here counts as neither fetch nor decode
             t1w = time.monotonic()
             decoded = decode(blob.data, target=self.encoder.image_size, max_pixels=self.settings.max_pixels)
@@ -285,10 +289,12 @@ class SyncPipeline:
         return _Ready(work=work, tensor=tensor, payload=payload)
 
     def _commit(self, batch: list[_Ready]) -> None:
+        self.gate.yield_to_searches()
         self._carry_exports(batch)
         t0 = time.monotonic()
         vectors = self.encoder.encode_prepared([b.tensor for b in batch])
         t1 = time.monotonic()
+        t1u = time.monotonic() if self.gate.yield_to_searches() else t1  # a wait is neither stage
         self._ensure_metadata_indexes(batch)
         points = [
             Point(id=b.work.id, vector=vec, payload=b.payload) for b, vec in zip(batch, vectors, strict=True)
@@ -296,7 +302,7 @@ class SyncPipeline:
         self.index.upsert(points)
         t2 = time.monotonic()
         self.report.timed("encode", t1 - t0)
-        self.report.timed("upsert", t2 - t1)
+        self.report.timed("upsert", t2 - t1u)
         for b in batch:
             if b.work.existed:
                 self.report.updated += 1
