@@ -34,7 +34,7 @@ MAGIC = b"LPJ1"
 Method = Annotated[Literal["pca", "umap"], Query(description="pca (default) or umap (needs umap-learn)")]
 
 
-def get_projector(request: Request) -> Projector:
+async def get_projector(request: Request) -> Projector:
     return request.app.state.projector  # type: ignore[no-any-return]
 
 
