@@ -262,6 +262,7 @@ class SyncPipeline:
         return None
 
     def _prepare(self, work: _Work) -> _Ready:
+        self.gate.yield_to_searches()
         t0 = time.monotonic()
         blob = self.connector.fetch(work.record)
         if len(blob.data) > self.settings.max_bytes:
