@@ -12,7 +12,6 @@ from service.catalog.catalog import Catalog
 from service.catalog.jobs import JobRunner
 from service.errors import InvalidQuery
 
-
 # Dependencies that do no I/O are `async def`: FastAPI runs a plain `def` dependency in its
 # thread pool, one hand-off per dependency per request (measured: a third of a search's cost
 # at 400 requests/s).
