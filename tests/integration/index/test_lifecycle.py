@@ -200,3 +200,25 @@ def test_vector_names_are_safe_stable_and_distinct(tmp_path: Path) -> None:
     assert vector_name_for("loupe-tiny", str(weights)) == vector_name_for("loupe-tiny", str(moved))
     moved.write_bytes(b"retrained")
     assert vector_name_for("loupe-tiny", str(weights)) != vector_name_for("loupe-tiny", str(moved))
+
+
+def test_payload_indexes_live_on_disk_but_status_stays_in_ram(tmp_path: Path) -> None:
+    """On-disk payload indexes open fast at 1M assets; `status` filters every search, so RAM."""
+    from service.index.base import FieldType
+
+    index = _edge(tmp_path)
+    try:
+        index.ensure_field("meta.label", FieldType.keyword)
+        index.ensure_field("meta.score", FieldType.float)
+        with index._store.shard() as shard:
+            schema = shard.info().payload_schema
+        assert schema["meta.label"].params.on_disk is True
+        assert schema["meta.score"].params.on_disk is True
+        assert schema["status"].params is None  # the engine's default: in RAM
+    finally:
+        index.close()
+    reopened = _edge(tmp_path)  # and the schema survives a reopen
+    try:
+        assert reopened.indexed_fields()["meta.label"] == FieldType.keyword
+    finally:
+        reopened.close()
