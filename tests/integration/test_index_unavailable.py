@@ -220,7 +220,8 @@ def test_collection_creation_asks_for_the_configured_shards_and_replicas(
         # int8 quantization by default: the int8 copy in RAM, the full vectors on disk.
         vectors = {fake.vector_name: {"size": fake.dim, "distance": "Cosine", "on_disk": True}}
         assert create["vectors"] == vectors
-        assert create["quantization_config"] == {"scalar": {"type": "int8", "quantile": 0.99, "always_ram": True}}
+        int8 = {"scalar": {"type": "int8", "quantile": 0.99, "always_ram": True}}
+        assert create["quantization_config"] == int8
         assert create["on_disk_payload"] is True
         indexed = {body["field_name"] for method, path, body in fake.requests if path.endswith("/index")}
         assert indexed == {qdrant_key(k) for k in BUILTIN_FIELDS}, "payload indexes on every built-in field"
