@@ -295,7 +295,9 @@ class EdgeIndex:
         return sorted(counts, key=lambda c: (-c.count, str(c.value)))
 
     def _record(self, r: Any) -> Record:
-        vector = (r.vector or {}).get(self.vector_name) if isinstance(r.vector, dict) else None
+        # Each attribute of an engine record is converted to Python when read: read each once.
+        vectors = r.vector
+        vector = vectors.get(self.vector_name) if isinstance(vectors, dict) else None
         array = None if vector is None else np.asarray(vector, dtype=np.float32)
         return Record(id=str(r.id), payload=r.payload or {}, vector=array)
 
