@@ -259,7 +259,7 @@ class LoupeSide:
         return time.perf_counter() - t0
 
     def _run(self, kind: str, q: Any, k: int) -> list[str]:
-        from service.models import SearchRequest
+        from service.schemas import SearchRequest
 
         cat = self.catalog
         if kind == "id":

@@ -8,7 +8,6 @@ through its API; otherwise they open the catalog in process.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,8 +17,9 @@ import httpx
 
 from service import errors
 from service.config import Settings
-from service.export.models import ExportRequest
-from service.models import SearchRequest
+from service.discovery import running_server
+from service.export.schemas import ExportRequest
+from service.schemas import SearchRequest
 
 Progress = Callable[[dict[str, Any]], None]
 
@@ -33,29 +33,6 @@ class Client(Protocol):
     def get_asset(self, asset_id: str) -> dict[str, Any]: ...
     def export(self, req: ExportRequest, *, download_to: Path | None = None) -> dict[str, Any]: ...
     def close(self) -> None: ...
-
-
-def server_file(settings: Settings) -> Path:
-    return settings.home / "server.json"
-
-
-def running_server(settings: Settings) -> str | None:
-    """The URL of a live `loupe serve` on this home, if any."""
-    if settings.url:
-        return settings.url.rstrip("/")
-    path = server_file(settings)
-    try:
-        info = json.loads(path.read_text())
-        pid, url = int(info["pid"]), str(info["url"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        pass
-    return url
 
 
 class LocalClient:
@@ -76,7 +53,7 @@ class LocalClient:
         self.catalog.remove_source(name)
 
     def sync(self, name: str, *, full: bool, prune: bool, progress: Progress) -> dict[str, Any]:
-        from service.api.routes.jobs import job_public
+        from service.schemas import job_public
 
         def report(r: Any) -> None:
             progress({"done": r.done, "total": r.total, "rate": r.rate})

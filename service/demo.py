@@ -9,7 +9,7 @@ from typing import Any
 from service.catalog.catalog import Catalog
 from service.config import Settings
 from service.errors import SourceNotFound
-from service.models import SearchRequest
+from service.schemas import SearchRequest
 
 DEMO_SOURCE = "demo"
 DEMO_SEED = 424_242  # below the training seed ranges (service.encoder.tiny): unseen images

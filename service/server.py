@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
-import json
-import os
 import socket
 from typing import TYPE_CHECKING
 
 import uvicorn
 
 from service.auth import parse_keys
-from service.client import server_file
 from service.config import Settings
+from service.discovery import announced
 from service.errors import InvalidConfig
 
 if TYPE_CHECKING:
@@ -65,18 +63,12 @@ def serve(
         sock.close()
         raise
     app = create_app(settings, catalog=catalog)
-    marker = server_file(settings)
     config = uvicorn.Config(app, log_level="info", timeout_graceful_shutdown=10)
     server = uvicorn.Server(config)
     try:
-        marker.write_text(json.dumps({"url": url, "pid": os.getpid()}))
-        print(f"Loupe serving on {url} (API docs at {url}/docs)", flush=True)
-        server.run(sockets=[sock])
+        with announced(settings, url):
+            print(f"Loupe serving on {url} (API docs at {url}/docs)", flush=True)
+            server.run(sockets=[sock])
     finally:
-        try:
-            if json.loads(marker.read_text()).get("pid") == os.getpid():
-                marker.unlink()
-        except (OSError, ValueError):
-            pass
         if own:
             catalog.close()

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from service.errors import LoupeError
-from service.models import ErrorBody
+from service.schemas import ErrorBody
 
 log = logging.getLogger(__name__)
 

@@ -30,8 +30,8 @@ from service.errors import (
 from service.index import open_index
 from service.index.base import Condition, Filter, VectorIndex
 from service.index.filters import parse_filter
-from service.models import SearchRequest
 from service.processes import alive as _alive
+from service.schemas import SearchRequest
 from service.state import JobRow, SourceRow, StateStore, utcnow
 
 log = logging.getLogger(__name__)

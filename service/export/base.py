@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from connectors import base as connectors
 from service.catalog.assets import asset_from_payload
 from service.errors import InvalidQuery, LoupeError
-from service.export.models import ExportCounts, ExportRequest
+from service.export.schemas import ExportCounts, ExportRequest
 from service.index.filters import parse_filter
 
 if TYPE_CHECKING:

@@ -30,7 +30,7 @@ from typing import IO, Any, Protocol
 from service.errors import ExportError, InvalidQuery, LoupeError
 from service.export import label_studio_tasks as tasks
 from service.export.base import ExportContext, Selected, register
-from service.export.models import ExportRequest
+from service.export.schemas import ExportRequest
 
 MANIFEST_COLUMNS = ("id", "source", "key", "uri", "url", "score", "media_type", "width", "height")
 

@@ -24,7 +24,7 @@ import httpx
 from service.errors import ExportError, InvalidQuery
 from service.export import label_studio_tasks as tasks
 from service.export.base import ExportContext, Selected, already_exported, register
-from service.export.models import MAX_SELECTION, ExportRequest, LabelStudioOptions
+from service.export.schemas import MAX_SELECTION, ExportRequest, LabelStudioOptions
 
 log = logging.getLogger(__name__)
 TARGET = "label-studio"

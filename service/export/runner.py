@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from service.errors import InvalidQuery, LoupeError
 from service.export.base import ExportContext, Exporter, exporter_for, select, validate_selection
-from service.export.models import ExportCounts, ExportPublic, ExportRequest
+from service.export.schemas import ExportCounts, ExportPublic, ExportRequest
 from service.processes import alive as _alive
 from service.state import ExportRow, utcnow
 

@@ -18,8 +18,8 @@ import pytest
 from service import cli
 from service.catalog.catalog import Catalog
 from service.config import Settings
-from service.export.models import ExportRequest
 from service.export.runner import run_now
+from service.export.schemas import ExportRequest
 from tests.conftest import LiveServer
 from tests.fakes import FakeEncoder
 from tests.images import gradient, solid

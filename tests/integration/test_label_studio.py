@@ -20,8 +20,8 @@ from service.config import Settings
 from service.export import base as export_base
 from service.export.label_studio import LabelStudioExporter
 from service.export.label_studio_tasks import default_label_config
-from service.export.models import ExportRequest
 from service.export.runner import begin, finish, run_now
+from service.export.schemas import ExportRequest
 from tests.conftest import LiveServer, free_port
 from tests.fakes import FakeEncoder
 from tests.images import gradient

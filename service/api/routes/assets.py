@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import RedirectResponse
 
 from service.api.deps import CatalogDep, FilterDep
-from service.models import Page
+from service.schemas import Page
 
 router = APIRouter(prefix="/assets", tags=["assets"])
 

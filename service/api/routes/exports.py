@@ -10,9 +10,9 @@ from fastapi.responses import FileResponse
 from service.api.deps import CatalogDep
 from service.errors import Conflict, ExportNotFound
 from service.export.files import FORMATS, download_path
-from service.export.models import ExportPublic, ExportRequest
 from service.export.runner import begin, export_public, fail_orphans, runner_for
-from service.models import Page
+from service.export.schemas import ExportPublic, ExportRequest
+from service.schemas import Page
 
 router = APIRouter(prefix="/exports", tags=["exports"])
 

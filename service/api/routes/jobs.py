@@ -7,30 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from service.api.deps import CatalogDep
-from service.models import JobPublic, Page
-from service.state import JobRow
+from service.schemas import JobPublic, Page, job_public
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
-
-
-def job_public(row: JobRow) -> JobPublic:
-    counts = {
-        k: int(row.counts.get(k, 0)) for k in ("seen", "added", "updated", "unchanged", "missing", "failed")
-    }
-    return JobPublic(
-        id=row.id,
-        source=row.source,
-        state=row.state,  # type: ignore[arg-type]
-        counts=counts,
-        progress=row.progress or 0.0,
-        rate=row.rate or 0.0,
-        errors=row.errors or [],
-        error_count=row.error_count or 0,
-        detail=row.detail,
-        created_at=row.created_at.isoformat() if row.created_at else None,
-        started_at=row.started_at.isoformat() if row.started_at else None,
-        finished_at=row.finished_at.isoformat() if row.finished_at else None,
-    )
 
 
 @router.get("", response_model=Page)

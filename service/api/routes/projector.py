@@ -26,7 +26,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from service.api.deps import CatalogDep
 from service.catalog.fields import catalog_fields
 from service.catalog.projector import Projector
-from service.models import Page
+from service.schemas import Page
 
 router = APIRouter(tags=["projector"])
 

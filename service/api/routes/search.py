@@ -8,7 +8,7 @@ from fastapi import APIRouter, File, Form, Query, UploadFile
 
 from service.api.deps import CatalogDep, FilterDep, parse_filter_json
 from service.errors import InvalidQuery, PayloadTooLarge, UnsupportedMedia
-from service.models import MAX_EXAMPLES, Facets, FacetValue, SearchRequest, SearchResponse
+from service.schemas import MAX_EXAMPLES, Facets, FacetValue, SearchRequest, SearchResponse
 
 router = APIRouter(tags=["search"])
 

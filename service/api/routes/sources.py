@@ -5,8 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from service.api.deps import CatalogDep, RunnerDep
-from service.api.routes.jobs import job_public
-from service.models import JobPublic, Page, SourceCreate, SourcePublic, SyncRequest
+from service.schemas import JobPublic, Page, SourceCreate, SourcePublic, SyncRequest, job_public
 
 router = APIRouter(prefix="/sources", tags=["sources"])
 

@@ -18,11 +18,11 @@ import jsonschema
 import pytest
 from pydantic import ValidationError
 
+from service.cli.export import TARGETS
 from service.errors import InvalidQuery
 from service.export import label_studio_tasks as tasks
 from service.export.base import ExportContext, Selected, exporter_for, record_exports, targets
-from service.export.cli import TARGETS
-from service.export.models import ExportRequest
+from service.export.schemas import ExportRequest
 from service.index.base import Record
 
 BASE = "http://loupe.test:8000"

@@ -1,10 +1,8 @@
-"""`loupe export --to TARGET`: the selection options of `loupe search` (or --ids, or --filter alone)
-plus where to send it."""
+"""`loupe export --to TARGET`: a search, ids or a filter alone, sent to Label Studio or a file."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from datetime import datetime
@@ -13,8 +11,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from service.cli.common import CliError, parse_filter_option, print_json, validation_problems
 from service.config import Settings
-from service.export.models import ExportRequest
+from service.export.schemas import ExportRequest
 
 TOKEN_ENV = "LOUPE_LABEL_STUDIO_TOKEN"
 # The registry's targets (service.export.base.targets()), listed here so that building the
@@ -23,11 +22,7 @@ TARGETS = ("label-studio", "jsonl", "csv", "labelbox", "coco", "label-studio-jso
 DEFAULT_SEARCH_LIMIT = 100
 
 
-class UsageError(Exception):
-    """A command-line mistake: printed as one line, exit code 2."""
-
-
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "export",
         help="export search matches, ids or a filter to Label Studio or a file",
@@ -57,7 +52,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     ls.add_argument("--no-predictions", action="store_true", help="send no pre-annotations")
     ls.add_argument("--prediction-field", help="metadata key of the model label (default: prediction, label)")
     p.add_argument("--json", action="store_true", help="print the export as JSON")
-    return p  # type: ignore[no-any-return]
+    p.set_defaults(run=run)
 
 
 def _split(values: list[str]) -> list[str]:
@@ -65,25 +60,22 @@ def _split(values: list[str]) -> list[str]:
 
 
 def _selection(args: argparse.Namespace) -> dict[str, Any]:
-    try:
-        flt = json.loads(args.filter) if args.filter is not None else None
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"--filter is not valid JSON: {exc.msg} at position {exc.pos}") from None
+    flt = parse_filter_option(args.filter)
     ids = _split(args.ids)
     if args.text or args.like:
         if ids:
-            raise UsageError("give a search (TEXT/--like) or --ids, not both")
+            raise CliError("give a search (TEXT/--like) or --ids, not both")
         search: dict[str, Any] = {"text": args.text, "like": args.like, "unlike": args.unlike}
         search.update(filter=flt, limit=args.limit or DEFAULT_SEARCH_LIMIT)
         return {"search": search}
     if args.unlike:
-        raise UsageError("--unlike steers a search: add TEXT or --like")
+        raise CliError("--unlike steers a search: add TEXT or --like")
     if ids:
         if flt is not None:
-            raise UsageError("give --ids or --filter, not both")
+            raise CliError("give --ids or --filter, not both")
         return {"ids": ids, "limit": args.limit}
     if flt is None:
-        raise UsageError("choose what to export: TEXT, --like, --ids or --filter ('{}' for everything)")
+        raise CliError("choose what to export: TEXT, --like, --ids or --filter ('{}' for everything)")
     return {"filter": flt, "limit": args.limit}
 
 
@@ -91,11 +83,11 @@ def _label_studio(args: argparse.Namespace) -> dict[str, Any] | None:
     if args.target != "label-studio":
         given = [o for o in ("ls_url", "ls_token", "project_id", "title", "label_config") if getattr(args, o)]
         if given:
-            raise UsageError(f"--{given[0].replace('_', '-')} applies to --to label-studio only")
+            raise CliError(f"--{given[0].replace('_', '-')} applies to --to label-studio only")
         return None
     token = args.ls_token or os.environ.get(TOKEN_ENV)
     if not args.ls_url or not token:
-        raise UsageError(f"--to label-studio needs --ls-url and --ls-token (or ${TOKEN_ENV})")
+        raise CliError(f"--to label-studio needs --ls-url and --ls-token (or ${TOKEN_ENV})")
     out: dict[str, Any] = {
         "url": args.ls_url,
         "token": token,
@@ -106,7 +98,7 @@ def _label_studio(args: argparse.Namespace) -> dict[str, Any] | None:
         try:
             out["label_config"] = args.label_config.read_text()
         except OSError as exc:
-            raise UsageError(f"cannot read {args.label_config}: {exc.strerror}") from None
+            raise CliError(f"cannot read {args.label_config}: {exc.strerror}") from None
     out.update(predictions=not args.no_predictions, prediction_field=args.prediction_field)
     return out
 
@@ -125,21 +117,16 @@ def build_request(args: argparse.Namespace) -> tuple[ExportRequest, Path | None]
         dest = (args.path or Path(f"loupe-{args.target}-{stamp}{FORMATS[args.target]().suffix}")).expanduser()
         dest = dest.resolve()
     elif args.path is not None:
-        raise UsageError(f"--path applies to file targets ({', '.join(FORMATS)}), not {args.target}")
+        raise CliError(f"--path applies to file targets ({', '.join(FORMATS)}), not {args.target}")
     try:
         return ExportRequest.model_validate({k: v for k, v in body.items() if v is not None}), dest
     except ValidationError as exc:
-        raise UsageError("; ".join(_problem(e) for e in exc.errors())) from None
-
-
-def _problem(err: Any) -> str:
-    loc = ".".join(str(p) for p in err.get("loc", ()))
-    return f"{loc}: {err['msg']}" if loc else str(err["msg"])
+        raise CliError(validation_problems(exc.errors())) from None
 
 
 def _print(export: dict[str, Any], *, as_json: bool) -> None:
     if as_json:
-        print(json.dumps(export, indent=2, default=str))
+        print_json(export)
         return
     c = export["counts"]
     print(
@@ -154,15 +141,11 @@ def _print(export: dict[str, Any], *, as_json: bool) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """`loupe export`: exit 0 when the export succeeded, 1 when it failed, 2 on a usage error."""
-    from service.cli import CliError
     from service.client import LocalClient, connect
 
     if args.target not in TARGETS:
         raise CliError(f"unknown export target {args.target!r}; valid targets: {', '.join(TARGETS)}")
-    try:
-        request, dest = build_request(args)
-    except UsageError as exc:
-        raise CliError(str(exc)) from None
+    request, dest = build_request(args)
     client = connect(settings)
     try:
         if isinstance(client, LocalClient) and not settings.public_url:

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from service.models import SearchRequest
+from service.schemas import SearchRequest
 
 MAX_IDS = 100_000
 MAX_SELECTION = 100_000  # Label Studio itself advises at most ~100k tasks per project

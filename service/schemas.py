@@ -1,10 +1,13 @@
-"""Request and response models shared by the API and the CLI (pydantic, no HTTP)."""
+"""The API's request and response schemas, shared with the CLI (pydantic, no HTTP)."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from service.state import JobRow
 
 MAX_EXAMPLES = 64
 MAX_OFFSET = 10_000
@@ -79,6 +82,27 @@ class JobPublic(BaseModel):
     created_at: str | None = None
     started_at: str | None = None
     finished_at: str | None = None
+
+
+def job_public(row: JobRow) -> JobPublic:
+    """A job row as the API and the CLI show it."""
+    counts = {
+        k: int(row.counts.get(k, 0)) for k in ("seen", "added", "updated", "unchanged", "missing", "failed")
+    }
+    return JobPublic(
+        id=row.id,
+        source=row.source,
+        state=row.state,  # type: ignore[arg-type]
+        counts=counts,
+        progress=row.progress or 0.0,
+        rate=row.rate or 0.0,
+        errors=row.errors or [],
+        error_count=row.error_count or 0,
+        detail=row.detail,
+        created_at=row.created_at.isoformat() if row.created_at else None,
+        started_at=row.started_at.isoformat() if row.started_at else None,
+        finished_at=row.finished_at.isoformat() if row.finished_at else None,
+    )
 
 
 class Page(BaseModel):

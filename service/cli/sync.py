@@ -1,0 +1,83 @@
+"""`loupe sync NAME`: one sync with a progress bar, and its summary."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from service.cli.common import print_json
+from service.config import Settings
+
+
+def add_parser(subparsers: Any) -> None:
+    sync = subparsers.add_parser("sync", help="sync a source (incremental)")
+    sync.add_argument("name")
+    sync.add_argument("--full", action="store_true", help="re-list everything, ignoring a saved cursor")
+    sync.add_argument(
+        "--prune", action="store_true", help="delete assets that are gone instead of marking them missing"
+    )
+    sync.add_argument("--json", action="store_true", help="print the job as JSON")
+    sync.set_defaults(run=run)
+
+
+def print_job(job: dict[str, Any]) -> None:
+    c = job["counts"]
+    print(
+        f"sync of {job['source']} {job['state']}: {c['seen']} seen, {c['added']} added, "
+        f"{c['updated']} updated, {c['unchanged']} unchanged, {c['missing']} missing, {c['failed']} failed"
+    )
+    for err in job.get("errors", [])[:20]:
+        print(f"  failed: {err['key']}: {err['reason']}")
+    more = job.get("error_count", 0) - min(20, len(job.get("errors", [])))
+    if more > 0:
+        print(f"  ... and {more} more (GET /api/v1/jobs/{job['id']})")
+    if job.get("detail"):
+        print(f"  reason: {job['detail']}")
+
+
+def sync_with_bar(args: argparse.Namespace, client: Any) -> dict[str, Any]:
+    """Run a sync through `client` (a Client or a Catalog) with a progress bar on a terminal."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:.1f}/s"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, disable=args.json or not sys.stderr.isatty(), transient=True) as bar:
+        task = bar.add_task(f"syncing {args.name}", total=None, rate=0.0)
+
+        def progress(p: Any) -> None:
+            if not isinstance(p, dict):  # a SyncReport, from an in-process Catalog
+                p = {"total": p.total, "done": p.done, "rate": p.rate}
+            total = p.get("total") or None
+            done = p.get("done")
+            if done is None:
+                done = round(p.get("progress", 0.0) * (p.get("counts", {}).get("seen") or 0))
+                total = total or p.get("counts", {}).get("seen") or None
+            bar.update(task, total=total, completed=done or 0, rate=p.get("rate", 0.0))
+
+        if hasattr(client, "state"):  # a Catalog opened by this command
+            from service.schemas import job_public
+
+            row = client.sync(args.name, full=args.full, prune=args.prune, on_progress=progress)
+            job = job_public(row).model_dump()
+        else:
+            job = client.sync(args.name, full=args.full, prune=args.prune, progress=progress)
+    if not getattr(args, "quiet", False):
+        print_json(job) if args.json else print_job(job)
+    return job  # type: ignore[no-any-return]
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from service.client import connect
+
+    client = connect(settings)
+    try:
+        job = sync_with_bar(args, client)
+    finally:
+        client.close()
+    return 0 if job["state"] == "succeeded" else 1
