@@ -18,6 +18,7 @@ from PIL import Image
 
 from service.config import OFFLINE_MODEL, Settings
 from service.encoder import options
+from service.encoder.text import can_trim, encode_trimmed
 from service.errors import EncoderError
 from service.processes import background_priority
 
@@ -38,14 +39,21 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def _load_weights(model: torch.nn.Module, path: Path, model_name: str) -> None:
+def _from_checkpoint(model_name: str, path: Path) -> tuple[Any, Any]:
+    """(model, preprocess) with the weights of a local checkpoint file.
+
+    The file goes to open_clip as `pretrained`, so the model is built and loaded in one
+    step: built first with pretrained=None, open_clip would log "No pretrained weights
+    loaded ... initialized randomly" just before our weights arrive, and a user reads
+    that as a broken install.
+    """
     if not path.is_file():
         raise EncoderError(
             f"checkpoint {path} does not exist; set LOUPE_PRETRAINED to an existing file "
             f"or to a pretrained tag of {model_name}"
         )
     try:
-        open_clip.load_checkpoint(model, str(path))
+        model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=str(path))
     except (RuntimeError, KeyError, ValueError, AssertionError, IndexError) as exc:
         first = str(exc).strip().splitlines()[0][:300]
         raise EncoderError(
@@ -54,21 +62,22 @@ def _load_weights(model: torch.nn.Module, path: Path, model_name: str) -> None:
         ) from None
     except Exception as exc:  # unpickling garbage raises many kinds
         raise EncoderError(f"checkpoint {path} cannot be read: {exc}") from None
+    return model, preprocess
 
 
 def _create(model_name: str, pretrained: str | None) -> tuple[Any, Any]:
-    """(model, preprocess) with weights from a tag, a local file, or none."""
+    """(model, preprocess) with weights from a tag, a local file, or none (random, and open_clip says so)."""
     if model_name not in open_clip.list_models():
         raise EncoderError(
             f"unknown model {model_name!r} (LOUPE_MODEL); use an open_clip architecture such as "
             f"ViT-B-32, or {OFFLINE_MODEL!r} for the offline model shipped with Loupe"
         )
-    is_path = pretrained is not None and (
+    if pretrained is not None and (
         "/" in pretrained or pretrained.endswith((".pt", ".pth", ".bin", ".safetensors"))
-    )
-    tag = None if is_path else pretrained
+    ):
+        return _from_checkpoint(model_name, Path(pretrained).expanduser())
     try:
-        model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=tag)
+        model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=pretrained)
     except Exception as exc:
         raise EncoderError(
             f"cannot load pretrained weights {pretrained!r} for {model_name} "
@@ -76,8 +85,6 @@ def _create(model_name: str, pretrained: str | None) -> tuple[Any, Any]:
             "access, point LOUPE_PRETRAINED at a local checkpoint file, or use the offline "
             f"model: LOUPE_MODEL={OFFLINE_MODEL}"
         ) from None
-    if is_path and pretrained is not None:
-        _load_weights(model, Path(pretrained).expanduser(), model_name)
     return model, preprocess
 
 
@@ -105,7 +112,7 @@ class ClipEncoder:
         from service.encoder import tiny
 
         tiny.register_models()
-        if model_name == tiny.OFFLINE_MODEL and (pretrained is None or "/" not in pretrained):
+        if model_name == OFFLINE_MODEL and (pretrained is None or "/" not in pretrained):
             pretrained = str(tiny.checkpoint_path())
         self.model_name = model_name
         self.pretrained = pretrained
@@ -239,8 +246,8 @@ class ClipEncoder:
         with self._using() as threads, torch.inference_mode():
             torch.set_num_threads(threads)
             _thread.single = threads == 1
-            if trim and _can_trim(self.model):
-                feats = _encode_text_trimmed(self.model, tokens)
+            if trim and can_trim(self.model):
+                feats = encode_trimmed(self.model, tokens)
             else:
                 feats = self.model.encode_text(tokens)
         return _normalise(feats)
@@ -260,42 +267,6 @@ def _normalise(feats: torch.Tensor) -> np.ndarray:
 def _image_size(model: Any) -> int:
     size = getattr(model.visual, "image_size", 224)
     return int(size[0] if isinstance(size, tuple | list) else size)
-
-
-def _can_trim(model: Any) -> bool:
-    """Only the standard CLIP text tower with a causal mask and EOT pooling trims exactly."""
-    return (
-        isinstance(model, open_clip.CLIP)
-        and getattr(model, "attn_mask", None) is not None
-        and getattr(model, "text_pool_type", "argmax") in ("argmax", "eos")
-    )
-
-
-def _encode_text_trimmed(model: Any, tokens: torch.Tensor) -> torch.Tensor:
-    """encode_text over the real tokens only.
-
-    With a causal mask, position i attends to positions <= i, so the end-of-text
-    token's features do not depend on the padding after it: cutting the sequence
-    after the longest real query gives the same vectors at a fraction of the cost.
-    """
-    lengths = (tokens != 0).sum(dim=1)
-    n = int(lengths.max().item())
-    n = max(n, int(tokens.argmax(dim=-1).max().item()) + 1)
-    text = tokens[:, :n]
-    cast_dtype = model.transformer.get_cast_dtype()
-    x = model.token_embedding(text).to(cast_dtype)
-    x = x + model.positional_embedding[:n].to(cast_dtype)
-    x = model.transformer(x, attn_mask=model.attn_mask[:n, :n])
-    x = model.ln_final(x)
-    x = open_clip.transformer.text_global_pool(
-        x, text, model.text_pool_type, eos_token_id=getattr(model, "text_eos_id", None)
-    )
-    if model.text_projection is not None:
-        if isinstance(model.text_projection, torch.nn.Linear):
-            x = model.text_projection(x)
-        else:
-            x = x @ model.text_projection
-    return x
 
 
 _ENCODERS: dict[tuple[str | None, ...], ClipEncoder] = {}

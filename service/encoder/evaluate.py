@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from service.encoder import tiny
+from service.encoder.text import encode_text
 from service.synth import COLORS, SHAPES, Sample, generate, query
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ def embed_images(
 @torch.no_grad()
 def embed_texts(model: Any, tokenizer: Callable[..., Any], texts: Sequence[str]) -> torch.Tensor:
     """L2-normalised text embeddings, one row per text."""
-    return model.encode_text(tokenizer(list(texts)), normalize=True).float()
+    return encode_text(model, tokenizer(list(texts))).float()
 
 
 def _labels(samples: Sequence[Sample]) -> list[tuple[str, str]]:

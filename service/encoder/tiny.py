@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import open_clip
-import torch
 
-OFFLINE_MODEL = "loupe-tiny"
+from service.config import OFFLINE_MODEL
+
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
@@ -17,6 +16,8 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 # VALIDATION_SEED_BASE + seed, and evaluation (tests, benchmarks) must stay below both.
 TRAIN_SEED_BASE = 1_000_000
 VALIDATION_SEED_BASE = 2_000_000
+
+__all__ = ["OFFLINE_MODEL", "TRAIN_SEED_BASE", "VALIDATION_SEED_BASE", "checkpoint_path", "register_models"]
 
 
 def register_models() -> None:
@@ -28,16 +29,3 @@ def register_models() -> None:
 def checkpoint_path() -> Path:
     """The shipped loupe-tiny checkpoint (an fp16 open_clip state dict)."""
     return WEIGHTS_DIR / f"{OFFLINE_MODEL}.pt"
-
-
-def trim(tokens: torch.Tensor) -> torch.Tensor:
-    """Drop the all-padding columns: with a causal mask they cannot change the EOT feature."""
-    length = int((tokens != 0).sum(dim=1).max())
-    return tokens[:, :length]
-
-
-def encode_text(model: Any, tokens: torch.Tensor) -> torch.Tensor:
-    """model.encode_text(..., normalize=True) for token rows of any length up to the context."""
-    from service.encoder.clip import _encode_text_trimmed
-
-    return torch.nn.functional.normalize(_encode_text_trimmed(model, tokens), dim=-1)

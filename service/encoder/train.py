@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from service.encoder import tiny
 from service.encoder.evaluate import Scores, measure
-from service.encoder.tiny import encode_text, trim
+from service.encoder.text import encode_text, trim
 from service.synth import generate, random_caption, render
 
 log = logging.getLogger("loupe.train")

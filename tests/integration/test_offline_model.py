@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from service.encoder import evaluate, tiny, train
+from service.encoder.text import encode_text, trim
 from service.synth import COLORS, SHAPES, Sample, generate, query, render
 
 # A stream no training run used (training seeds start at tiny.TRAIN_SEED_BASE).
@@ -66,8 +67,8 @@ def test_trimmed_text_encoding_equals_the_padded_one(shipped: tuple[Any, Any, An
     tokens = tokenizer(["red triangle", "a large green star on a white background", "x"])
     with torch.no_grad():
         padded = model.encode_text(tokens, normalize=True)
-        trimmed = tiny.encode_text(model, tiny.trim(tokens))
-    assert tiny.trim(tokens).shape[1] < 20
+        trimmed = encode_text(model, trim(tokens))
+    assert trim(tokens).shape[1] < 20
     torch.testing.assert_close(trimmed, padded, atol=1e-5, rtol=0)
 
 

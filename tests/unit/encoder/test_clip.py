@@ -1,7 +1,8 @@
-"""ClipEncoder: weights from a local checkpoint of any architecture, clear errors, exact trimmed text."""
+"""ClipEncoder: local checkpoints of any architecture, clear errors and logs, exact trimmed text."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from service.encoder.clip import ClipEncoder, _encode_text_trimmed
+from service.encoder.clip import ClipEncoder
+from service.encoder.text import encode_trimmed
 from service.errors import EncoderError
 
 
@@ -68,8 +70,26 @@ def test_trimmed_text_tower_equals_the_padded_one_and_queries_are_cached() -> No
     tokens = enc.tokenizer(texts)
     with torch.inference_mode():
         padded = torch.nn.functional.normalize(enc.model.encode_text(tokens).float(), dim=-1)
-        trimmed = torch.nn.functional.normalize(_encode_text_trimmed(enc.model, tokens).float(), dim=-1)
+        trimmed = torch.nn.functional.normalize(encode_trimmed(enc.model, tokens).float(), dim=-1)
     torch.testing.assert_close(trimmed, padded, atol=1e-5, rtol=0)
     first = enc.encode_text("a red triangle")
     assert enc.encode_text(" a red triangle ") is first  # the LRU cache answered
     assert np.allclose(first, enc.encode_texts(["a red triangle"], trim=False)[0], atol=1e-5)
+
+
+RANDOM_INIT = "initialized randomly"
+
+
+def test_loading_the_shipped_model_does_not_log_a_random_init(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO):
+        enc = ClipEncoder("loupe-tiny", None, device="cpu")
+    assert enc.identity == "loupe-tiny/loupe-tiny"
+    assert caplog.records, "open_clip logged nothing at all: the capture is not listening"
+    assert not [r for r in caplog.records if RANDOM_INIT in r.getMessage()]
+
+
+def test_a_genuinely_random_model_still_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        enc = ClipEncoder("ViT-S-32", None, device="cpu")
+    assert enc.identity == "ViT-S-32/random"
+    assert [r for r in caplog.records if RANDOM_INIT in r.getMessage() and r.levelno == logging.WARNING]
