@@ -82,7 +82,7 @@ def full_sync(encoder: Any, root: Path, **ingest: Any) -> tuple[float, float, di
     n = job.counts["added"]
     if job.state != "succeeded" or n == 0:
         raise RuntimeError(f"benchmark sync failed: {job.state} {job.detail} {job.errors[:3]}")
-    stages = dict(reports[-1].stage_seconds) if reports else {}
+    stages = dict(reports[-1].timings) if reports else {}
     return n / wall, cpu / n, {k: v / n for k, v in stages.items()}
 
 
@@ -144,7 +144,7 @@ def tables(results: list[dict[str, Any]], label: str) -> list[Table]:
         [
             "images",
             "list",
-            "fetch*",
+            "read*",
             "decode+prepare*",
             "encode",
             "upsert",
@@ -170,7 +170,7 @@ def tables(results: list[dict[str, Any]], label: str) -> list[Table]:
         stages.add(
             r["kind"],
             st.get("list", 0.0),
-            st.get("fetch", 0.0),
+            st.get("read", 0.0),
             st.get("decode", 0.0),
             st.get("encode", 0.0),
             st.get("upsert", 0.0),
@@ -179,7 +179,7 @@ def tables(results: list[dict[str, Any]], label: str) -> list[Table]:
             r["sync_cpu"] * 1000,
         )
     stages.notes.append(
-        "* fetch and decode run in the fetch pool: summed thread time, overlapping the encoder; "
+        "* read and decode run in the fetch pool: summed thread time, overlapping the encoder; "
         "list, encode and upsert are wall time of the consuming thread. CPU = process CPU seconds."
     )
     return [main, stages]

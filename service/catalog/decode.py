@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+import threading
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -13,6 +16,10 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 from service.errors import AssetError
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False
+# open_image enforces LOUPE_INGEST__MAX_PIXELS before any pixel is decoded, so Pillow's own
+# warning (at 89 MP, below that limit's default) is noise. It is silenced once here rather than
+# raised per call: warnings.catch_warnings() swaps process-wide state, unsafe in decode threads.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 EXIF_DATETIME_ORIGINAL = 0x9003
 EXIF_IFD = 0x8769
 EXIF_MAKE = 0x010F
@@ -29,45 +36,119 @@ class Decoded:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-def decode(data: bytes, *, target: int, max_pixels: int) -> Decoded:
-    """Decode an image for encoding.
+@dataclass(slots=True)
+class Opened:
+    """An image whose header is read and checked, its pixels not yet decoded."""
 
-    JPEGs are decoded at a reduced scale in the DCT domain (draft mode) when the
-    encoder needs far fewer pixels; EXIF orientation is applied; anything that
-    is not a readable image, or has more than `max_pixels`, raises AssetError.
-    """
+    image: Image.Image  # JPEGs already set to decode at a reduced scale (draft)
+    width: int  # of the original, before orientation
+    height: int
+    format: str | None
+
+    @property
+    def pixels(self) -> int:
+        """How many pixels loading will decode (after a JPEG's draft scaling)."""
+        w, h = self.image.size
+        return w * h
+
+
+@contextlib.contextmanager
+def _pillow_errors() -> Iterator[None]:
+    """Pillow's many failure modes as one AssetError naming what is wrong."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-            w, h = img.size
-            if w * h > max_pixels:
-                raise AssetError(
-                    f"image is {w}x{h} = {w * h:,} pixels, over the limit of {max_pixels:,} "
-                    "(LOUPE_INGEST__MAX_PIXELS); a decompression bomb guard"
-                )
-            meta = _exif_metadata(img)
-            orientation = meta.get("orientation", 1)
-            fmt = img.format
-            if img.format == "JPEG":
-                # draft() scales by 1/2..1/8 in the DCT domain, keeping both sides >= target: the
-                # encoder resizes the short side to `target` anyway, and decoding a 640x480 photo at
-                # 320x240 costs a third of the CPU (vectors unchanged to a cosine of 0.99994).
-                img.draft("RGB", (target, target))
-            img.seek(0)  # first frame of animations
-            img.load()
+        yield
     except AssetError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except Image.DecompressionBombError as exc:
         raise AssetError(f"image rejected as a decompression bomb: {exc}") from None
     except UnidentifiedImageError:
         raise AssetError("not an image, or a format Loupe cannot read") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise AssetError(f"image is corrupt or truncated: {exc}") from None
+
+
+def open_image(data: bytes, *, target: int, max_pixels: int) -> Opened:
+    """Read and check an image's header: cheap, so a sync can budget the decode before it runs.
+
+    Anything that is not a readable image, or has more than `max_pixels`, raises
+    AssetError. JPEGs are set to decode at a reduced scale in the DCT domain
+    (draft mode) when the encoder needs far fewer pixels.
+    """
+    with _pillow_errors():
+        img = Image.open(io.BytesIO(data))
+        w, h = img.size
+        if w * h > max_pixels:
+            raise AssetError(
+                f"image is {w}x{h} = {w * h:,} pixels, over the limit of {max_pixels:,} "
+                "(LOUPE_INGEST__MAX_PIXELS); a decompression bomb guard"
+            )
+        # No EXIF here: a PNG's getexif() decodes every pixel to find a chunk after the image data.
+        fmt = img.format
+        if img.format == "JPEG":
+            # draft() scales by 1/2..1/8 in the DCT domain, keeping both sides >= target: the
+            # encoder resizes the short side to `target` anyway, and decoding a 640x480 photo at
+            # 320x240 costs a third of the CPU (vectors unchanged to a cosine of 0.99994).
+            img.draft("RGB", (target, target))
+        return Opened(image=img, width=w, height=h, format=fmt)
+
+
+def load(opened: Opened, *, target: int) -> Decoded:
+    """Decode an opened image to RGB, oriented and reduced to about `target` on its short side."""
+    img, w, h = opened.image, opened.width, opened.height
+    with _pillow_errors():
+        img.seek(0)  # first frame of animations
+        img.load()
+    meta = _exif_metadata(img)
+    orientation = meta.get("orientation", 1)
     out: Image.Image = ImageOps.exif_transpose(img) if orientation != 1 else img
     if orientation in (5, 6, 7, 8):
         w, h = h, w
-    return Decoded(image=_shrink(_to_rgb(out), target), width=w, height=h, format=fmt, metadata=meta)
+    small = _shrink(_to_rgb(out), target)
+    if small is not img:
+        img.close()  # the full-size pixels go now, not whenever the caller drops `opened`
+    return Decoded(image=small, width=w, height=h, format=opened.format, metadata=meta)
+
+
+class PixelBudget:
+    """A bound on the pixels being decoded, or held decoded, at once by a sync's decode workers.
+
+    A worker holds its image's pixel count (read from the header) from before the decode
+    until the image is reduced to the encoder's size: a count of decodes alone lets eight
+    workers hold eight 90 MP images (2-3 GB). Waiters are served first come, first
+    served, so a large image is never starved by a stream of small ones; an image larger
+    than the whole budget waits until it can decode alone. `limit=None` bounds nothing.
+    """
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self.held = 0  # pixels held right now
+        self.peak = 0  # the most ever held at once
+        self._cond = threading.Condition()
+        self._next = 0  # the ticket the next arrival takes
+        self._serving = 0  # the ticket allowed to take pixels next
+
+    @contextlib.contextmanager
+    def hold(self, pixels: int) -> Iterator[None]:
+        want = pixels if self.limit is None else min(pixels, self.limit)
+        with self._cond:
+            ticket, self._next = self._next, self._next + 1
+            while ticket != self._serving or (self.limit is not None and self.held + want > self.limit):
+                self._cond.wait()
+            self._serving += 1
+            self.held += want
+            self.peak = max(self.peak, self.held)
+            self._cond.notify_all()  # the next in line may fit as well
+        try:
+            yield
+        finally:
+            with self._cond:
+                self.held -= want
+                self._cond.notify_all()
+
+
+def decode(data: bytes, *, target: int, max_pixels: int) -> Decoded:
+    """Decode an image for encoding: `open_image` then `load`."""
+    return load(open_image(data, target=target, max_pixels=max_pixels), target=target)
 
 
 def _shrink(img: Image.Image, target: int) -> Image.Image:

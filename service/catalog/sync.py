@@ -24,7 +24,7 @@ import numpy as np
 
 from connectors.base import AssetRecord, Connector
 from service.catalog.assets import asset_id, build_payload
-from service.catalog.decode import decode
+from service.catalog.decode import PixelBudget, load, open_image
 from service.catalog.priority import SearchGate
 from service.config import IngestSettings
 from service.errors import AssetError, LoupeError, SourceError
@@ -36,11 +36,28 @@ MAX_REPORTED_ERRORS = 1000
 MAX_AUTO_INDEXED_FIELDS = 64
 STATE_FIELDS = ("version", "status")
 LIST_CHUNK = 10_000
+_TIMINGS_LOCK = threading.Lock()
+
+
+STAGES = ("list", "read", "decode", "encode", "upsert")
+
+
+def _zero_timings() -> dict[str, float]:
+    return dict.fromkeys(STAGES, 0.0)
 
 
 @dataclass(slots=True)
 class SyncReport:
-    """Counts, failures and timing of one sync; what the job and the CLI show."""
+    """Counts, failures and timing of one sync; what the job and the CLI show.
+
+    `restored` counts assets that were marked missing and are listed again; `deleted`
+    those a `prune` sync removed. `timings` maps each stage (list, read, decode, encode,
+    upsert) to the wall-clock seconds spent in it, summed over every call of that stage.
+    Reads and decodes run in the fetch pool, several at once and while the encoder works,
+    so their sums can exceed the sync's elapsed time; list, encode and upsert run one at a
+    time on the sync's thread. Waits (for a search, a decode slot, the pixel budget) count
+    in no stage.
+    """
 
     seen: int = 0
     added: int = 0
@@ -53,7 +70,7 @@ class SyncReport:
     total: int = 0
     done: int = 0
     errors: list[dict[str, str]] = field(default_factory=list)
-    stage_seconds: dict[str, float] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=_zero_timings)
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -64,6 +81,8 @@ class SyncReport:
             "updated": self.updated,
             "unchanged": self.unchanged,
             "missing": self.missing,
+            "restored": self.restored,
+            "deleted": self.deleted,
             "failed": self.failed,
         }
 
@@ -82,7 +101,10 @@ class SyncReport:
             self.errors.append({"key": key, "reason": reason})
 
     def timed(self, stage: str, seconds: float) -> None:
-        self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + seconds
+        # Called from every fetch worker: the lock-free read-add-write of a dict entry
+        # could lose an update between two threads.
+        with _TIMINGS_LOCK:
+            self.timings[stage] = self.timings.get(stage, 0.0) + seconds
 
 
 class Encoder(Protocol):
@@ -100,6 +122,7 @@ class _Work:
     record: AssetRecord
     id: str
     existed: bool
+    was_missing: bool = False  # in the index, marked missing by an earlier sync
 
 
 @dataclass(slots=True)
@@ -141,6 +164,8 @@ class SyncPipeline:
         # decodes among the fetches in flight.
         bound = settings.decode_workers
         self._decoding = threading.BoundedSemaphore(bound) if bound else contextlib.nullcontext()
+        # ... and the pixels decoding at once: memory follows pixels, not the count of decodes.
+        self.pixels = PixelBudget(settings.max_pixels_in_flight)
 
     def run(self, *, cursor: str | None = None, full: bool = False, prune: bool = False) -> SyncReport:
         """Sync the source; raises SourceError when the source as a whole fails.
@@ -151,8 +176,10 @@ class SyncPipeline:
         """
         r = self.report
         self.connector.check()
+        t = time.monotonic()
         listing = self.connector.list(cursor=None if full else cursor, full=full)
         known = self._known()
+        r.timed("list", time.monotonic() - t)
         seen: set[str] = set()
         records = iter(listing.records)
         while True:
@@ -207,7 +234,14 @@ class SyncPipeline:
                 if not state[1]:
                     restore.append(pid)
                 continue
-            todo.append(_Work(record=rec, id=pid, existed=state is not None))
+            todo.append(
+                _Work(
+                    record=rec,
+                    id=pid,
+                    existed=state is not None,
+                    was_missing=state is not None and not state[1],
+                )
+            )
         if restore:
             self.index.set_payload(restore, {"status": "ok"})
             r.restored += len(restore)
@@ -271,14 +305,18 @@ class SyncPipeline:
             )
         t1 = time.monotonic()
         self.gate.yield_to_searches()
-        with self._decoding:  # time spent waiting here counts as neither fetch nor decode
+        t1g = time.monotonic()
+        target = self.encoder.image_size
+        opened = open_image(blob.data, target=target, max_pixels=self.settings.max_pixels)
+        t1h = time.monotonic()
+        # Time spent waiting for pixels or a decode slot counts as neither read nor decode.
+        with self.pixels.hold(opened.pixels), self._decoding:
             t1w = time.monotonic()
-            decoded = decode(blob.data, target=self.encoder.image_size, max_pixels=self.settings.max_pixels)
+            decoded = load(opened, target=target)
             tensor = self.encoder.prepare(decoded.image)
             t2 = time.monotonic()
-        self.report.timed("fetch", t1 - t0)
-        self.report.timed("decode wait", t1w - t1)
-        self.report.timed("decode", t2 - t1w)
+        self.report.timed("read", t1 - t0)
+        self.report.timed("decode", (t1h - t1g) + (t2 - t1w))
         payload = build_payload(
             source=self.source,
             record=work.record,
@@ -309,6 +347,7 @@ class SyncPipeline:
                 self.report.updated += 1
             else:
                 self.report.added += 1
+            self.report.restored += b.work.was_missing  # listed again, and changed meanwhile
 
     def _carry_exports(self, batch: list[_Ready]) -> None:
         """A re-embedded asset keeps the record of where it was exported."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.catalog.decode import decode, thumbnail
+from service.catalog.decode import decode, load, open_image, thumbnail
 from service.errors import AssetError
 from tests.images import write_bad, write_zoo
 
@@ -89,3 +89,23 @@ def test_bad_files_raise_asset_errors(tmp_path, name, reason):
 def test_thumbnail_is_a_small_jpeg(zoo):
     data = thumbnail(zoo["grad.tiff"].read_bytes(), size=16, max_pixels=MAX_PIXELS)
     assert data[:2] == b"\xff\xd8"
+
+
+def test_the_header_tells_the_pixels_a_decode_will_hold(tmp_path):
+    from tests.images import gradient
+
+    big_png, big_jpg = tmp_path / "big.png", tmp_path / "big.jpg"
+    gradient(6, (1200, 900)).save(big_png, "PNG")
+    gradient(6, (1200, 900)).save(big_jpg, "JPEG")
+    png = open_image(big_png.read_bytes(), target=64, max_pixels=MAX_PIXELS)
+    assert png.pixels == 1200 * 900
+    assert getattr(png.image, "_im", None) is None  # nothing decoded yet (Pillow 13 keeps the core in _im)
+    jpg = open_image(big_jpg.read_bytes(), target=64, max_pixels=MAX_PIXELS)
+    assert jpg.pixels == 150 * 113  # decoded at 1/8 scale, the draft's size
+    assert (jpg.width, jpg.height) == (1200, 900)
+    decoded = load(png, target=64)
+    assert min(decoded.image.size) >= 64 and decoded.image.size[0] < 1200
+    with pytest.raises(ValueError, match="closed"):
+        png.image.getpixel((0, 0))  # the full-size pixels were released, not kept beside the small copy
+    with pytest.raises(AssetError, match="over the limit"):
+        open_image(big_png.read_bytes(), target=64, max_pixels=1000)
