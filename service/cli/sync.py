@@ -23,10 +23,16 @@ def add_parser(subparsers: Any) -> None:
 
 def print_job(job: dict[str, Any]) -> None:
     c = job["counts"]
+    # Restored and deleted only when they happened: most syncs have neither.
+    back = "".join(f", {c[k]} {k}" for k in ("restored", "deleted") if c.get(k))
     print(
         f"sync of {job['source']} {job['state']}: {c['seen']} seen, {c['added']} added, "
-        f"{c['updated']} updated, {c['unchanged']} unchanged, {c['missing']} missing, {c['failed']} failed"
+        f"{c['updated']} updated, {c['unchanged']} unchanged, {c['missing']} missing{back}, "
+        f"{c['failed']} failed"
     )
+    if job.get("timings"):
+        stages = ", ".join(f"{k} {v:.2f}" for k, v in job["timings"].items())
+        print(f"  seconds per stage: {stages} (read and decode summed over the fetch workers)")
     for err in job.get("errors", [])[:20]:
         print(f"  failed: {err['key']}: {err['reason']}")
     more = job.get("error_count", 0) - min(20, len(job.get("errors", [])))
