@@ -31,10 +31,55 @@ class SearchRequest(BaseModel):
     score_threshold: float | None = Field(default=None, ge=-1.0, le=1.0)
 
 
+AssetStatus = Literal["ok", "missing"]
+
+
+class ExportEntry(BaseModel):
+    """One export of an asset: where it went and when (its `exports` history)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    target: str
+    project: str | int | None = None
+    export_id: str | None = None
+    at: str | None = None
+
+
+class AssetPublic(BaseModel):
+    """An asset as the API returns it: GET /assets/{id}, listings and search hits."""
+
+    # Extra fields pass through: the active-learning features add `labels`, `evals`, `signals`,
+    # `selections` and `vectors` under these names (DESIGN.md) and declare them here when they do.
+    model_config = ConfigDict(extra="allow")
+
+    id: str = Field(description="Deterministic: the same for the same source and key on every sync.")
+    source: str
+    key: str = Field(description="Its key in the source: a relative path, an object key or a row key.")
+    uri: str = Field(description="Where the bytes are: file://, s3://, or the source's row.")
+    media_type: str | None = None
+    size_bytes: int | None = None
+    width: int | None = None
+    height: int | None = None
+    modified_at: str | None = Field(default=None, description="RFC 3339, as the source reported it.")
+    synced_at: str | None = Field(default=None, description="RFC 3339: when Loupe last encoded it.")
+    status: AssetStatus = Field(
+        default="ok", description="`missing`: gone from the source at the last sync (not pruned)."
+    )
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    exports: list[ExportEntry] = Field(default_factory=list)
+
+
+class AssetsPublic(BaseModel):
+    """A page of assets: pass `next_cursor` back for the next one."""
+
+    data: list[AssetPublic]
+    next_cursor: str | None = None
+
+
 class Hit(BaseModel):
     id: str
     score: float
-    asset: dict[str, Any]
+    asset: AssetPublic
 
 
 class SearchResponse(BaseModel):

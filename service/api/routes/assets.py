@@ -8,21 +8,21 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import RedirectResponse
 
 from service.api.deps import CatalogDep, FilterDep
-from service.schemas import Page
+from service.schemas import AssetPublic, AssetsPublic
 
 router = APIRouter(prefix="/assets", tags=["assets"])
 
 
-@router.get("", response_model=Page)
+@router.get("", response_model=AssetsPublic)
 def list_assets(
     catalog: CatalogDep,
     filter: FilterDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
-) -> Page:
+) -> AssetsPublic:
     """Assets matching a filter, in id order; pass `next_cursor` back for the next page."""
     data, nxt = catalog.list_assets(filter=filter, limit=limit, cursor=cursor)
-    return Page(data=data, next_cursor=nxt)
+    return AssetsPublic.model_validate({"data": data, "next_cursor": nxt})
 
 
 @router.get("/count")
@@ -31,10 +31,10 @@ def count_assets(catalog: CatalogDep, filter: FilterDep) -> dict[str, Any]:
     return {"count": catalog.count(filter)}
 
 
-@router.get("/{asset_id}")
-def get_asset(asset_id: str, catalog: CatalogDep) -> dict[str, Any]:
+@router.get("/{asset_id}", response_model=AssetPublic)
+def get_asset(asset_id: str, catalog: CatalogDep) -> AssetPublic:
     """One asset with its metadata and export history."""
-    return catalog.get_asset(asset_id)
+    return AssetPublic.model_validate(catalog.get_asset(asset_id))
 
 
 @router.get("/{asset_id}/content", response_model=None, responses={200: {"content": {"image/*": {}}}})
