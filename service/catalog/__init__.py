@@ -1,0 +1,1 @@
+"""The catalog: sources synced into the index, searched, listed and laid out."""
