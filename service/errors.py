@@ -3,31 +3,49 @@
     LoupeError
     ├── NotFound                    404  (SourceNotFound, AssetNotFound, JobNotFound, ExportNotFound)
     ├── Conflict                    409  (SourceExists, IndexLocked, JobLost)
+    ├── JobCancelled                a running job stops at its next step (never sent to a client)
     ├── InvalidQuery                422  a filter, search or request that cannot run as written
     ├── InvalidConfig               422  a source or setting that is wrong as given
+    │   └── MissingDependency       422  the kind or driver needs a package: names the `pip install` line
     ├── PayloadTooLarge             413
     ├── UnsupportedMedia            415
-    ├── SourceError                 the source itself failed (unreachable, bad credentials)
-    │   └── SourceUnavailable       503 when raised from a request
+    ├── SourceError                 502  the source itself failed (bad credentials, no such bucket)
+    │   └── SourceUnavailable   [T] 503  cannot be reached or is busy (refused, timed out, 5xx, throttled)
     ├── AssetError                  one asset could not be read or decoded (a report line)
     ├── EncoderError                weights missing or mismatched
-    ├── IndexUnavailable            503  the vector index cannot be reached
-    └── ExportError                 a labeling target refused or failed
+    ├── IndexUnavailable            503  the vector index cannot be used (refused the key, no collection)
+    │   └── IndexUnreachable    [T] 503  a Qdrant server did not answer or answered 502/503/504
+    ├── StateUnavailable            503  the state store (SQLite file, PostgreSQL) cannot be reached
+    ├── ExportError                 502  a labeling target refused or failed
+    │   └── ExportUnavailable   [T] 503  the target did not answer, or answered 429/5xx
+    └── TransientError              the mark of [T]: worth retrying as it is; mixed into those classes
+
+Transient or terminal is decided here, once: `error.transient` is True only on
+TransientError's subclasses, and `service.retry` retries those and nothing else.
 
 Every error carries a message that says what is wrong and how to fix it.
 """
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 
 class LoupeError(Exception):
-    """Base of every error Loupe raises on purpose."""
+    """Base of every error Loupe raises on purpose; terminal unless it mixes in TransientError."""
 
     status_code = 400
+    transient: ClassVar[bool] = False
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
+
+
+class TransientError(LoupeError):
+    """Mixed into errors that may pass if the same call is made again a little later."""
+
+    transient: ClassVar[bool] = True
 
 
 class NotFound(LoupeError):
@@ -62,6 +80,10 @@ class JobLost(Conflict):
     """Another runner took over a job this one was running."""
 
 
+class JobCancelled(LoupeError):
+    """A user cancelled the running job; raised at its next step, never to a client."""
+
+
 class IndexLocked(Conflict):
     """Another process owns the embedded index."""
 
@@ -78,6 +100,10 @@ class InvalidConfig(LoupeError):
     status_code = 422
 
 
+class MissingDependency(InvalidConfig):
+    """An optional package is not installed; the detail names the `pip install` line."""
+
+
 class PayloadTooLarge(LoupeError):
     status_code = 413
 
@@ -92,7 +118,9 @@ class SourceError(LoupeError):
     status_code = 502
 
 
-class SourceUnavailable(SourceError):
+class SourceUnavailable(SourceError, TransientError):
+    """The source cannot be reached or is busy right now; its settings may well be right."""
+
     status_code = 503
 
 
@@ -110,5 +138,21 @@ class IndexUnavailable(LoupeError):
     status_code = 503
 
 
+class IndexUnreachable(IndexUnavailable, TransientError):
+    """A Qdrant server did not answer, or answered that it is busy (502/503/504)."""
+
+
+class StateUnavailable(LoupeError):
+    """The state store cannot be reached or used (a PostgreSQL outage, a locked SQLite file)."""
+
+    status_code = 503
+
+
 class ExportError(LoupeError):
     status_code = 502
+
+
+class ExportUnavailable(ExportError, TransientError):
+    """A labeling target did not answer, or answered that it is busy (429, 5xx)."""
+
+    status_code = 503
