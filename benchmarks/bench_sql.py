@@ -45,7 +45,7 @@ FROM generate_series(CAST(:first AS bigint), CAST(:last AS bigint)) AS g
 
 
 def _connector(db: TestDB, **config: Any) -> Any:
-    from connectors.base import build
+    from connectors.registry import build
 
     base = {"url": db.url, "key": "id", "uri_column": "path", "root": "/data"}
     return build("bench", "sql", {**base, **config})

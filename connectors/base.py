@@ -3,19 +3,17 @@
 A connector lists assets (metadata only, cheap) and opens the bytes of one
 asset on demand. The catalog pipeline decides what changed, fetches bytes
 concurrently, decodes, encodes and writes the index; connectors know nothing
-of that, nor of HTTP or torch.
+of that, nor of HTTP or torch. Kinds are found by name in connectors.registry.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
-
-from service.errors import InvalidConfig
+from pydantic import BaseModel, ConfigDict, SecretStr
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,57 +140,3 @@ class PresignsUrls(Protocol):
     def presigned_url(self, record: AssetRecord, *, expires_s: int) -> str | None:
         """A URL to GET the asset's bytes directly, or None when not allowed."""
         ...
-
-
-ConnectorFactory = Callable[[str, Any], Connector]
-_REGISTRY: dict[str, Any] = {}
-_C = TypeVar("_C")
-
-
-def register(cls: type[_C]) -> type[_C]:
-    """Class decorator: make a connector available by its `kind`."""
-    _REGISTRY[cls.kind] = cls  # type: ignore[attr-defined]
-    return cls
-
-
-def _load_builtin() -> None:
-    # Import for the side effect of registration; connectors with optional
-    # dependencies register only when their imports work.
-    from connectors import local  # noqa: F401
-
-    for mod in ("s3", "sql"):
-        try:
-            __import__(f"connectors.{mod}")
-        except ImportError:
-            continue
-
-
-def kinds() -> list[str]:
-    _load_builtin()
-    return sorted(_REGISTRY)
-
-
-def connector_class(kind: str) -> Any:
-    _load_builtin()
-    try:
-        return _REGISTRY[kind]
-    except KeyError:
-        raise InvalidConfig(f"unknown source kind {kind!r}; valid kinds: {', '.join(kinds())}") from None
-
-
-def parse_config(kind: str, raw: Mapping[str, Any]) -> ConnectorConfig:
-    """Validate a source config for `kind`; errors name the field."""
-    cls = connector_class(kind)
-    try:
-        return cls.config_model.model_validate(dict(raw))  # type: ignore[no-any-return]
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}" for e in exc.errors()
-        )
-        raise InvalidConfig(f"invalid {kind} source config: {problems}") from None
-
-
-def build(name: str, kind: str, raw: Mapping[str, Any]) -> Connector:
-    """A connector of `kind` for source `name` from its stored config."""
-    config = parse_config(kind, raw)
-    return connector_class(kind)(name, config)  # type: ignore[no-any-return]

@@ -11,9 +11,9 @@ from typing import Any, ClassVar
 
 from pydantic import field_validator
 
-from connectors.base import AssetRecord, Blob, ConnectorConfig, Listing, register
+from connectors.base import AssetRecord, Blob, ConnectorConfig, Listing
 from connectors.sidecar import is_image_key, media_type, parse_sidecar, sidecar_keys
-from service.errors import AssetError, SourceError
+from service.errors import AssetError, InvalidConfig, SourceError
 
 
 class LocalConfig(ConnectorConfig):
@@ -30,7 +30,6 @@ class LocalConfig(ConnectorConfig):
         return v.expanduser().resolve()
 
 
-@register
 class LocalConnector:
     """Lists image files under `path`; never follows a link out of the root."""
 
@@ -43,10 +42,14 @@ class LocalConnector:
         self.root = config.path
 
     def check(self) -> None:
+        # A wrong path is the user's input (422), not a source that failed (502).
         if not self.root.exists():
-            raise SourceError(f"directory {self.root} does not exist; check the source's path")
+            raise InvalidConfig(
+                f"path: directory {self.root} does not exist on the machine Loupe runs on; "
+                "check the source's path"
+            )
         if not self.root.is_dir():
-            raise SourceError(f"{self.root} is not a directory; point the source at a folder")
+            raise InvalidConfig(f"path: {self.root} is not a directory; point the source at a folder")
         if not os.access(self.root, os.R_OK | os.X_OK):
             raise SourceError(f"directory {self.root} is not readable by this process")
 

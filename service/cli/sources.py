@@ -58,7 +58,7 @@ def _coerce(raw: str) -> Any:
 
 def source_config(kind: str, options: Sequence[str], base: str | None) -> dict[str, Any]:
     """Turn `--some-field value` options into a config dict typed by the kind's model."""
-    from connectors.base import connector_class
+    from connectors.registry import connector_class
 
     model = connector_class(kind).config_model
     fields = {name: _field_kind(f.annotation) for name, f in model.model_fields.items()}

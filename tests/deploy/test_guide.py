@@ -54,7 +54,7 @@ def test_documented_variables_are_settings() -> None:
 
 
 def test_readme_source_examples_are_valid_source_configs() -> None:
-    from connectors.base import parse_config
+    from connectors.registry import parse_config
 
     bodies = [json.loads(b) for b in re.findall(r"-d '(\{.*?\})'", README.read_text())]
     sources = [b for b in bodies if "kind" in b]

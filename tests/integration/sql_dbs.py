@@ -108,6 +108,6 @@ def _mariadb(name: str) -> Iterator[TestDB]:
 
 
 def _dispose_connector_engines() -> None:
-    from connectors.sql import dispose_engines
+    from connectors.sql_engine import dispose_engines
 
     dispose_engines()

@@ -26,15 +26,12 @@ import sqlalchemy as sa
 from PIL import Image
 from sqlalchemy.dialects import mysql
 
-from connectors.base import AssetRecord, build
-from connectors.sql import (
-    SQLConfig,
-    SQLConnector,
-    decode_cursor,
-    dispose_engines,
-    encode_cursor,
-    read_only_query,
-)
+from connectors.base import AssetRecord
+from connectors.registry import build
+from connectors.sql import SQLConfig, SQLConnector
+from connectors.sql_engine import dispose_engines
+from connectors.sql_guard import read_only_query
+from connectors.sql_values import decode_cursor, encode_cursor
 from service.errors import AssetError, InvalidConfig, LoupeError, SourceError
 from tests.integration.s3_servers import S3Server, start_moto, stop
 from tests.integration.sql_dbs import TestDB, private_database, unreachable_reason
@@ -696,10 +693,11 @@ def test_a_wrong_password_is_a_source_error_without_the_password(maria_db: TestD
     assert "wrong-Pa55word" not in err.value.detail
 
 
-def test_a_missing_sqlite_file_is_a_source_error(tmp_path: Path) -> None:
+def test_a_missing_sqlite_file_is_invalid_config_that_names_it(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'nope.db'}"
     conn = build("photos", "sql", {"url": url, "table": "t", "key": "id", "uri_column": "path"})
-    with pytest.raises(SourceError, match="does not exist"):
+    missing = tmp_path / "nope.db"
+    with pytest.raises(InvalidConfig, match=f"url: SQLite database file {missing} does not exist"):
         conn.check()
     assert not (tmp_path / "nope.db").exists()
 

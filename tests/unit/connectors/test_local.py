@@ -7,9 +7,9 @@ import os
 
 import pytest
 
-from connectors.base import build, parse_config
 from connectors.local import LocalConnector
-from service.errors import AssetError, InvalidConfig, SourceError
+from connectors.registry import build, parse_config
+from service.errors import AssetError, InvalidConfig
 from tests.images import solid
 
 
@@ -78,9 +78,14 @@ def test_fetch_refuses_escape(tree):
         conn.path_of("../../etc/passwd")
 
 
-def test_missing_root_is_a_source_error(tmp_path):
-    with pytest.raises(SourceError, match="does not exist"):
-        build("p", "local", {"path": str(tmp_path / "nope")}).check()
+def test_missing_root_is_invalid_config_that_names_the_path(tmp_path):
+    # The user's input is wrong (422), no upstream failed (502).
+    missing = tmp_path / "nope"
+    with pytest.raises(InvalidConfig, match=f"path: directory {missing} does not exist"):
+        build("p", "local", {"path": str(missing)}).check()
+    (tmp_path / "file.jpg").write_bytes(b"x")
+    with pytest.raises(InvalidConfig, match="is not a directory"):
+        build("p", "local", {"path": str(tmp_path / "file.jpg")}).check()
 
 
 def test_bad_config_names_the_field():
