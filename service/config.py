@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     pretrained: str | None = DEFAULT_PRETRAINED
     device: Literal["auto", "cpu", "cuda"] = "auto"
     database_url: SecretStr | None = None
+    # Seconds to wait for a PostgreSQL connection: during an outage or behind a dropped route a
+    # request answers 503 this soon instead of hanging in the kernel's TCP retries (minutes).
+    database_connect_timeout_s: int = Field(default=5, ge=1, le=300)
     url: str | None = None  # a running `loupe serve` the CLI should talk to
     # Loupe's address as labeling tools and their users' browsers reach it (content URLs in exports);
     # unset = the address the API request came to.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,10 +23,18 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-from service.errors import Conflict, InvalidConfig, JobNotFound, LoupeError, SourceExists, SourceNotFound
+from service.errors import (
+    Conflict,
+    InvalidConfig,
+    JobNotFound,
+    SourceExists,
+    SourceNotFound,
+    StateUnavailable,
+)
 
 JOB_STATES = ("queued", "running", "succeeded", "failed")
 MAX_JOB_ERRORS = 1000
@@ -102,8 +111,18 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for `url` with the schema created; errors name the URL without its password."""
+# Drivers whose connect() takes `connect_timeout` in seconds (psycopg, psycopg2, PyMySQL, mysqlclient).
+_TIMEOUT_BACKENDS = ("postgresql", "mysql", "mariadb")
+DEFAULT_CONNECT_TIMEOUT_S = 5
+
+
+def make_engine(url: str, *, connect_timeout_s: int = DEFAULT_CONNECT_TIMEOUT_S) -> Engine:
+    """An engine for `url` with the schema created; errors name the URL without its password.
+
+    A server store gets a connect timeout, and waits no longer than that for a pooled
+    connection: without them a request during an outage or a network partition waits for
+    the kernel's TCP retries (minutes) instead of answering 503.
+    """
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError):
@@ -118,7 +137,16 @@ def make_engine(url: str) -> Engine:
             engine = create_engine(parsed, connect_args={"check_same_thread": False})
             event.listen(engine, "connect", _sqlite_pragmas)
         else:
-            engine = create_engine(parsed, pool_pre_ping=True, pool_size=5, max_overflow=5)
+            timed = parsed.get_backend_name() in _TIMEOUT_BACKENDS
+            timeout = {"connect_timeout": connect_timeout_s} if timed else {}
+            engine = create_engine(
+                parsed,
+                pool_pre_ping=True,
+                pool_size=5,
+                max_overflow=5,
+                pool_timeout=connect_timeout_s,
+                connect_args=timeout,
+            )
     except (ArgumentError, ImportError) as exc:  # an unknown dialect or a driver not installed
         raise InvalidConfig(
             f"cannot use the state store at {safe}: {exc}; install its driver or fix LOUPE_DATABASE_URL"
@@ -127,9 +155,15 @@ def make_engine(url: str) -> Engine:
         _create_schema(engine)
     except DBAPIError as exc:
         engine.dispose()
-        why = " ".join(str(exc.orig).split())  # psycopg's hints span lines; errors are one line
-        raise LoupeError(f"cannot open the state store at {safe}: {why}; check LOUPE_DATABASE_URL") from None
+        raise StateUnavailable(
+            f"cannot open the state store at {safe}: {_one_line(exc.orig)}; check LOUPE_DATABASE_URL"
+        ) from None
     return engine
+
+
+def _one_line(exc: BaseException | None) -> str:
+    """A driver's message on one line (psycopg's hints span several)."""
+    return " ".join(str(exc).split())
 
 
 def _create_schema(engine: Engine) -> None:
@@ -148,14 +182,51 @@ def _create_schema(engine: Engine) -> None:
 class StateStore:
     """Typed access to the state tables; every method runs in its own transaction."""
 
-    def __init__(self, url: str) -> None:
-        self.engine = make_engine(url)
+    def __init__(self, url: str, *, connect_timeout_s: int = DEFAULT_CONNECT_TIMEOUT_S) -> None:
+        self.engine = make_engine(url, connect_timeout_s=connect_timeout_s)
+        self.url = self.engine.url.render_as_string(hide_password=True)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        with self._sessions.begin() as s:
-            yield s
+        """One transaction; a store that cannot be reached raises StateUnavailable (503).
+
+        IntegrityError and the like pass through: they are answers from a working database.
+        `from None`: the driver's exception carries the statement's parameters (source configs
+        with credentials among them), which must not reach a log through the chain.
+        """
+        try:
+            with self._sessions.begin() as s:
+                yield s
+        except (OperationalError, InterfaceError) as exc:
+            raise self._unavailable(exc) from None
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            raise self._unavailable(exc) from None
+        except PoolTimeout:
+            why = "every pooled connection stayed busy; the database answers too slowly"
+            raise StateUnavailable(f"the state store at {self.url} cannot be reached: {why}") from None
+
+    def _unavailable(self, exc: DBAPIError) -> StateUnavailable:
+        # SQLSTATE class 08 is a connection failure, 57P a server shutting down or starting;
+        # None is psycopg failing to connect. Others (a deadlock; SQLite, which has no
+        # SQLSTATE, locked) come from a database that is there but cannot answer now.
+        state: str | None = getattr(exc.orig, "sqlstate", "")
+        gone = exc.connection_invalidated or state is None or state.startswith(("08", "57P"))
+        what = "cannot be reached" if gone else "cannot answer now"
+        return StateUnavailable(
+            f"the state store at {self.url} {what}: {_one_line(exc.orig)}; "
+            "check that the database is up and LOUPE_DATABASE_URL"
+        )
+
+    def check(self) -> dict[str, Any]:
+        """The store's part of /health: one read of a state table; StateUnavailable when it fails."""
+        t0 = time.perf_counter()
+        with self.session() as s:
+            s.execute(select(SourceRow.name).limit(1))
+        latency_ms = round((time.perf_counter() - t0) * 1000, 2)
+        return {"ok": True, "backend": self.engine.dialect.name, "latency_ms": latency_ms}
 
     def close(self) -> None:
         self.engine.dispose()

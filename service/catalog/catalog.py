@@ -54,7 +54,7 @@ class Catalog:
 
         settings.home.mkdir(parents=True, exist_ok=True)
         self.settings = settings
-        self.state = StateStore(settings.state_url)
+        self.state = StateStore(settings.state_url, connect_timeout_s=settings.database_connect_timeout_s)
         if encoder is None:
             from service.encoder import load_encoder  # imports torch: only when no encoder is given
 
