@@ -227,14 +227,14 @@ def part7(n: int, repeats: int, workdir: Path) -> Table:
     try:
         catalog.add_source(SOURCE, "local", {"path": str(root), "sidecars": False})
         t0 = time.perf_counter()
-        first = catalog.sync(SOURCE, job=_job(catalog))
+        first = catalog.sync(SOURCE)
         first_s = time.perf_counter() - t0
         if first.counts.get("added") != n:
             raise RuntimeError(f"first sync added {first.counts}, expected {n}")
         times, counts = [], {}
         for _ in range(repeats):
             t0 = time.perf_counter()
-            job = catalog.sync(SOURCE, job=_job(catalog))
+            job = catalog.sync(SOURCE)
             times.append(time.perf_counter() - t0)
             counts = job.counts
     finally:
@@ -261,12 +261,6 @@ def part7(n: int, repeats: int, workdir: Path) -> Table:
         f"encoder, so the index holds exactly what a sync writes; {repeats} re-syncs, all unchanged."
     )
     return t
-
-
-def _job(catalog: Any) -> Any:
-    return catalog.state.create_job(
-        SOURCE, {"full": False, "prune": False}, state="running", owner=catalog.owner
-    )
 
 
 # -- part 8: queries during a sync ---------------------------------------------------

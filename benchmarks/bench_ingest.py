@@ -74,7 +74,7 @@ def full_sync(encoder: Any, root: Path, **ingest: Any) -> tuple[float, float, di
     try:
         catalog.add_source("bench", "local", {"path": str(root), "sidecars": False})
         c0, t0 = time.process_time(), time.perf_counter()
-        job = catalog.sync("bench", job=new_job(catalog, "bench"), on_progress=reports.append)
+        job = catalog.sync("bench", on_progress=reports.append)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     finally:
         catalog.close()
@@ -84,13 +84,6 @@ def full_sync(encoder: Any, root: Path, **ingest: Any) -> tuple[float, float, di
         raise RuntimeError(f"benchmark sync failed: {job.state} {job.detail} {job.errors[:3]}")
     stages = dict(reports[-1].timings) if reports else {}
     return n / wall, cpu / n, {k: v / n for k, v in stages.items()}
-
-
-def new_job(catalog: Any, source: str) -> Any:
-    """A running job row for an in-process sync (what `Catalog.sync` makes when given none)."""
-    return catalog.state.create_job(
-        source, {"full": False, "prune": False}, state="running", owner=catalog.owner
-    )
 
 
 def measure_kind(encoder: Any, kind: str, n: int, repeats: int, **ingest: Any) -> dict[str, Any]:

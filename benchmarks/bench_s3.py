@@ -65,7 +65,7 @@ def pooled(fn: Callable[[Any], int], items: Iterable[Any], *, workers: int) -> t
 
 def connector_table(server: S3Server, *, n: int, workers: int, repeats: int) -> Table:
     """List, re-list, fetch, fetch + decode: the connector alone (encoder excluded)."""
-    from connectors.base import build
+    from connectors.registry import build
 
     conn: Any = build("bench", "s3", server.source_config(BUCKET, prefix=PREFIX))
     conn.check()
@@ -137,9 +137,8 @@ def sync_rows(server: S3Server, *, n: int, encoder: Any, label: str, workers: in
     try:
         catalog.add_source("bench", "s3", server.source_config(BUCKET, prefix=PREFIX))
         for what in ("first sync", "re-sync, nothing changed"):
-            job = catalog.state.create_job("bench", {}, state="running", owner=catalog.owner)
             t0 = time.perf_counter()
-            job = catalog.sync("bench", job=job)
+            job = catalog.sync("bench")
             seconds = time.perf_counter() - t0
             if job.state != "succeeded":
                 raise RuntimeError(f"benchmark sync failed: {job.detail} {job.errors[:3]}")

@@ -32,6 +32,9 @@ class Client(Protocol):
     def search(self, req: SearchRequest, *, images: Sequence[bytes] = ()) -> dict[str, Any]: ...
     def get_asset(self, asset_id: str) -> dict[str, Any]: ...
     def export(self, req: ExportRequest, *, download_to: Path | None = None) -> dict[str, Any]: ...
+    def list_jobs(self, *, kind: str | None, state: str | None, limit: int) -> list[dict[str, Any]]: ...
+    def get_job(self, job_id: str) -> dict[str, Any]: ...
+    def cancel_job(self, job_id: str) -> dict[str, Any]: ...
     def close(self) -> None: ...
 
 
@@ -79,6 +82,26 @@ class LocalClient:
         base_url = self.catalog.settings.public_url or "http://127.0.0.1:8000"
         return export_public(run_now(self.catalog, req, base_url=base_url)).model_dump()
 
+    def list_jobs(self, *, kind: str | None, state: str | None, limit: int) -> list[dict[str, Any]]:
+        from service.jobs.kinds import kind_for
+        from service.schemas import job_public
+
+        if kind is not None:
+            kind_for(kind)
+        rows = self.catalog.jobs.list(kind=kind, states=None if state is None else [state], limit=limit)
+        return [job_public(r).model_dump() for r in rows]
+
+    def get_job(self, job_id: str) -> dict[str, Any]:
+        from service.schemas import job_public
+
+        return job_public(self.catalog.jobs.get(job_id)).model_dump()
+
+    def cancel_job(self, job_id: str) -> dict[str, Any]:
+        from service.jobs.runner import cancel
+        from service.schemas import job_public
+
+        return job_public(cancel(self.catalog, job_id)).model_dump()
+
     def close(self) -> None:
         # A sync's graph build must finish before the process exits, or it is lost.
         self.catalog.close()
@@ -116,6 +139,16 @@ class RemoteClient:
             time.sleep(0.5)
             job = self._call("GET", f"/jobs/{job['id']}")
         return job  # type: ignore[no-any-return]
+
+    def list_jobs(self, *, kind: str | None, state: str | None, limit: int) -> list[dict[str, Any]]:
+        params = {k: v for k, v in (("kind", kind), ("state", state), ("limit", limit)) if v is not None}
+        return self._call("GET", "/jobs", params=params)["data"]  # type: ignore[no-any-return]
+
+    def get_job(self, job_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/jobs/{job_id}")  # type: ignore[no-any-return]
+
+    def cancel_job(self, job_id: str) -> dict[str, Any]:
+        return self._call("DELETE", f"/jobs/{job_id}")  # type: ignore[no-any-return]
 
     def search(self, req: SearchRequest, *, images: Sequence[bytes] = ()) -> dict[str, Any]:
         if not images:

@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from service.timestamps import rfc3339
+
 if TYPE_CHECKING:
     from service.state import JobRow
 
@@ -111,12 +113,15 @@ class SyncRequest(BaseModel):
     )
 
 
-JobState = Literal["queued", "running", "succeeded", "failed"]
+JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 
 class JobPublic(BaseModel):
+    """A job of any kind, as GET /api/v1/jobs/{id} reports it."""
+
     id: str
-    source: str
+    kind: str = Field(description="sync, export, ...: GET /api/v1/jobs?kind=... lists one kind.")
+    source: str | None = Field(default=None, description="The source a sync job syncs.")
     state: JobState
     counts: dict[str, int]
     progress: float
@@ -124,6 +129,13 @@ class JobPublic(BaseModel):
     errors: list[dict[str, str]]
     error_count: int = 0
     detail: str | None = None
+    cancel_requested: bool = Field(
+        default=False, description="DELETE /api/v1/jobs/{id} was called; it stops at its next step."
+    )
+    timings: dict[str, float] = Field(
+        default_factory=dict,
+        description="Seconds spent per stage (a sync: list, read, decode, encode, upsert).",
+    )
     created_at: str | None = None
     started_at: str | None = None
     finished_at: str | None = None
@@ -131,22 +143,27 @@ class JobPublic(BaseModel):
 
 def job_public(row: JobRow) -> JobPublic:
     """A job row as the API and the CLI show it."""
-    counts = {
-        k: int(row.counts.get(k, 0)) for k in ("seen", "added", "updated", "unchanged", "missing", "failed")
-    }
+    from service.jobs.kinds import kinds
+
+    kind = kinds().get(row.kind or "sync")
+    names = kind.counts if kind is not None else ()
+    counts = {**dict.fromkeys(names, 0), **{k: int(v) for k, v in (row.counts or {}).items()}}
     return JobPublic(
         id=row.id,
-        source=row.source,
+        kind=row.kind or "sync",
+        source=row.source or None,
         state=row.state,  # type: ignore[arg-type]
         counts=counts,
         progress=row.progress or 0.0,
         rate=row.rate or 0.0,
-        errors=row.errors or [],
+        errors=[e for e in (row.errors or []) if isinstance(e, dict)],
         error_count=row.error_count or 0,
         detail=row.detail,
-        created_at=row.created_at.isoformat() if row.created_at else None,
-        started_at=row.started_at.isoformat() if row.started_at else None,
-        finished_at=row.finished_at.isoformat() if row.finished_at else None,
+        cancel_requested=bool(row.cancel_requested),
+        timings=dict(row.timings or {}),
+        created_at=rfc3339(row.created_at),
+        started_at=rfc3339(row.started_at),
+        finished_at=rfc3339(row.finished_at),
     )
 
 

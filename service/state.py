@@ -1,4 +1,5 @@
-"""The relational state store: sources, sync jobs and exports (SQLite or PostgreSQL)."""
+"""The relational state store: sources, jobs and exports (SQLite or PostgreSQL); service/jobs/queue.py
+holds the job queue's logic."""
 
 from __future__ import annotations
 
@@ -6,11 +7,12 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
     Float,
     Index,
@@ -19,25 +21,24 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    inspect,
     select,
     text,
 )
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.schema import DefaultClause
+from sqlalchemy.sql.elements import TextClause
 
 from service.errors import (
-    Conflict,
     InvalidConfig,
-    JobNotFound,
     SourceExists,
     SourceNotFound,
     StateUnavailable,
 )
 
-JOB_STATES = ("queued", "running", "succeeded", "failed")
-MAX_JOB_ERRORS = 1000
 SCHEMA_LOCK_KEY = 0x4C6F757065  # "Loupe": the advisory lock that serialises schema creation
 
 
@@ -61,12 +62,12 @@ class SourceRow(Base):
 
 class JobRow(Base):
     __tablename__ = "jobs"
-    # At most one queued-or-running job per source, enforced by the database so
-    # that replicas sharing PostgreSQL cannot both start one.
+    # At most one queued-or-running job per lock key ("sync:<source>"), enforced by the
+    # database so that replicas sharing PostgreSQL cannot both start one.
     __table_args__ = (
         Index(
-            "uq_jobs_active_source",
-            "source",
+            "uq_jobs_active_lock",
+            "lock_key",
             unique=True,
             postgresql_where=text("state IN ('queued', 'running')"),
             sqlite_where=text("state IN ('queued', 'running')"),
@@ -74,7 +75,10 @@ class JobRow(Base):
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), index=True, default="sync", server_default="sync")
+    # "" for jobs of no source (the column predates other kinds and is NOT NULL in older stores).
     source: Mapped[str] = mapped_column(String(200), index=True)
+    lock_key: Mapped[str | None] = mapped_column(String(300), nullable=True)
     state: Mapped[str] = mapped_column(String(16), index=True)
     options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -88,6 +92,11 @@ class JobRow(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    # What a kind needs to resume after a restart (e.g. the Label Studio project it created).
+    checkpoint: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # Seconds spent per stage (a sync's list, read, decode, encode, upsert), summed over the job.
+    timings: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class ExportRow(Base):
@@ -177,6 +186,34 @@ def _create_schema(engine: Engine) -> None:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
         Base.metadata.create_all(conn)
+        _upgrade(conn)
+
+
+def _upgrade(conn: Connection) -> None:
+    """Bring a store made by an older Loupe up to this schema: every change so far only adds.
+
+    Columns are added with their server defaults; the jobs' one-active-sync-per-source
+    index became one active job per lock key (existing active syncs keep their lock).
+    """
+    found = inspect(conn)
+    for table in Base.metadata.sorted_tables:
+        have = {c["name"] for c in found.get_columns(table.name)}
+        for col in table.columns:
+            if col.name in have:
+                continue
+            ddl = f"ALTER TABLE {table.name} ADD COLUMN {col.name} {col.type.compile(conn.dialect)}"
+            default = col.server_default
+            if isinstance(default, DefaultClause):
+                arg = default.arg
+                ddl += f" DEFAULT {arg.text if isinstance(arg, TextClause) else repr(str(arg))}"
+            conn.execute(text(ddl))
+    if any(i["name"] == "uq_jobs_active_source" for i in found.get_indexes("jobs")):
+        conn.execute(text("DROP INDEX uq_jobs_active_source"))
+        conn.execute(
+            text("UPDATE jobs SET lock_key = 'sync:' || source WHERE state IN ('queued', 'running')")
+        )
+    for index in Base.metadata.tables["jobs"].indexes:
+        index.create(conn, checkfirst=True)
 
 
 class StateStore:
@@ -267,98 +304,6 @@ class StateStore:
             row = s.get(SourceRow, name)
             if row is not None:
                 row.cursor = cursor
-
-    # -- jobs ------------------------------------------------------------
-
-    def create_job(
-        self, source: str, options: dict[str, Any], *, state: str = "queued", owner: str | None = None
-    ) -> JobRow:
-        """A new job; Conflict when the source already has one queued or running."""
-        now = utcnow()
-        row = JobRow(
-            id=str(uuid.uuid4()),
-            source=source,
-            state=state,
-            options=options,
-            counts={},
-            errors=[],
-            owner=owner,
-            created_at=now,
-            started_at=now if state == "running" else None,
-            heartbeat_at=now,
-        )
-        try:
-            with self.session() as s:
-                s.add(row)
-        except IntegrityError:
-            active = self.active_job(source)
-            where = f" (job {active.id}, {active.state})" if active else ""
-            raise Conflict(f"a sync of {source!r} is already queued or running{where}; wait for it") from None
-        return row
-
-    def claim_job(self, owner: str, *, stale_after_s: float) -> JobRow | None:
-        """Take the oldest queued job for `owner`; first re-queue jobs whose runner went silent.
-
-        Row locks with SKIP LOCKED make each job go to exactly one replica on
-        PostgreSQL; SQLite serialises writers, which gives the same guarantee.
-        """
-        cutoff = utcnow() - timedelta(seconds=stale_after_s)
-        with self.session() as s:
-            stale = select(JobRow).where(JobRow.state == "running", JobRow.heartbeat_at < cutoff)
-            for silent in s.scalars(stale.with_for_update(skip_locked=True)):
-                silent.detail = f"re-queued: its runner ({silent.owner or 'unknown'}) stopped answering"
-                silent.state, silent.owner = "queued", None
-            s.flush()
-            q = select(JobRow).where(JobRow.state == "queued").order_by(JobRow.created_at)
-            row = s.scalars(q.with_for_update(skip_locked=True).limit(1)).first()
-            if row is None:
-                return None
-            now = utcnow()
-            row.state, row.owner, row.heartbeat_at = "running", owner, now
-            row.started_at = row.started_at or now
-            return row
-
-    def heartbeat(self, job_id: str, owner: str) -> bool:
-        """Refresh a running job's heartbeat; False when the job is no longer ours."""
-        with self.session() as s:
-            row = s.get(JobRow, job_id)
-            if row is None or row.owner != owner or row.state != "running":
-                return False
-            row.heartbeat_at = utcnow()
-            return True
-
-    def get_job(self, job_id: str) -> JobRow:
-        with self.session() as s:
-            row = s.get(JobRow, job_id)
-        if row is None:
-            raise JobNotFound(f"no sync job with id {job_id!r}")
-        return row
-
-    def list_jobs(self, *, source: str | None = None, limit: int = 50) -> list[JobRow]:
-        q = select(JobRow).order_by(JobRow.created_at.desc()).limit(limit)
-        if source is not None:
-            q = q.where(JobRow.source == source)
-        with self.session() as s:
-            return list(s.scalars(q))
-
-    def active_job(self, source: str) -> JobRow | None:
-        q = select(JobRow).where(JobRow.source == source, JobRow.state.in_(("queued", "running")))
-        with self.session() as s:
-            return s.scalars(q.limit(1)).first()
-
-    def update_job(self, job_id: str, *, owner: str | None = None, **fields: Any) -> bool:
-        """Set fields of a job; with `owner`, only while that runner still owns it.
-
-        Returns False when the job is gone or another runner took it over (after
-        this one missed its heartbeats): the caller must stop working on it.
-        """
-        with self.session() as s:
-            row = s.get(JobRow, job_id)
-            if row is None or (owner is not None and row.owner != owner):
-                return False
-            for key, value in fields.items():
-                setattr(row, key, value)
-            return True
 
     # -- exports ---------------------------------------------------------
 

@@ -9,8 +9,8 @@ from fastapi import Depends, Query, Request
 
 from service.auth import check
 from service.catalog.catalog import Catalog
-from service.catalog.jobs import JobRunner
 from service.errors import InvalidQuery
+from service.jobs.runner import JobRunner
 
 # Dependencies that do no I/O are `async def`: FastAPI runs a plain `def` dependency in its
 # thread pool, one thread hand-off (and event-loop wake-up) per dependency per request, which

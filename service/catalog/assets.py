@@ -9,6 +9,7 @@ from typing import Any
 
 from connectors.base import AssetRecord
 from service.catalog.decode import Decoded
+from service.timestamps import rfc3339
 
 # Fixed namespace: asset ids must stay the same across versions and machines.
 ASSET_NAMESPACE = uuid.UUID("6f1d8a52-3c1b-5f0e-9a57-4c6f75706521")
@@ -17,14 +18,6 @@ ASSET_NAMESPACE = uuid.UUID("6f1d8a52-3c1b-5f0e-9a57-4c6f75706521")
 def asset_id(source: str, key: str) -> str:
     """The id of `key` in `source`: the same on every sync, so re-runs are idempotent."""
     return str(uuid.uuid5(ASSET_NAMESPACE, f"{source}\x00{key}"))
-
-
-def rfc3339(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def build_payload(

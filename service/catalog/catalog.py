@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import uuid
 from collections.abc import Callable, Sequence
@@ -14,8 +12,10 @@ from typing import Any
 import numpy as np
 
 from connectors import base as connectors
+from connectors import registry
 from service.catalog.assets import asset_from_payload
 from service.catalog.decode import decode, thumbnail
+from service.catalog.jobs import sync_lock
 from service.catalog.priority import SearchGate
 from service.catalog.sync import SyncPipeline, SyncReport
 from service.config import Settings
@@ -23,14 +23,14 @@ from service.errors import (
     AssetError,
     AssetNotFound,
     InvalidQuery,
-    JobLost,
-    LoupeError,
     SourceError,
 )
 from service.index import open_index
 from service.index.base import Condition, Filter, VectorIndex
 from service.index.filters import parse_filter
-from service.processes import alive as _alive
+from service.jobs.queue import JobQueue
+from service.jobs.runner import JobContext, execute
+from service.processes import process_owner
 from service.schemas import SearchRequest
 from service.state import JobRow, SourceRow, StateStore, utcnow
 
@@ -65,7 +65,10 @@ class Catalog:
             vector_name=vector_name_for(self.encoder.model_name, self.encoder.pretrained),
             dim=self.encoder.dim,
         )
-        self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        self.jobs = JobQueue(self.state)
+        self.owner = process_owner()
+        # In-process syncs' progress callbacks (the CLI's bar), by job id.
+        self._listeners: dict[str, Callable[[SyncReport], None] | None] = {}
         self.searches = SearchGate()  # syncs in this process step aside while searches run
         self._optimizer: threading.Thread | None = None
         self._optimize_again = threading.Event()
@@ -83,13 +86,13 @@ class Catalog:
 
     def add_source(self, name: str, kind: str, config: dict[str, Any]) -> SourceRow:
         """Validate the config, check the source answers, then record it."""
-        conn = connectors.build(name, kind, config)
+        conn = registry.build(name, kind, config)
         conn.check()
-        parsed = connectors.parse_config(kind, config)
+        parsed = registry.parse_config(kind, config)
         return self.state.add_source(name, kind, parsed.stored())
 
     def public_source(self, row: SourceRow) -> dict[str, Any]:
-        cfg = connectors.parse_config(row.kind, row.config).public()
+        cfg = registry.parse_config(row.kind, row.config).public()
         return {"name": row.name, "kind": row.kind, "config": cfg, "created_at": _iso(row.created_at)}
 
     def remove_source(self, name: str) -> int:
@@ -110,9 +113,16 @@ class Catalog:
 
     def connector(self, name: str) -> connectors.Connector:
         row = self.state.get_source(name)
-        return connectors.build(row.name, row.kind, row.config)
+        return registry.build(row.name, row.kind, row.config)
 
     # -- syncs -----------------------------------------------------------
+
+    def submit_sync(self, name: str, *, full: bool = False, prune: bool = False) -> JobRow:
+        """Queue a sync of `name` for a runner; Conflict while one is queued or running."""
+        self.state.get_source(name)
+        return self.jobs.create(
+            "sync", source=name, options={"full": full, "prune": prune}, lock_key=sync_lock(name)
+        )
 
     def sync(
         self,
@@ -120,89 +130,67 @@ class Catalog:
         *,
         full: bool = False,
         prune: bool = False,
-        job: JobRow | None = None,
         on_progress: Callable[[SyncReport], None] | None = None,
     ) -> JobRow:
-        """Run one sync to its end in this thread; the job records how it went."""
-        row = self.state.get_source(name)
-        if job is None:
-            self._reap(name)
-            job = self.state.create_job(
-                name, {"full": full, "prune": prune}, state="running", owner=self.owner
+        """Run one sync to its end in this thread (the CLI without a server); the job records how
+        it went. A sync left by a process that died on this host is closed first."""
+        self.state.get_source(name)
+        self.jobs.take_over(stale_after_s=self.settings.jobs_stale_after_s)
+        waiting = self.jobs.holder(sync_lock(name))
+        if waiting is not None and waiting.state == "queued":
+            # Nobody serves the queue while the CLI holds the index: this sync takes its place.
+            self.jobs.update(
+                waiting.id,
+                state="failed",
+                finished_at=utcnow(),
+                detail=(
+                    f"{waiting.detail or 'interrupted'}; superseded by a sync started in process {self.owner}"
+                ),
             )
+        job = self.jobs.create(
+            "sync",
+            source=name,
+            options={"full": full, "prune": prune},
+            lock_key=sync_lock(name),
+            state="running",
+            owner=self.owner,
+        )
+        self._listeners[job.id] = on_progress
+        try:
+            return execute(self, job)
+        finally:
+            self._listeners.pop(job.id, None)
+
+    def run_sync(self, ctx: JobContext) -> None:
+        """The sync job kind's work: the pipeline, reporting through the job (which can stop it)."""
+        name = ctx.job.source
+        row = self.state.get_source(name)
+        listener = self._listeners.get(ctx.job.id)
+
+        def progress(report: SyncReport) -> None:
+            ctx.report(**_sync_fields(report))
+            if listener is not None:
+                listener(report)
+
         pipeline = SyncPipeline(
             source=name,
-            connector=connectors.build(row.name, row.kind, row.config),
+            connector=registry.build(row.name, row.kind, row.config),
             index=self.index,
             encoder=self.encoder,
             settings=self.settings.ingest,
-            on_progress=lambda r: self._progress(job.id, r, on_progress),
+            on_progress=progress,
             on_cursor=lambda c: self.state.set_cursor(name, c),
             gate=self.searches,
         )
         try:
-            report = pipeline.run(cursor=row.cursor, full=full, prune=prune)
-        except LoupeError as exc:
-            self._finish(job.id, pipeline.report, state="failed", detail=exc.detail)
-            self.index.flush()
-        except Exception as exc:
-            log.exception("sync of %s failed", name)
-            self._finish(job.id, pipeline.report, state="failed", detail=f"internal error: {exc}")
-            self.index.flush()
-        else:
-            self._finish(job.id, report, state="succeeded", detail=None)
-            self.index.flush()
-            if report.added or report.updated:
-                self.optimize_soon()
-        return self.state.get_job(job.id)
-
-    def _reap(self, name: str) -> None:
-        """Fail an active job of `name` whose process on this host has died (a killed CLI sync)."""
-        active = self.state.active_job(name)
-        if active is None or active.state != "running" or not active.owner:
-            return
-        host, _, pid = active.owner.rpartition(":")
-        if host != socket.gethostname() or not pid.isdigit() or _alive(int(pid)):
-            return
-        self.state.update_job(
-            active.id,
-            state="failed",
-            detail=f"interrupted: process {pid} stopped during the sync; a new sync resumes it",
-            finished_at=utcnow(),
-        )
-
-    def _progress(self, job_id: str, report: SyncReport, also: Callable[[SyncReport], None] | None) -> None:
-        mine = self.state.update_job(
-            job_id,
-            owner=self.owner,
-            counts=report.counts,
-            progress=report.progress,
-            rate=report.rate,
-            errors=list(report.errors),
-            error_count=report.failed,
-            heartbeat_at=utcnow(),
-        )
-        if not mine:
-            raise JobLost(
-                f"sync job {job_id} was taken over by another runner after missed heartbeats; "
-                "this runner stops so the sync never runs twice"
+            report = pipeline.run(
+                cursor=row.cursor, full=bool(ctx.options.get("full")), prune=bool(ctx.options.get("prune"))
             )
-        if also is not None:
-            also(report)
-
-    def _finish(self, job_id: str, report: SyncReport, *, state: str, detail: str | None) -> None:
-        self.state.update_job(
-            job_id,
-            owner=self.owner,
-            state=state,
-            detail=detail,
-            counts=report.counts,
-            progress=1.0 if state == "succeeded" else report.progress,
-            rate=report.rate,
-            errors=list(report.errors),
-            error_count=report.failed,
-            finished_at=utcnow(),
-        )
+        finally:
+            ctx.remember(**_sync_fields(pipeline.report))  # what it did, however it ended
+            self.index.flush()
+        if report.added or report.updated:
+            self.optimize_soon()
 
     def optimize_if_behind(self) -> None:
         """At start-up: build the graph for points a previous process left unindexed, or rebuild
@@ -368,6 +356,17 @@ class Catalog:
         if missing:
             raise AssetNotFound(f"{field}: no asset with id {missing[0]!r}")
         return [recs[i].vector for i in ids if recs[i].vector is not None]  # type: ignore[misc]
+
+
+def _sync_fields(report: SyncReport) -> dict[str, Any]:
+    return {
+        "counts": report.counts,
+        "progress": report.progress,
+        "rate": report.rate,
+        "errors": list(report.errors),
+        "error_count": report.failed,
+        "timings": {k: round(v, 3) for k, v in report.timings.items()},
+    }
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -30,6 +30,7 @@ from service.catalog.fields import FieldInfo, catalog_fields, first, value_at
 from service.catalog.layout import Column, Layout, build_column, pca_axes, umap_layout
 from service.errors import Conflict, InvalidQuery, LoupeError
 from service.index.base import FieldType, Record, VectorIndex
+from service.jobs.queue import JobQueue
 from service.processes import background_priority
 from service.state import StateStore
 
@@ -213,7 +214,7 @@ class Projector:
     # -- inside ----------------------------------------------------------------
 
     def _fingerprint(self, method: str) -> tuple[str, bool]:
-        jobs = self._state.list_jobs(limit=20)
+        jobs = JobQueue(self._state).list(kind="sync", limit=20)
         now = datetime.now(UTC)
         syncing = any(
             j.state in ("queued", "running") and now - _utc(j.heartbeat_at or j.created_at) < SYNC_SILENCE

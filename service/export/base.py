@@ -8,6 +8,11 @@ An export runs in three steps, each an Exporter method:
                           (ExportError when it cannot); nothing is recorded yet
     run(ctx, batches)     write or push the selected assets, calling ctx.record() only for
                           assets the destination holds
+    close()               let go of the client prepare() opened
+
+`check` and a first `prepare` run in the request (so a wrong token is an error, not a
+failed export); `prepare` and `run` run again in the export's job (service/export/jobs.py),
+which a restarted server resumes: `ctx.checkpoint` holds what an earlier run saved.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from service.index.filters import parse_filter
 
 if TYPE_CHECKING:
     from service.catalog.catalog import Catalog
+    from service.jobs.runner import JobContext
 
 PAGE = 500
 MAX_ERRORS_SHOWN = 5
@@ -62,6 +68,7 @@ class ExportContext:
     errors: list[str] = field(default_factory=list)
     location: str | None = None
     _connectors: dict[str, connectors.Connector | None] = field(default_factory=dict)
+    job: JobContext | None = None  # the export's job: progress goes there too, and a cancel comes back
     _reported_at: float = 0.0
 
     # -- URLs and fields ---------------------------------------------------
@@ -119,11 +126,31 @@ class ExportContext:
         record_exports(self.catalog, [a.id for a in assets], entry)
 
     def progress(self, *, force: bool = False) -> None:
-        """Save the counts to the export row (at most twice a second)."""
+        """Save the counts to the export row and its job (at most twice a second).
+
+        Raises:
+            JobCancelled: the export was cancelled; what was recorded so far stays recorded.
+        """
         now = time.monotonic()
         if force or now - self._reported_at >= PROGRESS_EVERY_S:
             self._reported_at = now
-            self.catalog.state.update_export(self.export_id, counts=self.counts.model_dump())
+            counts = self.counts.model_dump()
+            self.catalog.state.update_export(self.export_id, counts=counts, location=self.location)
+            if self.job is not None:
+                self.job.report(counts=counts, progress=self.fraction_done())
+
+    def fraction_done(self) -> float:
+        c = self.counts
+        return 0.0 if not c.selected else min(1.0, (c.sent + c.skipped + c.failed) / c.selected)
+
+    @property
+    def checkpoint(self) -> dict[str, Any]:
+        """What an earlier run of this export saved for a resumed one (empty on a first run)."""
+        return self.job.checkpoint if self.job is not None else {}
+
+    def save_checkpoint(self, **values: Any) -> None:
+        if self.job is not None:
+            self.job.save_checkpoint(**values)
 
     def detail(self) -> str | None:
         if not self.errors:
@@ -162,6 +189,10 @@ class Exporter(Protocol):
         Raises:
             ExportError: the destination failed as a whole (what landed before stays recorded).
         """
+        ...
+
+    def close(self) -> None:
+        """Let go of what prepare() opened (a client); safe to call more than once."""
         ...
 
 

@@ -247,6 +247,9 @@ class FileExporter:
                 raise ExportError(f"cannot create {self.dest.parent}: {exc.strerror or exc}") from None
             ctx.location = f"{ctx.base_url}/api/v1/exports/{ctx.export_id}/download"
 
+    def close(self) -> None:
+        pass  # the file is opened and closed within run()
+
     def run(self, ctx: ExportContext, batches: Iterable[list[Selected]]) -> None:
         assert self.dest is not None, "prepare() first"
         written: list[Selected] = []

@@ -21,10 +21,11 @@ from typing import Any
 
 import httpx
 
-from service.errors import ExportError, InvalidQuery
+from service.errors import ExportError, ExportUnavailable, InvalidQuery
 from service.export import label_studio_tasks as tasks
 from service.export.base import ExportContext, Selected, already_exported, register
 from service.export.schemas import MAX_SELECTION, ExportRequest, LabelStudioOptions
+from service.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 TARGET = "label-studio"
@@ -32,9 +33,13 @@ TIMEOUT_S = 30.0
 TASK_PAGE = 1000
 RETRIES = 3
 BACKOFF_S = 0.5
+RETRY = RetryPolicy(attempts=RETRIES, base_s=BACKOFF_S)
+# Calls that change nothing on the server: `request` tries them again itself. An import is
+# not one of them (it may have landed): `_push` looks at the project before it tries again.
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-class Transient(ExportError):
+class Transient(ExportUnavailable):
     """A failure worth retrying: the request may not have reached Label Studio, or it was busy."""
 
 
@@ -93,8 +98,21 @@ class LabelStudioClient:
     ) -> httpx.Response:
         """One authorised call; a 401 on an expired access token renews it once.
 
-        `missing_ok` returns a 404 to the caller, who knows what was missing.
+        `missing_ok` returns a 404 to the caller, who knows what was missing. A read is
+        tried again (RETRY) while Label Studio is unreachable or answers 429/5xx; 401,
+        403 and 404 are answers, never retried.
         """
+
+        def once() -> httpx.Response:
+            return self._request_once(method, path, what=what, missing_ok=missing_ok, **kwargs)
+
+        if method.upper() not in IDEMPOTENT:
+            return once()
+        return RETRY.call(once, what=f"Label Studio at {self.url}: {what}")
+
+    def _request_once(
+        self, method: str, path: str, *, what: str, missing_ok: bool, **kwargs: Any
+    ) -> httpx.Response:
         resp = self._send(method, path, auth=self._auth(), **kwargs)
         if resp.status_code == 401 and _is_pat(self._token):
             resp = self._send(method, path, auth=self._auth(renew=True), **kwargs)
@@ -197,11 +215,17 @@ class LabelStudioExporter:
         self.client = LabelStudioClient(opts.url, opts.token.get_secret_value(), transport=self._transport)
         try:
             self.client.check_access()
-            if opts.project_id is not None:
-                self._use_project(ctx, self.client.project(opts.project_id))
+            # A resumed export uses the project its first run created, never a second one.
+            project_id = opts.project_id or ctx.checkpoint.get("project_id")
+            if project_id is not None:
+                self._use_project(ctx, self.client.project(int(project_id)))
         except BaseException:
             self.client.close()
             raise
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
 
     def _opts(self, ctx: ExportContext) -> LabelStudioOptions:
         assert ctx.request.label_studio is not None, "check() first"
@@ -251,6 +275,7 @@ class LabelStudioExporter:
             config = tasks.default_label_config(label for group in labels for label in group)
         assert opts.title is not None
         self._use_project(ctx, self.client.create_project(opts.title, config))
+        ctx.save_checkpoint(project_id=self.project_id)
 
     def _skip_known(self, ctx: ExportContext, items: list[Selected], on_server: set[str]) -> list[Selected]:
         """Leave out assets the project already holds; restore lost local records of them."""
@@ -294,7 +319,7 @@ class LabelStudioExporter:
             except Transient as exc:
                 if attempt == RETRIES:
                     raise ExportError(f"{exc.detail} (gave up after {RETRIES} tries)") from None
-                time.sleep(BACKOFF_S * 2 ** (attempt - 1))
+                time.sleep(RETRY.delay(attempt))
                 # The failed request may have landed after all: keep only what is still missing.
                 landed = self.client.asset_ids(self.project_id)
                 self._accepted(ctx, [i for i in pending if i.id in landed])

@@ -12,7 +12,7 @@ MAX_IDS = 100_000
 MAX_SELECTION = 100_000  # Label Studio itself advises at most ~100k tasks per project
 MAX_PRESIGN_S = 7 * 24 * 3600  # S3's own ceiling for a presigned URL
 
-ExportState = Literal["queued", "running", "succeeded", "failed"]
+ExportState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 
 class LabelStudioOptions(BaseModel):
@@ -120,6 +120,7 @@ class ExportPublic(BaseModel):
     """An export as GET /exports/{id} reports it."""
 
     id: str
+    job_id: str = Field(description="Its job: GET /api/v1/jobs/{job_id}; DELETE there cancels it.")
     target: str
     state: ExportState
     counts: ExportCounts

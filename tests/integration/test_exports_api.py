@@ -18,8 +18,9 @@ import pytest
 from service import cli
 from service.catalog.catalog import Catalog
 from service.config import Settings
-from service.export.runner import run_now
+from service.export.runner import begin, run_now
 from service.export.schemas import ExportRequest
+from service.state import JobRow
 from tests.conftest import LiveServer
 from tests.fakes import FakeEncoder
 from tests.images import gradient, solid
@@ -271,18 +272,28 @@ def test_cli_exports_in_process_without_a_server(catalog, tmp_path, monkeypatch,
     assert all(im["coco_url"].startswith("http://127.0.0.1:8000/api/v1/assets/") for im in images)
 
 
-def test_an_export_left_running_by_a_dead_process_is_failed(client, catalog):
-    import socket
-    import subprocess
-    import sys
+def test_an_export_left_running_by_a_dead_process_is_resumed(client, catalog, tmp_path):
+    from tests.integration.test_jobs import dead_owner
 
-    dead = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
-    )
-    owner = f"{socket.gethostname()}:{int(dead.stdout)}"
-    row = catalog.state.create_export("jsonl", {"target": "jsonl", "filter": {}, "owner": owner})
-    catalog.state.update_export(row.id, state="running")
-    shown = client.get(f"/api/v1/exports/{row.id}").json()
+    out = tmp_path / "resumed.jsonl"
+    request = ExportRequest(target="jsonl", filter={"site": "s0"}, path=str(out))
+    row = begin(catalog, request, base_url="http://loupe.test", here=True)
+    gone = dead_owner()
+    with catalog.state.session() as s:  # as if that process had been killed while running it
+        s.get(JobRow, row.id).owner = gone
+    deadline = time.monotonic() + 30
+    while (shown := client.get(f"/api/v1/exports/{row.id}").json())["state"] in ("queued", "running"):
+        assert time.monotonic() < deadline, shown
+        time.sleep(0.05)
+    assert shown["state"] == "succeeded" and shown["counts"]["sent"] == 3, shown
+    assert len(out.read_text().splitlines()) == 3
+    job = client.get(f"/api/v1/jobs/{row.id}").json()
+    assert job["kind"] == "export" and job["state"] == "succeeded"
+
+    # An export an older Loupe left running has no job to resume it: it reads as failed, saying why.
+    old = catalog.state.create_export("jsonl", {"target": "jsonl", "filter": {}, "owner": gone})
+    catalog.state.update_export(old.id, state="running")
+    shown = client.get(f"/api/v1/exports/{old.id}").json()
     assert shown["state"] == "failed" and "interrupted" in shown["detail"]
     assert "owner" not in shown["request"]
     missing = client.get("/api/v1/exports/no-such-export")

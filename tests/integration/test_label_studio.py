@@ -20,7 +20,7 @@ from service.config import Settings
 from service.export import base as export_base
 from service.export.label_studio import LabelStudioExporter
 from service.export.label_studio_tasks import default_label_config
-from service.export.runner import begin, finish, run_now
+from service.export.runner import run_now
 from service.export.schemas import ExportRequest
 from tests.conftest import LiveServer, free_port
 from tests.fakes import FakeEncoder
@@ -258,19 +258,25 @@ def _personal_access_token(server: lss.LabelStudio) -> str:
     return str(resp.json()["token"])
 
 
-def test_personal_access_token_is_refreshed_into_bearer_tokens(label_studio, catalog):
+class ExpiringAccessExporter(LabelStudioExporter):
+    """Reaches Label Studio, then spoils its access token as if it had expired (Label Studio answers 401)."""
+
+    def prepare(self, ctx: Any) -> None:
+        super().prepare(ctx)
+        assert self.client is not None and self.client._access is not None  # traded the PAT
+        self.client._access = self.client._access[:-4] + "AAAA"
+
+
+def test_personal_access_token_is_refreshed_into_bearer_tokens(label_studio, catalog, monkeypatch):
     pat = _personal_access_token(label_studio)
+    monkeypatch.setitem(export_base._REGISTRY, "label-studio", ExpiringAccessExporter)
     ids = [a["id"] for a in all_assets(catalog)[:12]]
     options = {"url": label_studio.url, "token": pat, "title": "PAT export", "batch_size": 5}
-    prepared = begin(
+    row = run_now(
         catalog,
         ExportRequest.model_validate({"target": "label-studio", "ids": ids, "label_studio": options}),
         base_url="http://loupe.test",
     )
-    client = prepared.exporter.client  # type: ignore[attr-defined]
-    assert client._access is not None  # traded the PAT for an access token
-    client._access = client._access[:-4] + "AAAA"  # as if it had expired: Label Studio answers 401
-    row = finish(prepared)
     assert row.state == "succeeded" and row.counts["sent"] == 12, row.detail
     assert len(tasks_of(label_studio, int(row.location.split("/")[-2]))) == 12
 

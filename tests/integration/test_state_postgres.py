@@ -30,9 +30,10 @@ import sqlalchemy as sa
 from pydantic import SecretStr
 
 from service.catalog.catalog import Catalog
-from service.catalog.jobs import JobRunner
 from service.config import Settings
 from service.errors import Conflict, InvalidConfig, LoupeError
+from service.jobs.queue import JobQueue
+from service.jobs.runner import JobContext, JobRunner
 from service.state import JobRow, StateStore, utcnow
 from tests.conftest import free_port
 from tests.fakes import FakeEncoder
@@ -56,6 +57,17 @@ def store(pg: TestDB) -> Iterator[StateStore]:
     s = StateStore(pg.url)
     yield s
     s.close()
+
+
+def sync_job(store: StateStore, source: str, options: dict[str, Any] | None = None, **kw: Any) -> JobRow:
+    """A sync job of `source`, holding its lock as the catalog's would."""
+    return JobQueue(store).create(
+        "sync", source=source, options=options or {}, lock_key=f"sync:{source}", **kw
+    )
+
+
+def claim(store: StateStore, owner: str, *, stale_after_s: float) -> JobRow | None:
+    return JobQueue(store).claim(owner, kinds=["sync"], stale_after_s=stale_after_s)
 
 
 def race(n: int, fn: Callable[[int], T]) -> list[T | BaseException]:
@@ -86,8 +98,8 @@ def test_sources_jobs_and_exports_survive_a_new_store(pg: TestDB) -> None:
     first = StateStore(pg.url)
     first.add_source("photos", "local", {"path": "/data/photos", "include": ["*.jpg"]})
     first.set_cursor("photos", "2024-05-01T00:00:00Z")
-    done = first.create_job("photos", {"full": True, "prune": False})
-    first.update_job(
+    done = sync_job(first, "photos", {"full": True, "prune": False})
+    JobQueue(first).update(
         done.id,
         state="succeeded",
         counts={"seen": 3, "added": 2, "failed": 1},
@@ -95,7 +107,7 @@ def test_sources_jobs_and_exports_survive_a_new_store(pg: TestDB) -> None:
         progress=1.0,
         finished_at=utcnow(),
     )
-    queued = first.create_job("photos", {"full": False, "prune": True})
+    queued = sync_job(first, "photos", {"full": False, "prune": True})
     export = first.create_export("jsonl", {"ids": ["a", "b"], "path": "/tmp/out.jsonl"})
     first.update_export(export.id, state="succeeded", counts={"selected": 2, "sent": 2}, location="/tmp/x")
     first.close()
@@ -105,20 +117,20 @@ def test_sources_jobs_and_exports_survive_a_new_store(pg: TestDB) -> None:
         (source,) = second.list_sources()
         assert (source.name, source.kind, source.cursor) == ("photos", "local", "2024-05-01T00:00:00Z")
         assert source.config == {"path": "/data/photos", "include": ["*.jpg"]}
-        old = second.get_job(done.id)
+        old = JobQueue(second).get(done.id)
         assert old.state == "succeeded" and old.options == {"full": True, "prune": False}
         assert old.counts == {"seen": 3, "added": 2, "failed": 1}
         assert old.errors == [{"key": "bad.jpg", "reason": "truncated"}]
         assert old.created_at == done.created_at and old.finished_at is not None
         assert old.created_at.tzinfo is not None, "timestamps come back timezone-aware"
-        active = second.active_job("photos")
+        active = JobQueue(second).holder("sync:photos")
         assert active is not None and active.id == queued.id and active.state == "queued"
-        assert [j.id for j in second.list_jobs(source="photos")] == [queued.id, done.id]
+        assert [j.id for j in JobQueue(second).list(source="photos")] == [queued.id, done.id]
         kept = second.get_export(export.id)
         assert (kept.state, kept.counts, kept.location) == ("succeeded", {"selected": 2, "sent": 2}, "/tmp/x")
         assert kept.request == {"ids": ["a", "b"], "path": "/tmp/out.jsonl"}
         # The queued job is still there for whichever replica comes up first.
-        claimed = second.claim_job("restarted:1", stale_after_s=60)
+        claimed = claim(second, "restarted:1", stale_after_s=60)
         assert claimed is not None and claimed.id == queued.id
     finally:
         second.close()
@@ -139,7 +151,7 @@ def test_replicas_starting_together_on_an_empty_database_all_open_it(pg: TestDB)
 
 def test_one_active_job_per_source_when_threads_race(store: StateStore, pg: TestDB) -> None:
     store.add_source("photos", "local", {"path": "/p"})
-    results = race(12, lambda i: store.create_job("photos", {"n": i}))
+    results = race(12, lambda i: sync_job(store, "photos", {"n": i}))
     created = [r for r in results if isinstance(r, JobRow)]
     refused = [r for r in results if isinstance(r, Conflict)]
     assert len(created) == 1 and len(refused) == 11, results
@@ -147,30 +159,32 @@ def test_one_active_job_per_source_when_threads_race(store: StateStore, pg: Test
     assert [r["id"] for r in job_rows(pg)] == [created[0].id]
 
     # Different sources never block each other.
-    results = race(8, lambda i: store.create_job(f"other-{i}", {}))
+    results = race(8, lambda i: sync_job(store, f"other-{i}", {}))
     assert all(isinstance(r, JobRow) for r in results), results
 
     # Once the job has finished, the source takes a new one; a running one blocks like a queued one.
-    store.update_job(created[0].id, state="succeeded", finished_at=utcnow())
-    again = store.create_job("photos", {}, state="running", owner="cli:1")
+    JobQueue(store).update(created[0].id, state="succeeded", finished_at=utcnow())
+    again = sync_job(store, "photos", {}, state="running", owner="cli:1")
     with pytest.raises(Conflict, match=again.id):
-        store.create_job("photos", {})
+        sync_job(store, "photos", {})
 
 
 # -- claims ----------------------------------------------------------------------
 
 CLAIMER = """
 import json, sys, threading
+from service.jobs.queue import JobQueue
 from service.state import StateStore
 
 url, name, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
 store = StateStore(url)
+jobs = JobQueue(store)
 claims, barrier = [], threading.Barrier(threads)
 
 def work(t):
     owner = f"{name}-t{t}"
     barrier.wait()
-    while (job := store.claim_job(owner, stale_after_s=3600)) is not None:
+    while (job := jobs.claim(owner, kinds=["sync"], stale_after_s=3600)) is not None:
         claims.append([job.id, owner])
 
 print("ready", flush=True)
@@ -186,7 +200,7 @@ print(json.dumps(claims), flush=True)
 
 
 def test_each_job_is_claimed_once_by_many_threads_in_several_processes(store: StateStore, pg: TestDB) -> None:
-    ids = {store.create_job(f"src-{i:03d}", {}).id for i in range(120)}
+    ids = {sync_job(store, f"src-{i:03d}", {}).id for i in range(120)}
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     procs = [
         subprocess.Popen(
@@ -232,7 +246,7 @@ def test_each_job_is_claimed_once_by_many_threads_in_several_processes(store: St
 
 def _claim_all(store: StateStore, owner: str) -> list[tuple[str, str]]:
     got = []
-    while (job := store.claim_job(owner, stale_after_s=3600)) is not None:
+    while (job := claim(store, owner, stale_after_s=3600)) is not None:
         got.append((job.id, owner))
     return got
 
@@ -241,27 +255,29 @@ def _claim_all(store: StateStore, owner: str) -> list[tuple[str, str]]:
 
 
 def test_a_silent_runners_job_is_requeued_and_claimed_by_another_owner_once(store: StateStore) -> None:
-    job = store.create_job("photos", {"full": False})
-    claimed = store.claim_job("replica-a:11", stale_after_s=0.6)
+    job = sync_job(store, "photos", {"full": False})
+    claimed = claim(store, "replica-a:11", stale_after_s=0.6)
     assert claimed is not None and claimed.id == job.id
     # While replica A heartbeats, nobody takes its job.
     for _ in range(5):
         time.sleep(0.25)
-        assert store.heartbeat(job.id, "replica-a:11")
-        assert store.claim_job("replica-b:22", stale_after_s=0.6) is None
+        assert JobQueue(store).heartbeat(job.id, "replica-a:11")
+        assert claim(store, "replica-b:22", stale_after_s=0.6) is None
     # A stops answering; once the stale period passes, exactly one of many claimers takes the job.
     time.sleep(0.8)
-    results = race(8, lambda i: store.claim_job(f"replica-{i}:{i}", stale_after_s=0.6))
+    results = race(8, lambda i: claim(store, f"replica-{i}:{i}", stale_after_s=0.6))
     winners = [r for r in results if isinstance(r, JobRow)]
     assert len(winners) == 1 and all(r is None for r in results if r is not winners[0]), results
     taken = winners[0]
     assert taken.id == job.id and taken.state == "running" and taken.owner != "replica-a:11"
-    assert "replica-a:11" in (taken.detail or "") and "re-queued" in (taken.detail or "")
+    assert "replica-a:11" in (taken.detail or "") and "stopped answering" in (taken.detail or "")
     assert taken.started_at == claimed.started_at, "the job keeps when it first started"
     # A, should it come back, learns that the job is no longer its own.
-    assert not store.heartbeat(job.id, "replica-a:11")
-    assert store.heartbeat(job.id, taken.owner or "")
-    assert store.active_job("photos") is not None and len(store.list_jobs(source="photos")) == 1
+    assert not JobQueue(store).heartbeat(job.id, "replica-a:11")
+    assert JobQueue(store).heartbeat(job.id, taken.owner or "")
+    assert (
+        JobQueue(store).holder("sync:photos") is not None and len(JobQueue(store).list(source="photos")) == 1
+    )
 
 
 def test_a_live_runner_keeps_its_job_through_a_long_silent_phase(pg: TestDB, tmp_path: Path) -> None:
@@ -271,29 +287,28 @@ def test_a_live_runner_keeps_its_job_through_a_long_silent_phase(pg: TestDB, tmp
     cat = Catalog(settings, encoder=FakeEncoder())
     released = threading.Event()
 
-    def silent_sync(name: str, *, job: JobRow, **_: Any) -> JobRow:
+    def silent_sync(ctx: JobContext) -> None:
         released.wait(10)
-        cat.state.update_job(job.id, state="succeeded", finished_at=utcnow())
-        return job
 
-    cat.sync = silent_sync  # type: ignore[method-assign]
+    cat.run_sync = silent_sync  # type: ignore[method-assign]
     runner = JobRunner(cat, stale_after_s=0.9)
     runner.start()
     try:
         cat.state.add_source("photos", "local", {"path": str(tmp_path)})
-        job = runner.submit("photos", full=False, prune=False)
-        while cat.state.get_job(job.id).state == "queued":
+        job = cat.submit_sync("photos")
+        runner.wake()
+        while JobQueue(cat.state).get(job.id).state == "queued":
             time.sleep(0.02)
         deadline = time.monotonic() + 3
         while time.monotonic() < deadline:  # more than three stale periods without progress
-            assert cat.state.claim_job("other:1", stale_after_s=0.9) is None
+            assert claim(cat.state, "other:1", stale_after_s=0.9) is None
             time.sleep(0.1)
-        assert cat.state.get_job(job.id).owner == cat.owner
+        assert JobQueue(cat.state).get(job.id).owner == cat.owner
     finally:
         released.set()
         runner.stop()
         cat.close()
-    assert cat.state.get_job(job.id).state == "succeeded"
+    assert JobQueue(cat.state).get(job.id).state == "succeeded"
 
 
 # -- passwords -------------------------------------------------------------------

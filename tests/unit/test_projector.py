@@ -22,6 +22,7 @@ from service.catalog.layout import MAX_CATEGORIES, OTHER, Layout, build_column, 
 from service.catalog.projector import Projector, _Scan
 from service.errors import Conflict, InvalidQuery
 from service.index.base import FieldType, Record
+from service.jobs.queue import JobQueue
 from service.state import StateStore, utcnow
 
 DIM = 64
@@ -283,11 +284,12 @@ def test_a_finished_sync_invalidates_but_a_running_one_does_not(
 ) -> None:
     projector = Projector(index=memory_index, state=state, directory=tmp_path / "proj")
     version = ready(projector)["version"]
-    running = state.create_job("s", {}, state="running")
+    jobs = JobQueue(state)
+    running = jobs.create("sync", source="s", state="running")
     memory_index.vectors = memory_index.vectors[:250]  # the sync changes the index as it goes
     st = projector.status()
     assert st["state"] == "ready" and st["stale"] and st["syncing"] and st["version"] == version
-    state.update_job(running.id, state="succeeded", finished_at=utcnow())
+    jobs.update(running.id, state="succeeded", finished_at=utcnow())
     st = projector.status()
     assert st["state"] == "computing"
     st = ready(projector)

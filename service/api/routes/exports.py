@@ -7,12 +7,13 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
 
-from service.api.deps import CatalogDep
+from service.api.deps import CatalogDep, RunnerDep
 from service.errors import Conflict, ExportNotFound
 from service.export.files import FORMATS, download_path
-from service.export.runner import begin, export_public, fail_orphans, runner_for
+from service.export.runner import begin, export_public
 from service.export.schemas import ExportPublic, ExportRequest
 from service.schemas import Page
+from service.state import utcnow
 
 router = APIRouter(prefix="/exports", tags=["exports"])
 
@@ -22,13 +23,15 @@ def _base_url(request: Request, configured: str | None) -> str:
 
 
 @router.post("", status_code=202, response_model=ExportPublic)
-def create_export(body: ExportRequest, catalog: CatalogDep, request: Request) -> ExportPublic:
-    """Start an export; the destination is checked now, the assets are sent in the background
-    (poll GET /exports/{id}). A wrong token, unknown project or unreachable server is a 502."""
-    runner = runner_for(request.app.state)
-    prepared = begin(catalog, body, base_url=_base_url(request, catalog.settings.public_url))
-    runner.submit(prepared)
-    return export_public(catalog.state.get_export(prepared.ctx.export_id))
+def create_export(
+    body: ExportRequest, catalog: CatalogDep, runner: RunnerDep, request: Request
+) -> ExportPublic:
+    """Start an export; the destination is checked now, the assets are sent by a job (poll
+    GET /exports/{id}; DELETE /jobs/{job_id} cancels). A wrong token, unknown project or
+    unreachable server is a 502."""
+    row = begin(catalog, body, base_url=_base_url(request, catalog.settings.public_url))
+    runner.wake()
+    return export_public(row)
 
 
 @router.get("", response_model=Page)
@@ -42,7 +45,10 @@ def list_exports(catalog: CatalogDep, limit: Annotated[int, Query(ge=1, le=500)]
 def get_export(export_id: str, catalog: CatalogDep) -> ExportPublic:
     """One export: state, counts {selected, sent, skipped, failed} and where it went."""
     row = catalog.state.get_export(export_id)
-    if row.state in ("queued", "running") and fail_orphans(catalog):
+    if row.state in ("queued", "running") and not catalog.jobs.exists(export_id):
+        # Left by a Loupe from before exports were jobs: nothing can resume it.
+        detail = "interrupted: the process running it stopped, before exports could resume; export again"
+        catalog.state.update_export(export_id, state="failed", detail=detail, finished_at=utcnow())
         row = catalog.state.get_export(export_id)
     return export_public(row)
 

@@ -1,4 +1,4 @@
-"""Sync jobs: state, counts, progress and errors."""
+"""Jobs of every kind (sync, export, ...): state, counts, progress, errors, and cancel."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from service.api.deps import CatalogDep
-from service.schemas import JobPublic, Page, job_public
+from service.api.deps import CatalogDep, RunnerDep
+from service.jobs.kinds import kind_for
+from service.jobs.runner import cancel
+from service.schemas import JobPublic, JobState, Page, job_public
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -15,15 +17,28 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 @router.get("", response_model=Page)
 def list_jobs(
     catalog: CatalogDep,
-    source: str | None = None,
+    kind: Annotated[str | None, Query(description="Only jobs of this kind (sync, export, ...).")] = None,
+    source: Annotated[str | None, Query(description="Only the sync jobs of this source.")] = None,
+    state: Annotated[JobState | None, Query(description="Only jobs in this state.")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> Page:
-    """Recent sync jobs, newest first."""
-    rows = catalog.state.list_jobs(source=source, limit=limit)
+    """Recent jobs, newest first."""
+    if kind is not None:
+        kind_for(kind)  # an unknown kind is a 422 that lists the known ones, not an empty page
+    rows = catalog.jobs.list(kind=kind, source=source, states=None if state is None else [state], limit=limit)
     return Page(data=[job_public(r).model_dump() for r in rows])
 
 
 @router.get("/{job_id}", response_model=JobPublic)
 def get_job(job_id: str, catalog: CatalogDep) -> JobPublic:
-    """One sync job."""
-    return job_public(catalog.state.get_job(job_id))
+    """One job: kind, state, counts, progress, per-stage timings, errors, and why it failed."""
+    return job_public(catalog.jobs.get(job_id))
+
+
+@router.delete("/{job_id}", status_code=202, response_model=JobPublic)
+def cancel_job(job_id: str, catalog: CatalogDep, runner: RunnerDep) -> JobPublic:
+    """Cancel a queued job (at once) or a running one (it stops at its next step, keeping what it
+    had committed: a sync its batches and cursor, an export the assets it sent). 409 once finished."""
+    row = cancel(catalog, job_id)
+    runner.wake()
+    return job_public(row)

@@ -42,5 +42,6 @@ def sync_source(
 ) -> JobPublic:
     """Start a sync; poll GET /jobs/{id} for its progress."""
     body = body or SyncRequest()
-    job = runner.submit(name, full=body.full, prune=body.prune)
-    return job_public(catalog.state.get_job(job.id))
+    job = catalog.submit_sync(name, full=body.full, prune=body.prune)
+    runner.wake()
+    return job_public(job)

@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 
 from service.catalog.catalog import Catalog
-from service.catalog.jobs import JobRunner
 from service.config import Settings
+from service.jobs.runner import JobRunner
 from tests.fakes import FakeEncoder
 from tests.images import gradient
 
@@ -52,12 +52,13 @@ def test_a_sync_job_runs_its_job_fetch_and_encode_threads_niced(settings: Settin
     runner.start()
     try:
         cat.add_source("s", "local", {"path": str(root)})
-        job = runner.submit("s", full=False, prune=False)
+        job = cat.submit_sync("s")
+        runner.wake()
         deadline = time.monotonic() + 60
-        while cat.state.get_job(job.id).state in ("queued", "running"):
+        while cat.jobs.get(job.id).state in ("queued", "running"):
             assert time.monotonic() < deadline, "the sync job did not finish"
             time.sleep(0.05)
-        assert cat.state.get_job(job.id).state == "succeeded"
+        assert cat.jobs.get(job.id).state == "succeeded"
     finally:
         runner.stop()
         cat.close()

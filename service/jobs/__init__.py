@@ -1,0 +1,1 @@
+"""One job system for every long task: the queue (state store rows), the kinds, the runner."""
