@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -14,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from service import web
 from service.api import errors
 from service.api.deps import authorize
-from service.api.routes import assets, exports, jobs, projector, search, sources
+from service.api.routes import assets, exports, health, jobs, projector, search, sources
 from service.auth import parse_keys
 from service.catalog.catalog import Catalog
 from service.catalog.jobs import JobRunner
@@ -70,18 +69,7 @@ def create_app(settings: Settings | None = None, *, catalog: Catalog | None = No
     app.include_router(api)
     _mount_page(app)
 
-    @app.get("/health", tags=["health"])
-    def health() -> dict[str, Any]:
-        """Readiness: 200 when the index answers, 503 (IndexUnavailable) while it cannot be reached."""
-        cat: Catalog = app.state.catalog
-        return {"status": "ok", "model": cat.encoder.identity, "assets": cat.index.count(None)}
-
-    # async: answered on the event loop, so hung index calls filling the thread pool cannot fail it.
-    @app.get("/health/live", tags=["health"])
-    async def live() -> dict[str, str]:
-        """Liveness: 200 while the process serves; touches neither the index nor the state store."""
-        return {"status": "alive"}
-
+    app.include_router(health.router)  # outside /api/v1: probes need no API key
     return app
 
 

@@ -25,7 +25,7 @@ _DESCRIBED = {
     415: "Unsupported media type",
     422: "Invalid input; the detail names the offending field",
     502: "A source or labeling target failed",
-    503: "The index, a source or the encoder is unavailable",
+    503: "The index, the state store, a source or the encoder is unavailable",
 }
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"description": text, "model": ErrorBody} for code, text in _DESCRIBED.items()
