@@ -32,12 +32,16 @@ def _proc_stat(pid: int) -> tuple[str, str]:
 
 @cache
 def process_owner() -> str:
-    """This process as the owner of jobs and exports: `host:pid:start`.
+    """This process as the owner of jobs: `host:pid:start` (see `owner_of`)."""
+    return owner_of(os.getpid())
+
+
+def owner_of(pid: int) -> str:
+    """The owner string of process `pid` of this host: `host:pid:start`.
 
     The start time tells a process from a later one that got the same pid (a restarted
-    container is pid 1 again on the same host name).
+    container is pid 1 again on the same host name); it is left out where /proc is not.
     """
-    pid = os.getpid()
     start = _proc_stat(pid)[1]
     return f"{socket.gethostname()}:{pid}" + (f":{start}" if start else "")
 

@@ -539,3 +539,35 @@ def test_a_running_sync_shows_its_progress(ui: Page, server: LiveServer, tmp_pat
     page.wait_for_function(
         f"document.querySelector('#summary').textContent.startsWith('{N_IMAGES + 48} assets')"
     )
+
+
+def test_a_running_sync_is_cancelled_from_the_page(ui: Page, server: LiveServer, tmp_path: Path) -> None:
+    from service.synth.dataset import write_dataset
+
+    slow = tmp_path / "slow"
+    write_dataset(slow, 64, 13, size=48)
+    page = ui.open()
+    ingest = server.catalog.settings.ingest  # type: ignore[attr-defined]
+    batch_size, ingest.batch_size = ingest.batch_size, 4  # 16 batches of half a second each
+    server.catalog.encoder.delay = 0.5  # type: ignore[attr-defined]
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            source = {"name": "slow", "kind": "local", "config": {"path": str(slow)}}
+            assert client.post("/api/v1/sources", json=source).status_code == 201
+            job = client.post("/api/v1/sources/slow/sync", json={}).json()
+            page.reload()
+            row = page.locator(f'#jobs .job[data-id="{job["id"]}"]')
+            row.locator("text=Syncing slow").wait_for(timeout=WAIT_MS)
+            ui.shot("sync-cancel-before")
+            row.get_by_role("button", name="Cancel the sync of slow").click()
+            page.locator(f'#jobs .job.cancelled[data-id="{job["id"]}"]').wait_for(timeout=30_000)
+            text = page.locator(f'#jobs .job[data-id="{job["id"]}"]').inner_text()
+            assert text.startswith("Sync of slow cancelled:") and "before it stopped" in text, text
+            ui.shot("sync-cancelled")
+            done = client.get(f"/api/v1/jobs/{job['id']}").json()
+            assert done["state"] == "cancelled" and 0 < done["counts"]["added"] < 64, done
+            kept = client.get("/api/v1/assets", params={"filter": '{"source": "slow"}', "limit": 100}).json()
+            assert len(kept["data"]) == done["counts"]["added"], "exactly the committed batches are kept"
+    finally:
+        server.catalog.encoder.delay = 0.0  # type: ignore[attr-defined]
+        ingest.batch_size = batch_size

@@ -73,6 +73,12 @@ export async function postJSON(path, body, options = {}) {
   return response.status === 204 ? null : response.json();
 }
 
+/** DELETE a resource; the answer's JSON body, if any. */
+export async function deleteJSON(path, options = {}) {
+  const response = await send(path, { ...options, method: "DELETE" });
+  return response.status === 204 ? null : response.json();
+}
+
 export async function postForm(path, form, options = {}) {
   const response = await send(path, { ...options, method: "POST", body: form });
   return response.json();

@@ -1,6 +1,7 @@
-// Running syncs: progress bars in the header (GET /jobs), and a "changed" event when one finishes.
+// Running jobs (syncs, exports, ...): progress bars in the header (GET /jobs) with a Cancel button
+// (DELETE /jobs/{id}), and a "changed" event when one finishes.
 
-import { getJSON } from "./api.js";
+import { deleteJSON, getJSON } from "./api.js";
 import { clear, fmtCount, h } from "./dom.js";
 
 const ACTIVE = new Set(["queued", "running"]);
@@ -66,18 +67,70 @@ export class Jobs extends EventTarget {
     for (const { job } of this.done.values()) this.root.append(this.row(job));
   }
 
-  row(job) {
-    const c = job.counts || {};
-    const pct = Math.round((job.progress || 0) * 100);
-    const active = ACTIVE.has(job.state);
-    const text = active
-      ? `Syncing ${job.source}: ${pct}% · ${fmtCount(c.seen || 0)} seen, ${fmtCount((c.added || 0) + (c.updated || 0))} new or changed`
-      : job.state === "failed"
-        ? `Sync of ${job.source} failed: ${job.detail || "see the job's errors"}`
-        : `Synced ${job.source}: ${fmtCount(c.added || 0)} added, ${fmtCount(c.updated || 0)} updated`;
-    const failures = c.failed ? ` · ${fmtCount(c.failed)} could not be read` : "";
-    return h("div", { class: `job ${job.state}` },
-      h("span", { class: "job-text" }, text + failures),
-      active ? h("progress", { max: 100, value: pct, "aria-label": `Sync of ${job.source}` }) : null);
+  async cancel(job, button) {
+    button.disabled = true;
+    button.textContent = "Cancelling…";
+    try {
+      const updated = await deleteJSON(`/jobs/${encodeURIComponent(job.id)}`);
+      this.update([updated]);
+    } catch (err) {
+      button.disabled = false;
+      button.textContent = "Cancel";
+      button.title = err.detail || String(err);
+    }
+    this.poll();
   }
+
+  row(job) {
+    const active = ACTIVE.has(job.state);
+    const pct = Math.round((job.progress || 0) * 100);
+    const what = describe(job);
+    const cancelling = active && job.cancel_requested;
+    const cancel = active
+      ? h("button", {
+          class: "link job-cancel",
+          disabled: cancelling,
+          "aria-label": `Cancel the ${what}`,
+          onclick: (e) => this.cancel(job, e.currentTarget),
+        }, cancelling ? "Cancelling…" : "Cancel")
+      : null;
+    return h("div", { class: `job ${job.state}`, dataset: { kind: job.kind || "sync", id: job.id } },
+      h("span", { class: "job-text" }, summary(job, pct)),
+      active ? h("progress", { max: 100, value: pct, "aria-label": `Progress of the ${what}` }) : null,
+      cancel);
+  }
+}
+
+function describe(job) {
+  if (job.kind === "export") return "export";
+  if (job.source) return `${job.kind || "sync"} of ${job.source}`;
+  return `${job.kind} job`;
+}
+
+function summary(job, pct) {
+  const c = job.counts || {};
+  const what = describe(job);
+  const title = what.charAt(0).toUpperCase() + what.slice(1);
+  if (job.state === "failed") return `${title} failed: ${job.detail || "see the job's errors"}`;
+  if (job.state === "cancelled") return `${title} cancelled: ${counts(job)} before it stopped`;
+  if (ACTIVE.has(job.state)) {
+    if (job.state === "queued") return `${title}: waiting to start`;
+    return `${job.kind === "sync" || !job.kind ? "Syncing " + job.source : title}: ${pct}% · ${counts(job)}`;
+  }
+  if (!job.kind || job.kind === "sync") {
+    const unread = c.failed ? ` · ${fmtCount(c.failed)} could not be read` : "";
+    return `Synced ${job.source}: ${fmtCount(c.added || 0)} added, ${fmtCount(c.updated || 0)} updated${unread}`;
+  }
+  const failures = c.failed ? ` · ${fmtCount(c.failed)} failed` : "";
+  return `${title} done: ${counts(job)}${failures}`;
+}
+
+function counts(job) {
+  const c = job.counts || {};
+  if (job.kind === "export") return `${fmtCount(c.sent || 0)} of ${fmtCount(c.selected || 0)} sent`;
+  if (!job.kind || job.kind === "sync") {
+    return `${fmtCount(c.seen || 0)} seen, ${fmtCount((c.added || 0) + (c.updated || 0))} new or changed`;
+  }
+  const shown = Object.entries(c).filter(([, v]) => v);
+  return shown.length ? shown.map(([k, v]) => `${fmtCount(v)} ${k}`).join(", ") : "nothing yet";
 }
