@@ -13,39 +13,42 @@
     │   └── SourceUnavailable   [T] 503  cannot be reached or is busy (refused, timed out, 5xx, throttled)
     ├── AssetError                  one asset could not be read or decoded (a report line)
     ├── EncoderError                weights missing or mismatched
-    ├── IndexUnavailable            503  the vector index cannot be used (refused the key, no collection)
-    │   └── IndexUnreachable    [T] 503  a Qdrant server did not answer or answered 502/503/504
+    ├── IndexUnavailable       (T)  503  the vector index cannot be reached or used
     ├── StateUnavailable            503  the state store (SQLite file, PostgreSQL) cannot be reached
     ├── ExportError                 502  a labeling target refused or failed
-    │   └── ExportUnavailable   [T] 503  the target did not answer, or answered 429/5xx
+    │   └── ExportUnavailable   [T] 502  the target did not answer, or answered 429/5xx
     └── TransientError              the mark of [T]: worth retrying as it is; mixed into those classes
 
-Transient or terminal is decided here, once: `error.transient` is True only on
-TransientError's subclasses, and `service.retry` retries those and nothing else.
+Transient or terminal is decided here, once: `error.transient` is True on
+TransientError's subclasses [T], and `service.retry` retries those and nothing
+else. (T): one class covers both, so the boundary says which when it raises
+(`IndexUnavailable(detail, transient=True)` for a Qdrant server that did not
+answer or answered 502/503/504; not for one that refused the API key), which
+keeps the error kind the API reports unchanged.
 
 Every error carries a message that says what is wrong and how to fix it.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 
 class LoupeError(Exception):
     """Base of every error Loupe raises on purpose; terminal unless it mixes in TransientError."""
 
     status_code = 400
-    transient: ClassVar[bool] = False
+    transient: bool = False
 
-    def __init__(self, detail: str) -> None:
+    def __init__(self, detail: str, *, transient: bool | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
+        if transient is not None:
+            self.transient = transient
 
 
 class TransientError(LoupeError):
     """Mixed into errors that may pass if the same call is made again a little later."""
 
-    transient: ClassVar[bool] = True
+    transient: bool = True
 
 
 class NotFound(LoupeError):
@@ -138,10 +141,6 @@ class IndexUnavailable(LoupeError):
     status_code = 503
 
 
-class IndexUnreachable(IndexUnavailable, TransientError):
-    """A Qdrant server did not answer, or answered that it is busy (502/503/504)."""
-
-
 class StateUnavailable(LoupeError):
     """The state store cannot be reached or used (a PostgreSQL outage, a locked SQLite file)."""
 
@@ -154,5 +153,3 @@ class ExportError(LoupeError):
 
 class ExportUnavailable(ExportError, TransientError):
     """A labeling target did not answer, or answered that it is busy (429, 5xx)."""
-
-    status_code = 503

@@ -4,15 +4,13 @@ Same behaviour as the embedded index (one congruence suite runs both): one
 collection, a named cosine vector per encoder model, payload indexes on the
 built-in fields, the same exact-or-HNSW plan (plan.py) and the same recommend
 strategy and score scale. Transient failures (connection errors, 502/503/504)
-are retried `settings.retries` times with a short backoff; every call is
-idempotent (upserts and deletes by id), so a retried write is safe.
+are retried `settings.retries` times by the one policy (service.retry); every
+call is idempotent (upserts and deletes by id), so a retried write is safe.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -21,7 +19,7 @@ from qdrant_client import models
 from qdrant_client.http.exceptions import UnexpectedResponse
 
 from service.config import IndexSettings
-from service.errors import IndexUnavailable, InvalidConfig, InvalidQuery
+from service.errors import InvalidConfig, InvalidQuery
 from service.index.base import (
     BUILTIN_FIELDS,
     FacetCount,
@@ -41,18 +39,16 @@ from service.index.plan import (
     recommend_pool,
 )
 from service.index.server_client import (
+    call,
     make_client,
     point_id,
-    qdrant_errors,
     quantization_config,
     redact,
     search_params,
     to_qdrant,
-    transient,
     vector,
 )
 
-log = logging.getLogger(__name__)
 T = TypeVar("T")
 BATCH = 1000
 _SCHEMA: dict[FieldType, Any] = {
@@ -146,17 +142,8 @@ class ServerIndex:
             )
 
     def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run one client call, retrying transient failures with a short backoff."""
-        for attempt in range(self.settings.retries + 1):
-            try:
-                with qdrant_errors(self._where, what):
-                    return fn(*args, **kwargs)
-            except IndexUnavailable as exc:
-                if attempt == self.settings.retries or not transient(exc.__cause__):
-                    raise
-                log.warning("Qdrant at %s: %s; retrying", self._where, exc.detail)
-                time.sleep(0.2 * 2**attempt)
-        raise AssertionError("unreachable")
+        """Run one client call; transient failures are retried by the one policy."""
+        return call(self._where, what, lambda: fn(*args, **kwargs), retries=self.settings.retries)
 
     # -- writes ------------------------------------------------------------
 

@@ -6,8 +6,8 @@ import contextlib
 import json
 import math
 import uuid
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -19,7 +19,9 @@ from service.config import IndexSettings
 from service.errors import IndexUnavailable, InvalidQuery, LoupeError
 from service.index.base import Condition, Filter
 from service.index.plan import SearchPlan, qdrant_key
+from service.retry import RetryPolicy
 
+T = TypeVar("T")
 TRANSIENT_STATUS = (502, 503, 504)
 
 
@@ -115,14 +117,32 @@ def redact(where: str) -> str:
 
 
 def transient(cause: BaseException | None) -> bool:
+    """Whether a qdrant-client failure may pass on another try: no answer, or a busy server."""
     if isinstance(cause, UnexpectedResponse):
         return cause.status_code in TRANSIENT_STATUS
     return isinstance(cause, ResponseHandlingException | httpx.TransportError)
 
 
+def call(where: str, what: str, fn: Callable[[], T], *, retries: int) -> T:
+    """`fn()` (one qdrant-client call) with its errors mapped, tried `retries` more times while transient.
+
+    Every call Loupe makes is idempotent (reads, upserts and deletes by id), so
+    a retried write is safe.
+    """
+
+    def once() -> T:
+        with qdrant_errors(where, what):
+            return fn()
+
+    return RetryPolicy(attempts=retries + 1).call(once, what=f"Qdrant at {where}: {what}")
+
+
 @contextlib.contextmanager
 def qdrant_errors(where: str, what: str) -> Iterator[None]:
-    """Map qdrant-client's exceptions (server and local mode) onto Loupe's tree."""
+    """Map qdrant-client's exceptions (server and local mode) onto Loupe's tree.
+
+    No answer, or 502/503/504, is a transient IndexUnavailable: `call` tries again.
+    """
     try:
         yield
     except LoupeError:
@@ -133,12 +153,15 @@ def qdrant_errors(where: str, what: str) -> Iterator[None]:
             raise IndexUnavailable(
                 f"Qdrant at {where} refused the request ({status}); check LOUPE_QDRANT_API_KEY"
             ) from exc
+        if status in TRANSIENT_STATUS:
+            raise IndexUnavailable(f"Qdrant at {where} failed to {what}: {detail}", transient=True) from exc
         if status >= 500 or status in (404, 408, 429):
             raise IndexUnavailable(f"Qdrant at {where} failed to {what}: {detail}") from exc
         raise InvalidQuery(f"Qdrant cannot {what}: {detail}") from exc
     except (ResponseHandlingException, httpx.HTTPError) as exc:
         source = getattr(exc, "source", None) or exc
-        raise IndexUnavailable(f"cannot reach Qdrant at {where}: {source}") from exc
+        message = f"cannot reach Qdrant at {where}: {source}"
+        raise IndexUnavailable(message, transient=transient(exc)) from exc
     except ValueError as exc:  # local mode's way of saying "bad request"
         raise InvalidQuery(f"Qdrant cannot {what}: {exc}") from exc
 

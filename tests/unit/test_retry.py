@@ -10,7 +10,6 @@ from service.errors import (
     ExportError,
     ExportUnavailable,
     IndexUnavailable,
-    IndexUnreachable,
     InvalidConfig,
     LoupeError,
     MissingDependency,
@@ -41,14 +40,19 @@ def no_wait(waits: list[float]) -> Callable[[float], None]:
 
 
 def test_the_tree_marks_what_is_transient() -> None:
-    transient = [SourceUnavailable("x"), IndexUnreachable("x"), ExportUnavailable("x")]
+    transient = [SourceUnavailable("x"), ExportUnavailable("x"), IndexUnavailable("x", transient=True)]
     terminal = [SourceError("x"), IndexUnavailable("x"), ExportError("x"), InvalidConfig("x")]
     terminal += [MissingDependency("x"), LoupeError("x"), ValueError("x"), ConnectionError("x")]
-    assert all(is_transient(e) and isinstance(e, TransientError) for e in transient)
+    assert all(is_transient(e) for e in transient)
+    assert isinstance(SourceUnavailable("x"), TransientError) and isinstance(
+        ExportUnavailable("x"), TransientError
+    )
     assert not any(is_transient(e) for e in terminal)
     # the mark does not change what the error is, nor its HTTP status
     assert isinstance(SourceUnavailable("x"), SourceError) and SourceUnavailable.status_code == 503
-    assert isinstance(IndexUnreachable("x"), IndexUnavailable) and IndexUnreachable.status_code == 503
+    assert isinstance(ExportUnavailable("x"), ExportError) and ExportUnavailable.status_code == 502
+    # marked where it is raised: the kind the API reports stays IndexUnavailable
+    assert not IndexUnavailable.transient and type(IndexUnavailable("x", transient=True)) is IndexUnavailable
 
 
 def test_a_transient_failure_is_retried_then_succeeds() -> None:

@@ -79,7 +79,7 @@ def _failing(errors: list[Exception]) -> Any:
 
 
 def test_transient_failures_are_retried(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("service.index.server.time.sleep", lambda _s: None)
+    monkeypatch.setattr("service.retry.time.sleep", lambda _s: None)
     flaky = _failing([response(503), ResponseHandlingException(httpx.ConnectError("x"))])
     assert _bare(retries=2)._call("search", flaky) == "ok"
     with pytest.raises(IndexUnavailable):
