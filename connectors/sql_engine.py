@@ -53,6 +53,7 @@ class Masker:
         # The password may show up raw or URL-encoded (as it was written in the URL).
         self.secrets = sorted({pw, quote(pw, safe=""), quote(pw)}, key=len, reverse=True) if pw else []
         self.where = url.render_as_string(hide_password=True)
+        self.backend = url.get_backend_name()
 
     def __call__(self, text: str) -> str:
         for secret in self.secrets:
@@ -93,7 +94,11 @@ def sql_errors(mask: Masker, doing: str, *, error: type[LoupeError] = SourceErro
             raise SourceUnavailable(message) from None
         raise error(message) from None
     except ImportError as exc:
-        raise missing_dependency(exc, needed_for=f"the database URL {mask.where}") from None
+        missing = missing_dependency(exc, needed_for=f"the database URL {mask.where}")
+        if mask.backend in SUGGESTED_DRIVERS:
+            url, pip = SUGGESTED_DRIVERS[mask.backend]
+            missing = MissingDependency(f"{missing.detail}; or use a {url} URL ({pip})")
+        raise missing from None
     except sa_exc.SQLAlchemyError as exc:
         raise error(mask(f"{doing}: {_driver_message(exc)}")) from None
 

@@ -8,6 +8,7 @@ testcontainers where a Docker engine exists.
 
 from __future__ import annotations
 
+import http.client
 import io
 import json
 import socket
@@ -16,6 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,7 @@ from connectors.registry import build, parse_config
 from connectors.s3 import S3Connector
 from connectors.s3_client import S3Client
 from connectors.s3_config import S3Config, S3Connection, parse_s3_uri
-from service.errors import AssetError, InvalidConfig, SourceError
+from service.errors import AssetError, InvalidConfig, SourceError, SourceUnavailable
 from tests.integration.s3_servers import (
     S3Server,
     free_ports,
@@ -376,6 +378,158 @@ def fetch_killing_midway(
     killer.join(timeout=30)
     assert time.monotonic() - started < 60, "fetches hung after the server went away"
     return outcomes
+
+
+# -- transient and terminal failures: the one retry policy ----------------------
+
+DROP = 0  # no answer at all: the connection closes after the request
+S3_ERRORS = {
+    503: ("SlowDown", "Please reduce your request rate."),
+    500: ("InternalError", "We encountered an internal error. Please try again."),
+    429: ("TooManyRequests", "Too many requests."),
+    403: ("AccessDenied", "Access Denied"),
+}
+
+
+class FaultyProxy:
+    """A real HTTP proxy on 127.0.0.1 in front of an S3 server: fails the requests it is armed
+    with (S3's own error bodies, or a dropped connection), forwards the rest, counts them all.
+    """
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = httpx.URL(upstream)
+        self.faults: list[int] = []
+        self.requests: list[str] = []
+        lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _any(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with lock:
+                    proxy.requests.append(f"{self.command} {self.path}")
+                    fault = proxy.faults.pop(0) if proxy.faults else None
+                if fault == DROP:
+                    self.close_connection = True
+                    self.connection.close()
+                elif fault is not None:
+                    code, message = S3_ERRORS[fault]
+                    self._reply(
+                        fault, f"<Error><Code>{code}</Code><Message>{message}</Message></Error>".encode()
+                    )
+                else:
+                    self._forward(body)
+
+            def _forward(self, body: bytes) -> None:
+                upstream = http.client.HTTPConnection(proxy.upstream.host, proxy.upstream.port, timeout=30)
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                upstream.request(self.command, self.path, body=body or None, headers=headers)
+                answer = upstream.getresponse()
+                self._reply(answer.status, answer.read(), dict(answer.getheaders()))
+                upstream.close()
+
+            def _reply(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+                self.send_response(status)
+                for k, v in (headers or {"Content-Type": "application/xml"}).items():
+                    if k.lower() not in (
+                        "content-length",
+                        "transfer-encoding",
+                        "connection",
+                        "server",
+                        "date",
+                    ):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _any  # noqa: N815 (the stdlib's names)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def arm(self, *faults: int) -> None:
+        """Fail the next requests with these faults, and count afresh."""
+        self.faults, self.requests = list(faults), []
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def faulty(moto_server: S3Server) -> Iterator[tuple[S3Server, FaultyProxy]]:
+    proxy = FaultyProxy(moto_server.endpoint_url)
+    yield moto_server, proxy
+    proxy.close()
+
+
+def through(proxy: FaultyProxy, server: S3Server, bucket: str, **extra: Any) -> S3Connector:
+    config = server.source_config(bucket, endpoint_url=proxy.url, **extra)
+    conn = build("photos", "s3", config)
+    assert isinstance(conn, S3Connector)
+    return conn
+
+
+@pytest.mark.parametrize("faults", [(503, 500), (DROP, 429), (503,)])
+def test_transient_failures_are_retried_then_succeed(
+    faulty: tuple[S3Server, FaultyProxy], faults: tuple[int, ...]
+) -> None:
+    server, proxy = faulty
+    bucket = new_bucket(server)
+    put_all(server, bucket, {"a.png": png(), "b.png": png((1, 2, 3))})
+    conn = through(proxy, server, bucket, max_attempts=3)
+    conn.check()
+
+    proxy.arm(*faults)
+    records = {r.key: r for r in conn.list().records}
+    assert sorted(records) == ["a.png", "b.png"]
+    assert len(proxy.requests) == len(faults) + 1  # every fault retried, then one success
+
+    proxy.arm(*faults)
+    assert conn.fetch(records["b.png"]).data == png((1, 2, 3))
+    assert len(proxy.requests) == len(faults) + 1 and proxy.requests[-1].startswith("GET /")
+
+
+def test_terminal_failures_are_not_retried(faulty: tuple[S3Server, FaultyProxy]) -> None:
+    server, proxy = faulty
+    bucket = new_bucket(server)
+    put_all(server, bucket, {"a.png": png()})
+    conn = through(proxy, server, bucket, max_attempts=5)
+
+    proxy.arm(403)
+    with pytest.raises(SourceError, match="denied access") as info:
+        list(conn.list().records)
+    assert not info.value.transient and len(proxy.requests) == 1
+
+    missing = through(proxy, server, "loupe-no-such-bucket", max_attempts=5)
+    proxy.arm()  # moto's own NoSuchBucket, forwarded
+    with pytest.raises(SourceError, match="bucket does not exist") as info:
+        missing.check()
+    assert not info.value.transient and len(proxy.requests) == 1
+
+    proxy.arm()
+    with pytest.raises(AssetError, match="no longer exists"):  # NoSuchKey: this object only
+        conn.fetch(AssetRecord(key="gone.png", uri=f"s3://{bucket}/gone.png", version=""))
+    assert len(proxy.requests) == 1
+
+
+def test_retries_are_bounded_by_max_attempts(faulty: tuple[S3Server, FaultyProxy]) -> None:
+    server, proxy = faulty
+    bucket = new_bucket(server)
+    conn = through(proxy, server, bucket, max_attempts=3)
+    proxy.arm(*[503] * 10)
+    with pytest.raises(SourceUnavailable, match="SlowDown") as info:
+        list(conn.list().records)
+    assert info.value.status_code == 503 and len(proxy.requests) == 3
+    proxy.arm(*[503] * 10)
+    with pytest.raises(SourceUnavailable):
+        conn.check()  # a source being added fails fast: fewer tries
+    assert len(proxy.requests) == 2
 
 
 # -- presigned URLs, the s3:// helper, config ----------------------------------

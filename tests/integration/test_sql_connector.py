@@ -9,6 +9,7 @@ share runs on all three (`db`).
 from __future__ import annotations
 
 import io
+import socket
 import threading
 import time
 import uuid
@@ -25,6 +26,7 @@ import pytest
 import sqlalchemy as sa
 from PIL import Image
 from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import make_url
 
 from connectors.base import AssetRecord
 from connectors.registry import build
@@ -32,7 +34,7 @@ from connectors.sql import SQLConfig, SQLConnector
 from connectors.sql_engine import dispose_engines
 from connectors.sql_guard import read_only_query
 from connectors.sql_values import decode_cursor, encode_cursor
-from service.errors import AssetError, InvalidConfig, LoupeError, SourceError
+from service.errors import AssetError, InvalidConfig, LoupeError, SourceError, SourceUnavailable
 from tests.integration.s3_servers import S3Server, start_moto, stop
 from tests.integration.sql_dbs import TestDB, private_database, unreachable_reason
 
@@ -291,9 +293,7 @@ def test_http_uris_only_for_allowed_hosts(sqlite_db: TestDB, http_root: tuple[Pa
         sa.Column("uri", sa.String(300)),
         rows=[{"id": i, "uri": u} for i, u in enumerate(uris)],
     )
-    conn = source(
-        sqlite_db, table=table.name, key="id", uri_column="uri", allow_http_hosts=["127.0.0.1"]
-    )
+    conn = source(sqlite_db, table=table.name, key="id", uri_column="uri", allow_http_hosts=["127.0.0.1"])
     allowed, other_host, redirect_out, redirect_in, missing = listed(conn)
     assert conn.fetch(allowed).data == png
     assert conn.fetch(redirect_in).data == png
@@ -577,9 +577,7 @@ EVERYWHERE = ("postgresql", "mysql", "sqlite", "other")
         (("sqlite", "other"), "SELECT [a'b] FROM t; DROP TABLE t --'"),  # [identifier]
     ],
 )
-def test_a_query_that_is_not_one_read_only_select_is_refused(
-    backends: tuple[str, ...], query: str
-) -> None:
+def test_a_query_that_is_not_one_read_only_select_is_refused(backends: tuple[str, ...], query: str) -> None:
     for backend in backends:
         config = {"url": URLS[backend], "query": query, "key": "id", "uri_column": "path"}
         with pytest.raises(InvalidConfig, match="query"):
@@ -677,11 +675,113 @@ def test_an_unreachable_database_is_a_quick_source_error(url: str) -> None:
     conn = build("photos", "sql", {"url": url.format(port=_closed_port()), "table": "t",
                                     "key": "id", "uri_column": "path"})  # fmt: skip
     started = time.monotonic()
-    with pytest.raises(SourceError) as err:
+    with pytest.raises(SourceUnavailable) as err:  # transient: retried, then 503 from a request
         conn.check()
     assert time.monotonic() - started < 5
     assert "hunter2-secret" not in err.value.detail
     assert "127.0.0.1" in err.value.detail
+
+
+class DroppingProxy:
+    """A real TCP proxy on 127.0.0.1 in front of a database: it closes the first `drop`
+    connections it accepts before a byte is exchanged (a server restarting, a load balancer
+    without a backend yet), then pipes the rest through. It counts every connection.
+    """
+
+    def __init__(self, target: tuple[str, int], *, drop: int) -> None:
+        self.target, self.drop, self.accepted = target, drop, 0
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return  # closed
+            self.accepted += 1
+            if self.accepted <= self.drop:
+                client.close()
+                continue
+            upstream = socket.create_connection(self.target)
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while chunk := src.recv(65536):
+                dst.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                s.close()
+
+    def url(self, db: TestDB, **changes: Any) -> str:
+        # sslmode=disable: libpq would otherwise try again without SSL on its own, twice per try.
+        url = make_url(db.url).set(host="127.0.0.1", port=self.port, query={"sslmode": "disable"})
+        return url.set(**changes).render_as_string(hide_password=False)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _pg_target(db: TestDB) -> tuple[str, int]:
+    url = make_url(db.url)
+    return url.host or "127.0.0.1", url.port or 5432
+
+
+def test_a_connection_refused_for_a_moment_is_retried_then_succeeds(pg_db: TestDB) -> None:
+    table = _frames(pg_db, 3)
+    proxy = DroppingProxy(_pg_target(pg_db), drop=2)
+    try:
+        config = {"url": proxy.url(pg_db), "table": table.name, "key": "id", "uri_column": "path"}
+        conn = build("photos", "sql", {**config, "max_attempts": 3})
+        conn.check()
+        assert proxy.accepted == 3  # two dropped, retried, the third answered
+        assert [r.key for r in listed(conn)] == ["0", "1", "2"]
+    finally:
+        proxy.close()
+        dispose_engines()
+
+
+def test_a_connection_that_keeps_failing_gives_up_after_max_attempts(pg_db: TestDB) -> None:
+    proxy = DroppingProxy(_pg_target(pg_db), drop=100)
+    try:
+        config = {"url": proxy.url(pg_db), "table": "t", "key": "id", "uri_column": "path", "max_attempts": 2}
+        with pytest.raises(SourceUnavailable) as err:
+            build("photos", "sql", config).check()
+        assert err.value.status_code == 503 and "127.0.0.1" in err.value.detail
+        assert proxy.accepted == 2
+    finally:
+        proxy.close()
+        dispose_engines()
+
+
+def test_a_database_that_answers_no_is_not_retried(pg_db: TestDB) -> None:
+    table = _frames(pg_db, 1)
+    proxy = DroppingProxy(_pg_target(pg_db), drop=0)
+    try:
+        missing_db = proxy.url(pg_db, database="loupe_no_such_database")
+        config = {
+            "url": missing_db,
+            "table": table.name,
+            "key": "id",
+            "uri_column": "path",
+            "max_attempts": 5,
+        }
+        with pytest.raises(SourceError, match="does not exist") as err:
+            build("photos", "sql", config).check()
+        assert not err.value.transient and proxy.accepted == 1
+        syntax = {"url": proxy.url(pg_db), "query": "SELECT id, path FROM nowhere_at_all", "key": "id"}
+        with pytest.raises(InvalidConfig, match="nowhere_at_all"):
+            build("photos", "sql", {**syntax, "uri_column": "path", "max_attempts": 5}).check()
+        assert proxy.accepted == 2  # one more connection for the query, and no retry
+    finally:
+        proxy.close()
+        dispose_engines()
 
 
 def test_a_wrong_password_is_a_source_error_without_the_password(maria_db: TestDB) -> None:
@@ -691,6 +791,7 @@ def test_a_wrong_password_is_a_source_error_without_the_password(maria_db: TestD
     with pytest.raises(SourceError, match="Access denied") as err:
         conn.check()
     assert "wrong-Pa55word" not in err.value.detail
+    assert not err.value.transient  # a refused login is an answer: never retried
 
 
 def test_a_missing_sqlite_file_is_invalid_config_that_names_it(tmp_path: Path) -> None:
@@ -793,7 +894,6 @@ def test_source_config_round_trips_through_the_state_store_shape(db: TestDB) -> 
     again = build("photos", "sql", conn.config.stored())
     assert isinstance(again, SQLConnector)
     assert [r.key for r in listed(again)] == ["0", "1", "2"]
-
 
 
 # -- through the catalog: what the issue's acceptance check does, at small scale ----------------
