@@ -107,7 +107,9 @@ class Connector(Protocol):
         """Fail at once when the source cannot be used.
 
         Raises:
-            SourceError: unreachable, missing, or refusing our credentials.
+            InvalidConfig: the config names something that is not there (a path, a table).
+            SourceUnavailable: the source cannot be reached or is busy (transient: 503).
+            SourceError: the source refuses us (credentials, permissions).
         """
         ...
 
@@ -119,7 +121,7 @@ class Connector(Protocol):
             full: re-list everything even where an incremental cursor exists.
 
         Raises:
-            SourceError: the listing as a whole failed.
+            SourceError: the listing as a whole failed (SourceUnavailable: for now).
         """
         ...
 
