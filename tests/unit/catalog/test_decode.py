@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 
 from service.catalog.decode import decode, load, open_image, thumbnail
@@ -109,3 +111,26 @@ def test_the_header_tells_the_pixels_a_decode_will_hold(tmp_path):
         png.image.getpixel((0, 0))  # the full-size pixels were released, not kept beside the small copy
     with pytest.raises(AssetError, match="over the limit"):
         open_image(big_png.read_bytes(), target=64, max_pixels=1000)
+
+
+def test_alpha_is_reduced_premultiplied_which_equals_flattening_first():
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    rgba = rng.integers(0, 256, size=(800, 1000, 4), dtype=np.uint8)
+    rgba[:400, :, 3] = 0  # fully transparent half, with colours that must not bleed in
+    # Fine strokes: opaque red beside transparent black, where a reduce that did not premultiply
+    # colours would turn the flattened result (255, 128, 128) into (191, 128, 128).
+    rgba[400:, ::2] = (255, 0, 0, 255)
+    rgba[400:, 1::2] = (0, 0, 0, 0)
+    img = Image.fromarray(rgba, "RGBA")
+    flat = Image.new("RGBA", img.size, (255, 255, 255, 255))
+    flat.alpha_composite(img)
+    expected = np.asarray(flat.convert("RGB").reduce(12), dtype=np.int16)
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    got = np.asarray(decode(buf.getvalue(), target=64, max_pixels=MAX_PIXELS).image, dtype=np.int16)
+    assert got.shape == expected.shape
+    assert np.abs(got - expected).max() <= 2  # rounding of the premultiplied values
+    assert (got[: 400 // 12 - 1] == 255).all()  # the transparent half is white
