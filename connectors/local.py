@@ -13,7 +13,8 @@ from pydantic import field_validator
 
 from connectors.base import AssetRecord, Blob, ConnectorConfig, Listing
 from connectors.sidecar import is_image_key, media_type, parse_sidecar, sidecar_keys
-from service.errors import AssetError, InvalidConfig, SourceError
+from connectors.uris import read_under
+from service.errors import InvalidConfig, SourceError
 
 
 class LocalConfig(ConnectorConfig):
@@ -58,20 +59,10 @@ class LocalConnector:
         return Listing(records=self._records(), complete=True)
 
     def fetch(self, record: AssetRecord) -> Blob:
-        path = self.path_of(record.key)
-        try:
-            return Blob(data=path.read_bytes(), media_type=record.media_type)
-        except FileNotFoundError:
-            raise AssetError("file disappeared during the sync") from None
-        except OSError as exc:
-            raise AssetError(f"cannot read file: {exc.strerror or exc}") from None
-
-    def path_of(self, key: str) -> Path:
-        """The file behind `key`, refusing anything that resolves outside the root."""
-        path = (self.root / key).resolve()
-        if not path.is_relative_to(self.root):
-            raise AssetError(f"{key!r} resolves outside the source directory")
-        return path
+        # By key, not by the stored file:// URI, so a record from the index reads under
+        # today's root; connectors.uris applies the one rule for files (links included).
+        data = read_under(self.root, self.root / record.key, shown=record.key)
+        return Blob(data=data, media_type=record.media_type)
 
     # -- listing ---------------------------------------------------------
 

@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+from connectors.base import AssetRecord
 from connectors.local import LocalConnector
 from connectors.registry import build, parse_config
 from service.errors import AssetError, InvalidConfig
@@ -72,10 +73,19 @@ def test_never_follows_links_out_of_the_root(tree, tmp_path):
     assert "a/inside.jpg" in found
 
 
-def test_fetch_refuses_escape(tree):
+def test_fetch_refuses_escape(tree, tmp_path):
     conn = build("p", "local", {"path": str(tree)})
-    with pytest.raises(AssetError, match="outside"):
-        conn.path_of("../../etc/passwd")
+    solid((9, 9, 9)).save(tmp_path / "secret.jpg")
+    (tree / "leak.jpg").symlink_to(tmp_path / "secret.jpg")
+    for key in ["../../etc/passwd", "../secret.jpg", "leak.jpg"]:
+        with pytest.raises(AssetError, match="resolves outside the source's root"):
+            conn.fetch(AssetRecord(key=key, uri="", version=""))
+    assert (
+        conn.fetch(AssetRecord(key="a/two.png", uri="", version="")).data
+        == (tree / "a" / "two.png").read_bytes()
+    )
+    with pytest.raises(AssetError, match="does not exist"):
+        conn.fetch(AssetRecord(key="gone.jpg", uri="", version=""))
 
 
 def test_missing_root_is_invalid_config_that_names_the_path(tmp_path):
