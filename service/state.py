@@ -120,6 +120,20 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def _sqlite_own_transactions(dbapi_conn: Any, _record: Any) -> None:
+    # pysqlite opens a transaction only before INSERT/UPDATE/DELETE, so a SELECT and the
+    # UPDATE after it (a claim, an owner check) ran as two transactions: two processes
+    # claimed the same job (benchmarks/bench_jobs.py saw it). SQLAlchemy begins them instead.
+    dbapi_conn.isolation_level = None
+
+
+def _sqlite_begin_immediate(conn: Connection) -> None:
+    # IMMEDIATE takes the write lock at BEGIN (waiting up to busy_timeout): a plain BEGIN
+    # reads a snapshot and fails with "database is locked", without waiting, when another
+    # writer commits before its first write. Every transaction here is short.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 # Drivers whose connect() takes `connect_timeout` in seconds (psycopg, psycopg2, PyMySQL, mysqlclient).
 _TIMEOUT_BACKENDS = ("postgresql", "mysql", "mariadb")
 DEFAULT_CONNECT_TIMEOUT_S = 5
@@ -145,6 +159,8 @@ def make_engine(url: str, *, connect_timeout_s: int = DEFAULT_CONNECT_TIMEOUT_S)
         if parsed.get_backend_name() == "sqlite":
             engine = create_engine(parsed, connect_args={"check_same_thread": False})
             event.listen(engine, "connect", _sqlite_pragmas)
+            event.listen(engine, "connect", _sqlite_own_transactions)
+            event.listen(engine, "begin", _sqlite_begin_immediate)
         else:
             timed = parsed.get_backend_name() in _TIMEOUT_BACKENDS
             timeout = {"connect_timeout": connect_timeout_s} if timed else {}
