@@ -67,6 +67,7 @@ from service.errors import AssetError, InvalidConfig
 from service.retry import RetryPolicy
 
 T = TypeVar("T")
+PROBE_ATTEMPTS = 2
 _SIZE_LABEL = "__loupe_size"
 
 
@@ -173,7 +174,8 @@ class SQLConnector:
 
     def check(self) -> None:
         self._plan_cache = None  # the table may have changed since the last check
-        self._plan()
+        # A source being added answers its request soon: fewer tries than a sync's reads.
+        self._plan(policy=RetryPolicy(attempts=min(PROBE_ATTEMPTS, self.config.max_attempts)))
 
     def list(self, *, cursor: str | None = None, full: bool = False) -> Listing:
         plan = self._plan()
@@ -193,13 +195,13 @@ class SQLConnector:
 
     # -- plan: what the table or query has ---------------------------------
 
-    def _plan(self) -> _Plan:
+    def _plan(self, *, policy: RetryPolicy | None = None) -> _Plan:
         with self._lock:
             if self._plan_cache is None:
-                self._plan_cache = self._resolve()
+                self._plan_cache = self._resolve(policy or self.retry)
             return self._plan_cache
 
-    def _resolve(self) -> _Plan:
+    def _resolve(self, policy: RetryPolicy) -> _Plan:
         self._check_sqlite_file()
 
         def read_columns(conn: Connection) -> tuple[FromClause, dict[str, ColumnKind], str]:
@@ -208,7 +210,7 @@ class SQLConnector:
                     return reflect(conn, self.config.table)
                 return probe(conn, self.config.query or "")
 
-        source, kinds, label = self._read("connecting to " + self.mask.where, read_columns)
+        source, kinds, label = self._read("connecting to " + self.mask.where, read_columns, policy=policy)
         columns = {c.name: c for c in source.columns}
         self._check_columns(list(columns), label)
         wanted = self.config.columns or [
@@ -270,7 +272,7 @@ class SQLConnector:
                 begin_read_only(conn, timeout_s=self.config.statement_timeout_s)
                 yield conn
 
-    def _read(self, doing: str, fn: Callable[[Connection], T]) -> T:
+    def _read(self, doing: str, fn: Callable[[Connection], T], *, policy: RetryPolicy | None = None) -> T:
         """`fn(conn)` in a read-only transaction, tried again while the connection fails transiently.
 
         Every read here is a SELECT in its own transaction, so another try is always safe.
@@ -280,7 +282,7 @@ class SQLConnector:
             with self._read_only(doing) as conn:
                 return fn(conn)
 
-        return self.retry.call(once, what=f"{doing} ({self.mask.where})")
+        return (policy or self.retry).call(once, what=f"{doing} ({self.mask.where})")
 
     # -- listing ---------------------------------------------------------------
 

@@ -739,9 +739,13 @@ def test_a_connection_refused_for_a_moment_is_retried_then_succeeds(pg_db: TestD
     try:
         config = {"url": proxy.url(pg_db), "table": table.name, "key": "id", "uri_column": "path"}
         conn = build("photos", "sql", {**config, "max_attempts": 3})
-        conn.check()
-        assert proxy.accepted == 3  # two dropped, retried, the third answered
         assert [r.key for r in listed(conn)] == ["0", "1", "2"]
+        assert proxy.accepted == 3  # two dropped, retried, the third answered
+
+        dispose_engines()  # no pooled connection: the check must connect
+        proxy.drop, proxy.accepted = 1, 0
+        conn.check()  # a check tries twice at most: one drop passes
+        assert proxy.accepted == 2
     finally:
         proxy.close()
         dispose_engines()
@@ -750,11 +754,15 @@ def test_a_connection_refused_for_a_moment_is_retried_then_succeeds(pg_db: TestD
 def test_a_connection_that_keeps_failing_gives_up_after_max_attempts(pg_db: TestDB) -> None:
     proxy = DroppingProxy(_pg_target(pg_db), drop=100)
     try:
-        config = {"url": proxy.url(pg_db), "table": "t", "key": "id", "uri_column": "path", "max_attempts": 2}
+        config = {"url": proxy.url(pg_db), "table": "t", "key": "id", "uri_column": "path", "max_attempts": 4}
         with pytest.raises(SourceUnavailable) as err:
-            build("photos", "sql", config).check()
+            listed(build("photos", "sql", config))
         assert err.value.status_code == 503 and "127.0.0.1" in err.value.detail
-        assert proxy.accepted == 2
+        assert proxy.accepted == 4
+        proxy.accepted = 0
+        with pytest.raises(SourceUnavailable):
+            build("photos", "sql", config).check()
+        assert proxy.accepted == 2  # a check gives up sooner
     finally:
         proxy.close()
         dispose_engines()
