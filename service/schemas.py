@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.config import JsonDict
 
 from service.timestamps import rfc3339
 
@@ -13,14 +14,35 @@ if TYPE_CHECKING:
 
 MAX_EXAMPLES = 64
 MAX_OFFSET = 10_000
+# Asset ids are UUIDs (hyphens optional, as uuid.UUID reads them).
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
+
+
+# Request bodies are strict: `"limit": "5"` or `"full": 0` is what the OpenAPI document calls
+# invalid, so the server rejects it too (lax mode would read them as 5 and false).
+# A JSON search needs something to search by; an image search (multipart) brings its images.
+# The schema says so, the catalog enforces it (422), and exports check it up front.
+_NEEDS_TEXT_OR_LIKE: JsonDict = {
+    "anyOf": [
+        {"required": ["text"], "properties": {"text": {"type": "string"}}},
+        {"required": ["like"], "properties": {"like": {"type": "array", "minItems": 1}}},
+    ]
+}
 
 
 class SearchRequest(BaseModel):
     """A search: text and/or example assets, steered away from negatives, under a filter."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_NEEDS_TEXT_OR_LIKE)
 
-    text: str | None = Field(default=None, max_length=1000, description="A text query.")
+    text: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1000,
+        pattern=r"\S",
+        description="A text query (not blank). A search needs `text` or `like` (or, at "
+        "POST /search/image, example images).",
+    )
     like: list[str] = Field(
         default_factory=list, max_length=MAX_EXAMPLES, description="Asset ids to find more of."
     )
@@ -89,12 +111,27 @@ class SearchResponse(BaseModel):
     next_offset: int | None = None
 
 
+# The built-in connector kinds (connectors.registry.kinds(); a test keeps the two equal).
+SourceKind = Literal["local", "s3", "sql"]
+
+
 class SourceCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    kind: str = Field(description="local, s3 or sql")
-    config: dict[str, Any] = Field(default_factory=dict)
+    kind: SourceKind
+
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _known_kind(cls, v: object) -> object:
+        # The registry's own wording (the schema's enum says the same): name the valid kinds.
+        if v not in get_args(SourceKind):
+            raise ValueError(f"unknown source kind {v!r}; valid kinds: {', '.join(get_args(SourceKind))}")
+        return v
+
+    config: dict[str, Any] = Field(
+        default_factory=dict, description="The kind's fields: `path` (local), `bucket` (s3), `url` (sql) ..."
+    )
 
 
 class SourcePublic(BaseModel):
@@ -105,7 +142,7 @@ class SourcePublic(BaseModel):
 
 
 class SyncRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     full: bool = Field(default=False, description="Re-list everything, ignoring an incremental cursor.")
     prune: bool = Field(

@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import Match, Mount
 
 from service.errors import LoupeError
 from service.schemas import ErrorBody
@@ -54,12 +55,41 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(_body(kind, "; ".join(problems)), status_code=status)
 
 
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+PROBED_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this request's path.
+
+    Starlette's 405 names only the methods of the first route whose path matched, but
+    GET and POST /sources are two routes: `Allow` must list both (RFC 9110). FastAPI nests
+    included routers, so each method is probed through the routes' own matching instead
+    of reading their method sets. Mounts (static files) match any method: they answer
+    their own 405s.
+    """
+    allowed = []
+    for method in PROBED_METHODS:
+        scope = {**request.scope, "method": method}
+        if any(
+            not isinstance(route, Mount) and route.matches(scope)[0] is Match.FULL
+            for route in request.app.router.routes
+        ):
+            allowed.append(method)
+    return allowed
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     kind = {404: "NotFound", 405: "MethodNotAllowed", 401: "Unauthorized", 403: "Forbidden"}.get(
         exc.status_code, "HTTPError"
     )
-    return JSONResponse(_body(kind, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
+    headers = dict(exc.headers or {})
+    detail = str(exc.detail)
+    if exc.status_code == 405:
+        allowed = allowed_methods(request) or [m.strip() for m in headers.get("Allow", "").split(",")]
+        headers["Allow"] = ", ".join(m for m in allowed if m)
+        detail = f"{request.method} is not allowed here; allowed: {headers['Allow']}"
+    return JSONResponse(_body(kind, detail), status_code=exc.status_code, headers=headers or None)
 
 
 async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:

@@ -7,18 +7,16 @@ import os
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import ValidationError
 
 from service.cli.common import CliError, parse_filter_option, print_json, validation_problems
 from service.config import Settings
-from service.export.schemas import ExportRequest
+from service.export.schemas import ExportRequest, ExportTarget
 
 TOKEN_ENV = "LOUPE_LABEL_STUDIO_TOKEN"
-# The registry's targets (service.export.base.targets()), listed here so that building the
-# parser imports no exporter; a test keeps the two equal.
-TARGETS = ("label-studio", "jsonl", "csv", "labelbox", "coco", "label-studio-json")
+TARGETS: tuple[str, ...] = get_args(ExportTarget)
 DEFAULT_SEARCH_LIMIT = 100
 
 

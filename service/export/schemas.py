@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic.config import JsonDict
 
 from service.schemas import SearchRequest
 
@@ -13,12 +14,31 @@ MAX_SELECTION = 100_000  # Label Studio itself advises at most ~100k tasks per p
 MAX_PRESIGN_S = 7 * 24 * 3600  # S3's own ceiling for a presigned URL
 
 ExportState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+# The registry's targets (service.export.base.targets()), named here so that the schema and the
+# CLI's parser import no exporter; a test keeps the two equal.
+ExportTarget = Literal["label-studio", "jsonl", "csv", "labelbox", "coco", "label-studio-json"]
+
+# The one-of rules of the validators below, as the OpenAPI document states them (an explicit
+# null counts as not given, as it does for the validators).
+_ONE_PROJECT: JsonDict = {
+    "oneOf": [
+        {"required": ["project_id"], "properties": {"project_id": {"type": "integer"}}},
+        {"required": ["title"], "properties": {"title": {"type": "string"}}},
+    ]
+}
+_ONE_SELECTION: JsonDict = {
+    "oneOf": [
+        {"required": ["search"], "properties": {"search": {"type": "object"}}},
+        {"required": ["ids"], "properties": {"ids": {"type": "array"}}},
+        {"required": ["filter"], "properties": {"filter": {"type": "object"}}},
+    ]
+}
 
 
 class LabelStudioOptions(BaseModel):
     """Where a live Label Studio export goes, and how the tasks look."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_ONE_PROJECT)
 
     url: str = Field(description="Label Studio's base URL, e.g. http://localhost:8080")
     token: SecretStr = Field(
@@ -64,11 +84,13 @@ class LabelStudioOptions(BaseModel):
 class ExportRequest(BaseModel):
     """What to export (a search, ids, or a filter alone) and where to."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_ONE_SELECTION)
 
-    target: str = Field(description="label-studio, jsonl, csv, labelbox, coco or label-studio-json")
+    target: ExportTarget
     search: SearchRequest | None = Field(default=None, description="Export the hits of this search.")
-    ids: list[str] | None = Field(default=None, max_length=MAX_IDS, description="Export these assets.")
+    ids: list[str] | None = Field(
+        default=None, max_length=MAX_IDS, description="Export these assets (asset ids are UUIDs)."
+    )
     filter: dict[str, Any] | None = Field(
         default=None, description="Export every asset matching this filter (`{}` = all)."
     )
@@ -89,6 +111,15 @@ class ExportRequest(BaseModel):
         le=MAX_PRESIGN_S,
         description="Give S3 assets a presigned URL valid this long instead of Loupe's content URL.",
     )
+
+    @field_validator("target", mode="before")
+    @classmethod
+    def _known_target(cls, v: object) -> object:
+        # The registry's own wording (the schema's enum says the same): name the valid targets.
+        valid = sorted(get_args(ExportTarget))
+        if v not in valid:
+            raise ValueError(f"unknown export target {v!r}; valid targets: {', '.join(valid)}")
+        return v
 
     @model_validator(mode="after")
     def _one_selection(self) -> ExportRequest:

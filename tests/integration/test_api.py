@@ -198,6 +198,8 @@ def test_incremental_resync(synced, client, photos):
         "unchanged": 13,
         "missing": 0,
         "failed": 3,
+        "deleted": 0,
+        "restored": 0,
     }
     solid((0, 0, 0)).save(photos / "green.png")
     (photos / "reddish.jpg").unlink()
@@ -231,7 +233,7 @@ def test_source_errors(client, photos, live_server):
     )
     assert gone.status_code in (422, 502, 503) and "does not exist" in gone.json()["detail"]
     kind = client.post("/api/v1/sources", json={"name": "q", "kind": "ftp", "config": {}})
-    assert kind.status_code == 422 and "valid kinds" in kind.json()["detail"]
+    assert kind.status_code == 422 and "valid kinds: local, s3, sql" in kind.json()["detail"]
     assert client.get("/api/v1/sources/nope").status_code == 404
     assert client.post("/api/v1/sources/nope/sync").status_code == 404
     assert client.get("/api/v1/jobs/nope").json()["error"] == "JobNotFound"
@@ -244,3 +246,59 @@ def test_remove_source_deletes_its_assets(synced, client):
     assert client.delete("/api/v1/sources/photos").status_code == 204
     assert assets(client) == []
     assert client.get("/api/v1/sources").json()["data"] == []
+
+
+ASSET_FIELDS = {"id", "source", "key", "uri", "media_type", "size_bytes", "width", "height", "modified_at"}
+ASSET_FIELDS |= {"synced_at", "status", "metadata", "exports"}
+
+
+def test_assets_have_the_public_shape_and_the_document_says_so(synced, client):
+    red = by_key(client)["red.jpg"]
+    one = client.get(f"/api/v1/assets/{red['id']}").json()
+    assert set(one) == ASSET_FIELDS and one == red
+    assert one["status"] == "ok" and one["metadata"]["label"] == "bike" and one["exports"] == []
+    hit = client.post("/api/v1/search", json={"like": [red["id"]], "limit": 1}).json()["hits"][0]
+    assert set(hit["asset"]) == ASSET_FIELDS
+    spec = client.get("/openapi.json").json()
+
+    def ok_schema(path: str, method: str) -> dict:
+        return spec["paths"][path][method]["responses"]["200"]["content"]["application/json"]["schema"]
+
+    assert ok_schema("/api/v1/assets/{asset_id}", "get") == {"$ref": "#/components/schemas/AssetPublic"}
+    assert ok_schema("/api/v1/assets", "get") == {"$ref": "#/components/schemas/AssetsPublic"}
+    components = spec["components"]["schemas"]
+    assert components["Hit"]["properties"]["asset"] == {"$ref": "#/components/schemas/AssetPublic"}
+    assert ASSET_FIELDS <= set(components["AssetPublic"]["properties"])
+    assert components["AssetPublic"]["properties"]["status"]["enum"] == ["ok", "missing"]
+
+
+def test_the_server_rejects_what_the_document_forbids(synced, client):
+    def rejected(resp: httpx.Response, where: str) -> None:
+        assert resp.status_code == 422, resp.text
+        assert set(resp.json()) == {"error", "detail"} and where in resp.json()["detail"], resp.text
+
+    rejected(client.post("/api/v1/sources", json={"name": "q", "kind": "", "config": {}}), "kind")
+    rejected(client.post("/api/v1/search", json={"text": ""}), "text")
+    rejected(client.post("/api/v1/search", json={"text": "   "}), "text")
+    rejected(client.post("/api/v1/search", json={}), "text")
+    rejected(client.post("/api/v1/search", json={"text": "x", "limit": "5"}), "limit")  # strict types
+    rejected(client.post("/api/v1/exports", json={"target": "", "filter": {}}), "target")
+    rejected(client.post("/api/v1/exports", json={"target": "jsonl", "ids": ["x"]}), "ids[0]")
+    rejected(client.post("/api/v1/exports", json={"target": "jsonl", "search": {"limit": 3}}), "search")
+    rejected(client.get("/api/v1/assets", params={"cursor": "not-an-id"}), "cursor")
+    rejected(client.get("/api/v1/projector", params={"method": "tsne"}), "method")
+    # An empty filter= is no filter, as the document allows.
+    assert len(client.get("/api/v1/assets", params={"filter": "", "limit": 100}).json()["data"]) == 13
+
+
+def test_405_names_every_method_of_the_path(client):
+    for method, path, allowed in (
+        ("OPTIONS", "/api/v1/sources", "GET, POST"),
+        ("PUT", "/api/v1/sources/photos", "GET, DELETE"),
+        ("DELETE", "/api/v1/search", "POST"),
+        ("POST", "/health", "GET"),
+    ):
+        resp = client.request(method, path)
+        assert resp.status_code == 405, (method, path)
+        assert resp.headers["allow"] == allowed, (method, path)
+        assert resp.json()["error"] == "MethodNotAllowed" and allowed in resp.json()["detail"]

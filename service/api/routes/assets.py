@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import RedirectResponse
 
 from service.api.deps import CatalogDep, FilterDep
-from service.schemas import AssetPublic, AssetsPublic
+from service.schemas import UUID_PATTERN, AssetPublic, AssetsPublic
 
 router = APIRouter(prefix="/assets", tags=["assets"])
 
@@ -18,7 +18,9 @@ def list_assets(
     catalog: CatalogDep,
     filter: FilterDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[
+        str | None, Query(pattern=UUID_PATTERN, description="`next_cursor` of the previous page.")
+    ] = None,
 ) -> AssetsPublic:
     """Assets matching a filter, in id order; pass `next_cursor` back for the next page."""
     data, nxt = catalog.list_assets(filter=filter, limit=limit, cursor=cursor)

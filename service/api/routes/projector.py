@@ -25,13 +25,19 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from service.api.deps import CatalogDep
 from service.catalog.fields import catalog_fields
-from service.catalog.projector import Projector
+from service.catalog.projector import Projector, methods
 from service.schemas import Page
 
 router = APIRouter(tags=["projector"])
 
 MAGIC = b"LPJ1"
-Method = Annotated[Literal["pca", "umap"], Query(description="pca (default) or umap (needs umap-learn)")]
+# Only the methods this installation can run: UMAP appears once umap-learn is installed (and the
+# server restarted), so a generated client never offers a method that can only answer 422.
+METHODS = tuple(methods())
+Method = Annotated[
+    Literal[METHODS],  # type: ignore[valid-type]
+    Query(description="pca (default), or umap when umap-learn is installed (pip install umap-learn)"),
+]
 
 
 async def get_projector(request: Request) -> Projector:
