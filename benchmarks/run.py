@@ -19,6 +19,7 @@ from benchmarks.common import BENCH_DIR, Table, append_results, loadavg, machine
 BENCHES: dict[str, tuple[str, str]] = {
     "fiftyone": ("benchmarks.bench_fiftyone", "side by side with FiftyOne (issue 8 part 2)"),
     "ingest": ("benchmarks.bench_ingest", "sync throughput vs the encoder alone (part 3)"),
+    "decode-memory": ("benchmarks.bench_decode_memory", "peak RSS of a sync over 20-89 MP PNGs (issue 13)"),
     "encoder": ("benchmarks.bench_encoder_options", "ONNX, int8, threads (part 4)"),
     "index": ("benchmarks.bench_index", "the embedded index at scale (part 5)"),
     "api": ("benchmarks.bench_api", "API load, re-sync, queries during a sync (parts 6-8)"),

@@ -44,11 +44,12 @@ class IngestSettings(BaseModel):
     # slowed syncs (benchmarks/RESULTS.md); a many-core host with many downloads may want it.
     decode_workers: int | None = Field(default=None, ge=1)
     max_pixels: int = 100_000_000
-    # Pixels being decoded or held decoded at once, over all fetch workers (unset: no bound). A
+    # Pixels being decoded or held decoded at once, over all fetch workers (None: no bound). A
     # decode takes its image's pixel count (from the header) before it starts and gives it back once
-    # the image is reduced to the encoder's size, so a folder of 50-90 MP PNGs decodes one or two
-    # at a time instead of eight (benchmarks/RESULTS.md, decode memory). An image larger than the
-    # whole budget decodes alone.
+    # the image is reduced to the encoder's size; an image larger than the whole budget decodes
+    # alone. 100 MP (one image at max_pixels) took a sync of 40 PNGs of 20-89 MP from 5.8 GB peak
+    # RSS to 1.6 GB; 200 MP lets two such images decode at once, ~0.45 GB more
+    # (benchmarks/RESULTS.md, decode memory). Drafted JPEGs and photo-sized PNGs rarely wait.
     max_pixels_in_flight: int | None = Field(default=100_000_000, ge=1)
     max_bytes: int = 200 * 1024 * 1024
 
