@@ -231,7 +231,9 @@ def test_source_errors(client, photos, live_server):
     gone = client.post(
         "/api/v1/sources", json={"name": "q", "kind": "local", "config": {"path": "/nonexistent/x"}}
     )
-    assert gone.status_code in (422, 502, 503) and "does not exist" in gone.json()["detail"]
+    # The user's input is wrong, no upstream failed: a 422 that names the path.
+    assert gone.status_code == 422 and "/nonexistent/x" in gone.json()["detail"], gone.text
+    assert "does not exist" in gone.json()["detail"]
     kind = client.post("/api/v1/sources", json={"name": "q", "kind": "ftp", "config": {}})
     assert kind.status_code == 422 and "valid kinds: local, s3, sql" in kind.json()["detail"]
     assert client.get("/api/v1/sources/nope").status_code == 404
