@@ -41,6 +41,10 @@ BUILTIN_FIELDS: dict[str, FieldType] = {
     "exports.target": FieldType.keyword,
     "exports.project": FieldType.keyword,
     "exports.export_id": FieldType.keyword,
+    # The vector spaces an asset has a vector in, and those whose vector predates a change of
+    # the asset at its source (service/spaces): filterable, and counted per space.
+    "vectors": FieldType.keyword,
+    "vectors_stale": FieldType.keyword,
 }
 METADATA_ROOT = "meta"
 
@@ -63,12 +67,36 @@ class Condition:
 
 
 @dataclass(frozen=True, slots=True)
+class HasVector:
+    """The point has a vector under the named vector `name` (a space may lack some assets)."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
 class Filter:
     """Boolean combination: all of `must`, at least one of `should` (if any), none of `must_not`."""
 
-    must: Sequence[Condition | Filter] = ()
-    should: Sequence[Condition | Filter] = ()
-    must_not: Sequence[Condition | Filter] = ()
+    must: Sequence[Condition | Filter | HasVector] = ()
+    should: Sequence[Condition | Filter | HasVector] = ()
+    must_not: Sequence[Condition | Filter | HasVector] = ()
+
+
+class Distance(StrEnum):
+    """How a named vector compares: cosine and dot score higher = closer, euclid is a distance."""
+
+    cosine = "cosine"
+    dot = "dot"
+    euclid = "euclid"
+
+
+@dataclass(frozen=True, slots=True)
+class VectorSpec:
+    """One named vector of the index's points: the encoder's, or a user space's."""
+
+    name: str
+    dim: int
+    distance: Distance = Distance.cosine
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,13 +104,17 @@ class Point:
     id: str  # UUID string
     vector: np.ndarray | None  # float32, L2-normalised; None = payload-only update
     payload: Mapping[str, Any]
+    # Other named vectors written with it (an upsert replaces the whole point: a re-embedded
+    # asset carries its user-space vectors here so that they survive).
+    vectors: Mapping[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
 class Record:
     id: str
     payload: dict[str, Any]
-    vector: np.ndarray | None = None
+    vector: np.ndarray | None = None  # the encoder's (or the `using` space's) vector
+    vectors: dict[str, np.ndarray] = field(default_factory=dict)  # asked for by name
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,8 +157,44 @@ class VectorIndex(Protocol):
 
     def delete(self, ids: Sequence[str]) -> None: ...
 
-    def retrieve(self, ids: Sequence[str], *, with_vectors: bool = False) -> list[Record]:
-        """Existing points among `ids`, in the order given; unknown ids are left out."""
+    def retrieve(
+        self, ids: Sequence[str], *, with_vectors: bool | Sequence[str] = False, using: str | None = None
+    ) -> list[Record]:
+        """Existing points among `ids`, in the order given; unknown ids are left out.
+
+        `with_vectors=True` fills `Record.vector` from the `using` named vector (default: the
+        encoder's); a list of names fills `Record.vectors` with those the point has.
+        """
+        ...
+
+    # -- named vectors (vector spaces) ------------------------------------
+
+    def vector_specs(self) -> dict[str, VectorSpec]:
+        """Every named vector of the index, the encoder's included."""
+        ...
+
+    def add_vector(self, spec: VectorSpec) -> None:
+        """Give every point room for a vector named `spec.name` (idempotent for the same spec).
+
+        Raises:
+            InvalidConfig: the name exists with another dimension or distance.
+        """
+        ...
+
+    def remove_vector(self, name: str) -> None:
+        """Drop a named vector and every point's vector under it (never the encoder's)."""
+        ...
+
+    def update_vectors(self, name: str, items: Sequence[tuple[str, np.ndarray]]) -> None:
+        """Set the `name` vector of existing points, leaving their other vectors and payload alone.
+
+        Raises:
+            InvalidQuery: a point does not exist, or a vector has the wrong dimension.
+        """
+        ...
+
+    def delete_vectors(self, name: str, ids: Sequence[str]) -> None:
+        """Remove the `name` vector of these points (they stay, with their other vectors)."""
         ...
 
     def query(
@@ -138,10 +206,14 @@ class VectorIndex(Protocol):
         limit: int = 10,
         offset: int = 0,
         score_threshold: float | None = None,
+        using: str | None = None,
     ) -> list[Hit]:
         """Nearest points to the positives and away from the negatives (recommend), filtered.
 
-        One positive and no negative is a plain nearest-neighbour search (cosine).
+        One positive and no negative is a plain nearest-neighbour search. `using` names the
+        vector to search (default: the encoder's); points without one are not seen. Scores
+        follow its distance: cosine similarity, dot product, or euclidean distance (lower =
+        closer; hits still come closest first).
         """
         ...
 
@@ -152,11 +224,12 @@ class VectorIndex(Protocol):
         limit: int = 100,
         cursor: str | None = None,
         fields: Sequence[str] | None = None,
-        with_vectors: bool = False,
+        with_vectors: bool | Sequence[str] = False,
     ) -> tuple[list[Record], str | None]:
         """Points in id order from `cursor`; returns the next cursor or None at the end.
 
-        `fields` limits the payload to those top-level keys (None = all).
+        `fields` limits the payload to those top-level keys (None = all); `with_vectors` as
+        for `retrieve`.
         """
         ...
 

@@ -20,22 +20,25 @@ from service.errors import InvalidConfig, InvalidQuery
 from service.index.base import (
     BUILTIN_FIELDS,
     Condition,
+    Distance,
     FacetCount,
     FieldType,
     Filter,
+    HasVector,
     Hit,
     Point,
     Record,
+    VectorSpec,
 )
-from service.index.edge_store import EdgeStore, edge_errors
+from service.index.edge_store import EdgeStore, edge_errors, stored_vector_params
 from service.index.plan import (
     SearchPlan,
     best_score_threshold,
-    cosine_from_best_score,
     loupe_key,
     plan_search,
     qdrant_key,
     recommend_pool,
+    score_from_best_score,
 )
 
 BATCH = 1000
@@ -61,6 +64,12 @@ _PARAMS: dict[FieldType, Callable[[], Any]] = {
     FieldType.text: lambda: qe.TextIndexParams(on_disk=True),
 }
 _FACETABLE = (FieldType.keyword, FieldType.integer, FieldType.bool)
+_DISTANCE = {
+    Distance.cosine: qe.Distance.Cosine,
+    Distance.dot: qe.Distance.Dot,
+    Distance.euclid: qe.Distance.Euclid,
+}
+_FROM_ENGINE = {"Cosine": Distance.cosine, "Dot": Distance.dot, "Euclid": Distance.euclid}
 
 
 class EdgeIndex:
@@ -92,8 +101,17 @@ class EdgeIndex:
         hnsw = qe.HnswIndexConfig(
             m=16, ef_construct=100, full_scan_threshold=full_scan_threshold_kb or 10_000
         )
+        # The user spaces' named vectors are part of the configuration the shard is opened with,
+        # so that changed settings (quantization) reach them too.
+        stored = {
+            name: VectorSpec(name, size, _FROM_ENGINE.get(dist, Distance.cosine))
+            for name, (size, dist) in stored_vector_params(self.path).items()
+        }
+        vectors = {
+            n: _vector_params(v.dim, settings, v.distance) for n, v in stored.items() if n != vector_name
+        }
         config = qe.EdgeConfig(
-            vectors={vector_name: _vector_params(dim, settings)},
+            vectors={**vectors, vector_name: _vector_params(dim, settings)},
             payload_memory=qe.Memory.Cold,  # read per hit and per filter check, never scanned
             hnsw_config=hnsw,
             optimizers=qe.EdgeOptimizersConfig(indexing_threshold=indexing_threshold_kb),
@@ -114,7 +132,12 @@ class EdgeIndex:
 
     def _ensure_vector(self) -> None:
         """Add this encoder's named vector to a shard made for another model."""
+        self._specs = {
+            name: VectorSpec(name, size, _FROM_ENGINE.get(dist, Distance.cosine))
+            for name, (size, dist) in self._store.vector_params().items()
+        }
         size = self._store.vector_sizes().get(self.vector_name)
+        self._specs[self.vector_name] = VectorSpec(self.vector_name, self.dim, Distance.cosine)
         if size is None:
             op = qe.UpdateOperation.create_dense_vector(self.vector_name, self.dim, qe.Distance.Cosine)
             self._store.apply(op, "add a named vector")
@@ -144,7 +167,7 @@ class EdgeIndex:
             batch = with_vectors[start : start + BATCH]
             rows = np.asarray([p.vector for p in batch], dtype=np.float32).tolist()
             edge_points = [
-                qe.Point(_point_id(p.id), {self.vector_name: row}, dict(p.payload))
+                qe.Point(_point_id(p.id), {**_named(p.vectors), self.vector_name: row}, dict(p.payload))
                 for p, row in zip(batch, rows, strict=True)
             ]
             self._store.apply(qe.UpdateOperation.upsert_points(edge_points), "upsert points")
@@ -175,12 +198,68 @@ class EdgeIndex:
 
     # -- reads -------------------------------------------------------------
 
-    def retrieve(self, ids: Sequence[str], *, with_vectors: bool = False) -> list[Record]:
+    def retrieve(
+        self, ids: Sequence[str], *, with_vectors: bool | Sequence[str] = False, using: str | None = None
+    ) -> list[Record]:
         point_ids = [_point_id(i, path=f"ids[{n}]") for n, i in enumerate(ids)]
-        vectors: bool | list[str] = [self.vector_name] if with_vectors else False
+        names = self._vector_names(with_vectors, using)
         with self._store.shard() as shard, edge_errors("retrieve points"):
-            found = {str(r.id): r for r in shard.retrieve(point_ids, True, vectors)}
-        return [self._record(found[i]) for i in map(str, point_ids) if i in found]
+            found = {str(r.id): r for r in shard.retrieve(point_ids, True, names or False)}
+        return [self._record(found[i], with_vectors, using) for i in map(str, point_ids) if i in found]
+
+    def _vector_names(self, with_vectors: bool | Sequence[str], using: str | None) -> list[str]:
+        if with_vectors is True:
+            return [using or self.vector_name]
+        return [] if with_vectors is False else list(with_vectors)
+
+    # -- named vectors -------------------------------------------------------
+
+    def vector_specs(self) -> dict[str, VectorSpec]:
+        return dict(self._specs)
+
+    def add_vector(self, spec: VectorSpec) -> None:
+        known = self._specs.get(spec.name)
+        if known == spec:
+            return
+        if known is not None:
+            raise InvalidConfig(
+                f"the index holds vectors named {spec.name!r} of dimension {known.dim} "
+                f"({known.distance}), not {spec.dim} ({spec.distance})"
+            )
+        op = qe.UpdateOperation.create_dense_vector(spec.name, spec.dim, _DISTANCE[spec.distance])
+        self._store.apply(op, f"add the named vector {spec.name}")
+        self._specs[spec.name] = spec
+
+    def remove_vector(self, name: str) -> None:
+        if name == self.vector_name:
+            raise InvalidQuery("the encoder's vectors cannot be removed", path="name")
+        if name not in self._specs:
+            return
+        self._store.apply(qe.UpdateOperation.delete_vector_name(name), f"remove the named vector {name}")
+        del self._specs[name]
+
+    def update_vectors(self, name: str, items: Sequence[tuple[str, np.ndarray]]) -> None:
+        for start in range(0, len(items), BATCH):
+            batch = items[start : start + BATCH]
+            rows = np.asarray([v for _, v in batch], dtype=np.float32).tolist()
+            op = qe.UpdateOperation.update_vectors(
+                [
+                    qe.PointVectors(_point_id(pid), {name: row})
+                    for (pid, _), row in zip(batch, rows, strict=True)
+                ]
+            )
+            self._store.apply(op, f"write {name} vectors")
+
+    def delete_vectors(self, name: str, ids: Sequence[str]) -> None:
+        for start in range(0, len(ids), BATCH):
+            points: list[Any] = [_point_id(i) for i in ids[start : start + BATCH]]
+            self._store.apply(qe.UpdateOperation.delete_vectors(points, [name]), f"delete {name} vectors")
+
+    def _spec(self, using: str | None) -> VectorSpec:
+        spec = self._specs.get(using or self.vector_name)
+        if spec is None:
+            raise InvalidQuery(f"the index has no vectors named {using!r}", path="space")
+        return spec
 
     def query(
         self,
@@ -191,25 +270,31 @@ class EdgeIndex:
         limit: int = 10,
         offset: int = 0,
         score_threshold: float | None = None,
+        using: str | None = None,
     ) -> list[Hit]:
         if not positive:
             raise InvalidQuery("a query needs at least one positive example", path="positive")
+        spec = self._spec(using)
         recommend = len(positive) > 1 or bool(negative)
         flt = _to_edge(filter)
         with self._store.shard() as shard:
             params = _params(self._plan(shard, filter, want=limit + offset), self.settings)
             page = {"limit": limit, "offset": offset, "filter": flt, "with_payload": True}
             if recommend:
-                request = self._recommend(positive, negative, flt, params, page, score_threshold)
+                request = self._recommend(positive, negative, flt, params, page, score_threshold, spec.name)
             else:
-                nearest = qe.Query.Nearest(_vector(positive[0]), using=self.vector_name)
+                nearest = qe.Query.Nearest(_vector(positive[0]), using=spec.name)
                 request = qe.QueryRequest(
                     query=nearest, params=params, score_threshold=score_threshold, **page
                 )
             with edge_errors("search"):
                 points = shard.query(request)
-        convert = cosine_from_best_score if recommend else float
-        return [Hit(id=str(p.id), score=convert(p.score), payload=p.payload or {}) for p in points]
+        if not recommend:
+            return [Hit(id=str(p.id), score=float(p.score), payload=p.payload or {}) for p in points]
+        return [
+            Hit(id=str(p.id), score=score_from_best_score(p.score, spec.distance), payload=p.payload or {})
+            for p in points
+        ]
 
     def _recommend(
         self,
@@ -219,13 +304,14 @@ class EdgeIndex:
         params: Any,
         page: dict[str, Any],
         score_threshold: float | None,
+        using: str,
     ) -> Any:
         """best_score over the union of each positive's nearest points (plan.py says why)."""
         pool = recommend_pool(page["limit"] + page["offset"])
         prefetches = [
             qe.Prefetch(
                 limit=pool,
-                query=qe.Query.Nearest(_vector(v), using=self.vector_name),
+                query=qe.Query.Nearest(_vector(v), using=using),
                 filter=flt,
                 params=params,
             )
@@ -235,7 +321,7 @@ class EdgeIndex:
         threshold = None if score_threshold is None else best_score_threshold(score_threshold)
         return qe.QueryRequest(
             prefetches=prefetches,
-            query=qe.Query.RecommendBestScore(reco, using=self.vector_name),
+            query=qe.Query.RecommendBestScore(reco, using=using),
             params=params,  # with int8 on, the rerank must score the full vectors too
             score_threshold=threshold,
             **page,
@@ -263,20 +349,21 @@ class EdgeIndex:
         limit: int = 100,
         cursor: str | None = None,
         fields: Sequence[str] | None = None,
-        with_vectors: bool = False,
+        with_vectors: bool | Sequence[str] = False,
     ) -> tuple[list[Record], str | None]:
         start = None if cursor is None else _point_id(cursor, path="cursor")
+        names = self._vector_names(with_vectors, None)
         payload: Any = qe.PayloadSelector.Include(list(fields)) if fields is not None else True
         request = qe.ScrollRequest(
             offset=start,
             limit=limit,
             filter=_to_edge(filter),
             with_payload=payload,
-            with_vector=[self.vector_name] if with_vectors else False,
+            with_vector=names or False,
         )
         with self._store.shard() as shard, edge_errors("scroll points"):
             records, nxt = shard.scroll(request)
-        return [self._record(r) for r in records], None if nxt is None else str(nxt)
+        return [self._record(r, with_vectors, None) for r in records], None if nxt is None else str(nxt)
 
     def count(self, filter: Filter | None = None) -> int:
         request = qe.CountRequest(exact=True, filter=_to_edge(filter))
@@ -294,12 +381,14 @@ class EdgeIndex:
         counts = [FacetCount(value=h.value, count=int(h.count)) for h in hits]
         return sorted(counts, key=lambda c: (-c.count, str(c.value)))
 
-    def _record(self, r: Any) -> Record:
+    def _record(self, r: Any, with_vectors: bool | Sequence[str] = True, using: str | None = None) -> Record:
         # Each attribute of an engine record is converted to Python when read: read each once.
-        vectors = r.vector
-        vector = vectors.get(self.vector_name) if isinstance(vectors, dict) else None
-        array = None if vector is None else np.asarray(vector, dtype=np.float32)
-        return Record(id=str(r.id), payload=r.payload or {}, vector=array)
+        vectors = r.vector if with_vectors is not False else None
+        found = vectors if isinstance(vectors, dict) else {}
+        arrays = {k: np.asarray(v, dtype=np.float32) for k, v in found.items()}
+        main = arrays.get(using or self.vector_name)
+        named = arrays if not isinstance(with_vectors, bool) else {}
+        return Record(id=str(r.id), payload=r.payload or {}, vector=main, vectors=named)
 
     def stats(self) -> dict[str, int]:
         """Points, vectors already in the HNSW graph, segments of the live shard, and whether
@@ -336,15 +425,17 @@ def _to_edge(node: Filter | None) -> Any:
 
 
 def _edge_filter(node: Filter) -> Any:
-    def parts(items: Sequence[Condition | Filter]) -> list[Any] | None:
+    def parts(items: Sequence[Condition | Filter | HasVector]) -> list[Any] | None:
         return [_edge_node(i) for i in items] or None
 
     return qe.Filter(must=parts(node.must), should=parts(node.should), must_not=parts(node.must_not))
 
 
-def _edge_node(node: Condition | Filter) -> Any:
+def _edge_node(node: Condition | Filter | HasVector) -> Any:
     if isinstance(node, Filter):
         return _edge_filter(node)
+    if isinstance(node, HasVector):
+        return qe.HasVectorCondition(node.name)
     key = qdrant_key(node.key)
     if node.eq is not None:
         # qdrant-edge 0.9 reads a Python bool as the integer 1 (bool subclasses int), which
@@ -366,14 +457,18 @@ def _edge_node(node: Condition | Filter) -> Any:
     raise InvalidQuery(f"condition on {node.key} has no operator", path="filter")
 
 
-def _vector_params(dim: int, settings: IndexSettings) -> Any:
+def _named(vectors: Mapping[str, np.ndarray]) -> dict[str, list[float]]:
+    return {name: _vector(v) for name, v in vectors.items()}
+
+
+def _vector_params(dim: int, settings: IndexSettings, distance: Distance = Distance.cosine) -> Any:
     if settings.quantization == "none":
-        return qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)
+        return qe.EdgeVectorParams(size=dim, distance=_DISTANCE[distance])
     # The int8 copy is built with each segment's HNSW graph and pinned in RAM; the full vectors
     # are read from disk only to rescore candidates (and by the small unindexed segments).
     int8 = qe.ScalarQuantizationConfig(qe.ScalarType.Int8, quantile=0.99, memory=qe.Memory.Pinned)
     return qe.EdgeVectorParams(
-        size=dim, distance=qe.Distance.Cosine, quantization_config=int8, memory=qe.Memory.Cold
+        size=dim, distance=_DISTANCE[distance], quantization_config=int8, memory=qe.Memory.Cold
     )
 
 

@@ -131,7 +131,11 @@ class EdgeStore:
 
     def vector_sizes(self) -> dict[str, int]:
         """Named dense vectors of the live shard and their dimensions."""
-        return {name: int(v["size"]) for name, v in _read_config(self.dir).get("vectors", {}).items()}
+        return {name: size for name, (size, _) in self.vector_params().items()}
+
+    def vector_params(self) -> dict[str, tuple[int, str]]:
+        """Named dense vectors of the live shard: (dimension, distance as the engine spells it)."""
+        return _vector_params(_read_config(self.dir))
 
     @contextlib.contextmanager
     def shard(self) -> Iterator[Any]:
@@ -313,6 +317,20 @@ def _read_config(shard_dir: Path) -> dict[str, Any]:
         return dict(json.loads((shard_dir / "edge_config.json").read_text()))
     except (OSError, ValueError):
         return {}
+
+
+def stored_vector_params(path: Path) -> dict[str, tuple[int, str]]:
+    """The named vectors of the live shard under `path` before it is opened (none for a new index)."""
+    try:
+        current = _read_current(path)
+    except IndexUnavailable:
+        return {}
+    return {} if current is None else _vector_params(_read_config(path / current))
+
+
+def _vector_params(config: dict[str, Any]) -> dict[str, tuple[int, str]]:
+    vectors = config.get("vectors", {})
+    return {name: (int(v["size"]), str(v.get("distance", "Cosine"))) for name, v in vectors.items()}
 
 
 def _same_vectors(stored: dict[str, Any], config: Any) -> bool:

@@ -42,7 +42,7 @@ from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass
 
 from service.config import IndexSettings
-from service.index.base import Condition, Filter
+from service.index.base import Condition, Distance, Filter, HasVector
 
 ACORN_BELOW = 0.4  # Qdrant's own default for ACORN's max_selectivity
 RECOMMEND_POOL = 64
@@ -89,9 +89,9 @@ def plan_search(
     return SearchPlan(hnsw_ef=2 * ef, acorn=len(selective) > 1 or not known)
 
 
-def _conjuncts(node: Filter | Condition) -> Iterator[Filter]:
+def _conjuncts(node: Filter | Condition | HasVector) -> Iterator[Filter]:
     """The parts a filter ANDs together, each as a filter of its own."""
-    if isinstance(node, Condition):
+    if isinstance(node, Condition | HasVector):
         yield Filter(must=[node])
     elif node.should:
         yield node
@@ -107,9 +107,9 @@ def recommend_pool(want: int) -> int:
     return max(RECOMMEND_POOL, 4 * want)
 
 
-def filter_keys(node: Filter | Condition | None) -> Iterator[str]:
-    """Every payload key a filter reads."""
-    if node is None:
+def filter_keys(node: Filter | Condition | HasVector | None) -> Iterator[str]:
+    """Every payload key a filter reads (a HasVector reads none)."""
+    if node is None or isinstance(node, HasVector):
         return
     if isinstance(node, Condition):
         yield node.key
@@ -153,3 +153,15 @@ def best_score_threshold(threshold: float) -> float:
     if threshold >= -1.0:
         return _sigmoid(min(threshold, 1.0))
     return -_sigmoid(min(-2.0 - threshold, 1.0))
+
+
+def score_from_best_score(score: float, distance: Distance) -> float:
+    """A `best_score` recommend score on the scale of a plain search in that space.
+
+    Qdrant ranks by similarity (for euclid: minus the distance) through the same sigmoid, so
+    the logit gives it back: a cosine or a dot product; under euclid the distance to the
+    closest positive, as a plain euclid search reports it (candidates closer to a negative
+    are reported as `2 - distance to it`, in Qdrant's order).
+    """
+    similarity = cosine_from_best_score(score)
+    return -similarity if distance is Distance.euclid else similarity

@@ -22,21 +22,23 @@ from service.config import IndexSettings
 from service.errors import InvalidConfig, InvalidQuery
 from service.index.base import (
     BUILTIN_FIELDS,
+    Distance,
     FacetCount,
     FieldType,
     Filter,
     Hit,
     Point,
     Record,
+    VectorSpec,
 )
 from service.index.plan import (
     SearchPlan,
     best_score_threshold,
-    cosine_from_best_score,
     loupe_key,
     plan_search,
     qdrant_key,
     recommend_pool,
+    score_from_best_score,
 )
 from service.index.server_client import (
     call,
@@ -63,6 +65,12 @@ _SCHEMA: dict[FieldType, Any] = {
 }
 _KIND = {str(v.value): k for k, v in _SCHEMA.items() if isinstance(v, models.PayloadSchemaType)}
 _FACETABLE = (FieldType.keyword, FieldType.integer, FieldType.bool)
+_DISTANCE = {
+    Distance.cosine: models.Distance.COSINE,
+    Distance.dot: models.Distance.DOT,
+    Distance.euclid: models.Distance.EUCLID,
+}
+_FROM_SERVER = {v: k for k, v in _DISTANCE.items()}
 
 
 class ServerIndex:
@@ -129,6 +137,11 @@ class ServerIndex:
                 if not self._client.collection_exists(self.collection):
                     raise  # not a race with another replica creating it
         vectors = self._client.get_collection(self.collection).config.params.vectors
+        self._specs = {
+            name: VectorSpec(name, int(v.size), _FROM_SERVER.get(v.distance, Distance.cosine))
+            for name, v in (vectors.items() if isinstance(vectors, dict) else ())
+        }
+        self._specs[self.vector_name] = VectorSpec(self.vector_name, self.dim, Distance.cosine)
         known = vectors.get(self.vector_name) if isinstance(vectors, dict) else None
         if known is None:
             config = models.DenseVectorNameConfig(
@@ -172,7 +185,11 @@ class ServerIndex:
             batch = with_vectors[start : start + BATCH]
             rows = np.asarray([p.vector for p in batch], dtype=np.float32).tolist()
             structs = [
-                models.PointStruct(id=point_id(p.id), vector={self.vector_name: row}, payload=dict(p.payload))
+                models.PointStruct(
+                    id=point_id(p.id),
+                    vector={**{n: vector(v) for n, v in p.vectors.items()}, self.vector_name: row},
+                    payload=dict(p.payload),
+                )
                 for p, row in zip(batch, rows, strict=True)
             ]
             self._call("upsert points", self._client.upsert, self.collection, structs, wait=True)
@@ -218,19 +235,91 @@ class ServerIndex:
 
     # -- reads -------------------------------------------------------------
 
-    def retrieve(self, ids: Sequence[str], *, with_vectors: bool = False) -> list[Record]:
+    def retrieve(
+        self, ids: Sequence[str], *, with_vectors: bool | Sequence[str] = False, using: str | None = None
+    ) -> list[Record]:
         point_ids = [point_id(i, path=f"ids[{n}]") for n, i in enumerate(ids)]
-        vectors: bool | list[str] = [self.vector_name] if with_vectors else False
+        names = self._vector_names(with_vectors, using)
         records = self._call(
             "retrieve points",
             self._client.retrieve,
             self.collection,
             point_ids,
             with_payload=True,
-            with_vectors=vectors,
+            with_vectors=names or False,
         )
         found = {str(r.id): r for r in records}
-        return [self._record(found[i]) for i in point_ids if i in found]
+        return [self._record(found[i], with_vectors, using) for i in point_ids if i in found]
+
+    def _vector_names(self, with_vectors: bool | Sequence[str], using: str | None) -> list[str]:
+        if with_vectors is True:
+            return [using or self.vector_name]
+        return [] if with_vectors is False else list(with_vectors)
+
+    # -- named vectors -------------------------------------------------------
+
+    def vector_specs(self) -> dict[str, VectorSpec]:
+        return dict(self._specs)
+
+    def add_vector(self, spec: VectorSpec) -> None:
+        """A new named vector in place (Qdrant >= 1.18's create-vector-name; older servers 404)."""
+        known = self._specs.get(spec.name)
+        if known == spec:
+            return
+        if known is not None:
+            raise InvalidConfig(
+                f"collection {self.collection!r} holds vectors named {spec.name!r} of dimension "
+                f"{known.dim} ({known.distance}), not {spec.dim} ({spec.distance})"
+            )
+        config = models.DenseVectorNameConfig(
+            dense=models.DenseVectorConfig(size=spec.dim, distance=_DISTANCE[spec.distance])
+        )
+        self._call(
+            f"add the named vector {spec.name}",
+            self._client.create_vector_name,
+            self.collection,
+            spec.name,
+            config,
+        )
+        self._specs[spec.name] = spec
+
+    def remove_vector(self, name: str) -> None:
+        if name == self.vector_name:
+            raise InvalidQuery("the encoder's vectors cannot be removed", path="name")
+        if name not in self._specs:
+            return
+        self._call(f"remove the named vector {name}", self._client.delete_vector_name, self.collection, name)
+        del self._specs[name]
+
+    def update_vectors(self, name: str, items: Sequence[tuple[str, np.ndarray]]) -> None:
+        for start in range(0, len(items), BATCH):
+            batch = items[start : start + BATCH]
+            rows = np.asarray([v for _, v in batch], dtype=np.float32).tolist()
+            structs = [
+                models.PointVectors(id=point_id(pid), vector={name: row})
+                for (pid, _), row in zip(batch, rows, strict=True)
+            ]
+            self._call(
+                f"write {name} vectors", self._client.update_vectors, self.collection, structs, wait=True
+            )
+
+    def delete_vectors(self, name: str, ids: Sequence[str]) -> None:
+        for start in range(0, len(ids), BATCH):
+            selector = models.PointIdsList(points=[point_id(i) for i in ids[start : start + BATCH]])
+            self._call(
+                f"delete {name} vectors",
+                self._client.delete_vectors,
+                self.collection,
+                [name],
+                selector,
+                wait=True,
+            )
+
+    def _spec(self, using: str | None) -> VectorSpec:
+        spec = self._specs.get(using or self.vector_name)
+        if spec is None:
+            raise InvalidQuery(f"the index has no vectors named {using!r}", path="space")
+        return spec
 
     def query(
         self,
@@ -241,19 +330,21 @@ class ServerIndex:
         limit: int = 10,
         offset: int = 0,
         score_threshold: float | None = None,
+        using: str | None = None,
     ) -> list[Hit]:
         if not positive:
             raise InvalidQuery("a query needs at least one positive example", path="positive")
+        spec = self._spec(using)
         recommend = len(positive) > 1 or bool(negative)
         flt = to_qdrant(filter)
         # Local mode is a brute force: search params would only earn a warning there.
         params = (
             None if self._local else search_params(self._plan(filter, want=limit + offset), self.settings)
         )
-        args: dict[str, Any] = {"using": self.vector_name, "query_filter": flt, "limit": limit}
+        args: dict[str, Any] = {"using": spec.name, "query_filter": flt, "limit": limit}
         args.update(offset=offset, with_payload=True, search_params=params)
         if recommend:
-            args.update(self._recommend(positive, negative, flt, params, limit + offset))
+            args.update(self._recommend(positive, negative, flt, params, limit + offset, spec.name))
             if score_threshold is not None:
                 score_threshold = best_score_threshold(score_threshold)
         else:
@@ -265,8 +356,12 @@ class ServerIndex:
             score_threshold=score_threshold,
             **args,
         )
-        convert = cosine_from_best_score if recommend else float
-        return [Hit(id=str(p.id), score=convert(p.score), payload=p.payload or {}) for p in response.points]
+        if not recommend:
+            return [Hit(id=str(p.id), score=float(p.score), payload=p.payload or {}) for p in response.points]
+        return [
+            Hit(id=str(p.id), score=score_from_best_score(p.score, spec.distance), payload=p.payload or {})
+            for p in response.points
+        ]
 
     def _recommend(
         self,
@@ -275,12 +370,13 @@ class ServerIndex:
         flt: models.Filter | None,
         params: models.SearchParams | None,
         want: int,
+        using: str,
     ) -> dict[str, Any]:
         """best_score over the union of each positive's nearest points (plan.py says why)."""
         prefetch = [
             models.Prefetch(
                 query=models.NearestQuery(nearest=vector(v)),
-                using=self.vector_name,
+                using=using,
                 filter=flt,
                 params=params,
                 limit=recommend_pool(want),
@@ -319,9 +415,10 @@ class ServerIndex:
         limit: int = 100,
         cursor: str | None = None,
         fields: Sequence[str] | None = None,
-        with_vectors: bool = False,
+        with_vectors: bool | Sequence[str] = False,
     ) -> tuple[list[Record], str | None]:
         start = None if cursor is None else point_id(cursor, path="cursor")
+        names = self._vector_names(with_vectors, None)
         records, nxt = self._call(
             "scroll points",
             self._client.scroll,
@@ -330,9 +427,9 @@ class ServerIndex:
             limit=limit,
             offset=start,
             with_payload=list(fields) if fields is not None else True,
-            with_vectors=[self.vector_name] if with_vectors else False,
+            with_vectors=names or False,
         )
-        return [self._record(r) for r in records], None if nxt is None else str(nxt)
+        return [self._record(r, with_vectors, None) for r in records], None if nxt is None else str(nxt)
 
     def count(self, filter: Filter | None = None) -> int:
         flt = to_qdrant(filter)
@@ -355,10 +452,13 @@ class ServerIndex:
         counts = [FacetCount(value=h.value, count=int(h.count)) for h in response.hits]
         return sorted(counts, key=lambda c: (-c.count, str(c.value)))
 
-    def _record(self, r: Any) -> Record:
-        values = r.vector.get(self.vector_name) if isinstance(r.vector, dict) else None
-        array = None if values is None else np.asarray(values, dtype=np.float32)
-        return Record(id=str(r.id), payload=r.payload or {}, vector=array)
+    def _record(self, r: Any, with_vectors: bool | Sequence[str] = True, using: str | None = None) -> Record:
+        found = r.vector if with_vectors is not False and isinstance(r.vector, dict) else {}
+        arrays = {k: np.asarray(v, dtype=np.float32) for k, v in found.items()}
+        named = arrays if not isinstance(with_vectors, bool) else {}
+        return Record(
+            id=str(r.id), payload=r.payload or {}, vector=arrays.get(using or self.vector_name), vectors=named
+        )
 
     # -- maintenance ---------------------------------------------------------
 

@@ -17,7 +17,7 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 
 from service.config import IndexSettings
 from service.errors import IndexUnavailable, InvalidQuery, LoupeError
-from service.index.base import Condition, Filter
+from service.index.base import Condition, Filter, HasVector
 from service.index.plan import SearchPlan, qdrant_key
 from service.retry import RetryPolicy
 
@@ -33,15 +33,17 @@ def to_qdrant(node: Filter | None) -> models.Filter | None:
 
 
 def _qdrant_filter(node: Filter) -> models.Filter:
-    def parts(items: Sequence[Condition | Filter]) -> list[Any] | None:
+    def parts(items: Sequence[Condition | Filter | HasVector]) -> list[Any] | None:
         return [_qdrant_node(i) for i in items] or None
 
     return models.Filter(must=parts(node.must), should=parts(node.should), must_not=parts(node.must_not))
 
 
-def _qdrant_node(node: Condition | Filter) -> Any:
+def _qdrant_node(node: Condition | Filter | HasVector) -> Any:
     if isinstance(node, Filter):
         return _qdrant_filter(node)
+    if isinstance(node, HasVector):
+        return models.HasVectorCondition(has_vector=node.name)
     key = qdrant_key(node.key)
     if node.eq is not None:
         return models.FieldCondition(key=key, match=models.MatchValue(value=node.eq))
