@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.types import NullType
 
 from service.errors import SourceError
+from service.timestamps import rfc3339
 
 SKIP = object()
 
@@ -76,12 +77,6 @@ def _declared(value: str | int, kind: ColumnKind) -> Any:
     except ValueError:
         pass  # keep what the row holds rather than fail the listing
     return value
-
-
-def rfc3339(value: datetime) -> str:
-    """UTC with a `Z`; a timestamp without a zone is taken to be UTC."""
-    utc = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    return utc.isoformat().replace("+00:00", "Z")
 
 
 _PACKERS: list[tuple[type, str, Any]] = [

@@ -3,6 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import overload
+
+
+@overload
+def rfc3339(value: datetime) -> str: ...
+@overload
+def rfc3339(value: None) -> None: ...
+@overload
+def rfc3339(value: datetime | None) -> str | None: ...
 
 
 def rfc3339(value: datetime | None) -> str | None:

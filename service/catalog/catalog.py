@@ -6,7 +6,6 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -27,23 +26,16 @@ from service.errors import (
 )
 from service.index import open_index
 from service.index.base import Condition, Filter, VectorIndex
-from service.index.filters import parse_filter
+from service.index.filters import only_present, parse_filter
 from service.jobs.queue import JobQueue
 from service.jobs.runner import JobContext, execute
 from service.processes import process_owner
 from service.schemas import SearchRequest
 from service.state import JobRow, SourceRow, StateStore, utcnow
+from service.timestamps import rfc3339
 
 log = logging.getLogger(__name__)
 THUMBNAIL_SIZE = 256
-
-
-def _mentions_status(obj: Any) -> bool:
-    if isinstance(obj, dict):
-        return "status" in obj or any(_mentions_status(v) for v in obj.values())
-    if isinstance(obj, list):
-        return any(_mentions_status(v) for v in obj)
-    return False
 
 
 class Catalog:
@@ -93,7 +85,7 @@ class Catalog:
 
     def public_source(self, row: SourceRow) -> dict[str, Any]:
         cfg = registry.parse_config(row.kind, row.config).public()
-        return {"name": row.name, "kind": row.kind, "config": cfg, "created_at": _iso(row.created_at)}
+        return {"name": row.name, "kind": row.kind, "config": cfg, "created_at": rfc3339(row.created_at)}
 
     def remove_source(self, name: str) -> int:
         """Forget a source and delete its assets from the index; returns how many."""
@@ -321,11 +313,7 @@ class Catalog:
         return out, nxt
 
     def _search_filter(self, raw: dict[str, Any] | None) -> Filter:
-        user = parse_filter(raw)
-        must: list[Condition | Filter] = [] if user is None else [user]
-        if not _mentions_status(raw):
-            must.append(Condition(key="status", eq="ok"))
-        return Filter(must=must)
+        return parse_filter(only_present(raw)) or Filter()  # never empty: only_present adds a condition
 
     def _examples(
         self, req: SearchRequest, images: Sequence[bytes]
@@ -367,14 +355,6 @@ def _sync_fields(report: SyncReport) -> dict[str, Any]:
         "error_count": report.failed,
         "timings": {k: round(v, 3) for k, v in report.timings.items()},
     }
-
-
-def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.isoformat()
 
 
 __all__ = ["Catalog", "SourceError"]

@@ -15,6 +15,7 @@ from typing import Any
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from service.errors import AssetError
+from service.timestamps import rfc3339
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 # open_image enforces LOUPE_INGEST__MAX_PIXELS before any pixel is decoded, so Pillow's own
@@ -230,7 +231,7 @@ def _exif_metadata(img: Image.Image) -> dict[str, Any]:
     if isinstance(raw, str):
         try:
             when = datetime.strptime(raw.strip("\x00 "), "%Y:%m:%d %H:%M:%S")
-            out["captured_at"] = when.isoformat() + "Z"
+            out["captured_at"] = rfc3339(when)  # EXIF has no zone: read as UTC, as before
         except ValueError:
             pass
     return out

@@ -33,6 +33,7 @@ from service.index.base import FieldType, Record, VectorIndex
 from service.jobs.queue import JobQueue
 from service.processes import background_priority
 from service.state import StateStore
+from service.timestamps import rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -283,7 +284,7 @@ class Projector:
             ids=scan.id_array(),
             xy=xy,
             columns=columns,
-            computed_at=datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            computed_at=rfc3339(datetime.now(UTC)),
             seconds=round(time.monotonic() - started, 3),
         )
 

@@ -30,7 +30,8 @@ from connectors import base as connectors
 from service.catalog.assets import asset_from_payload
 from service.errors import InvalidQuery, LoupeError
 from service.export.schemas import ExportCounts, ExportRequest
-from service.index.filters import parse_filter
+from service.index.filters import only_present, parse_filter
+from service.timestamps import rfc3339
 
 if TYPE_CHECKING:
     from service.catalog.catalog import Catalog
@@ -120,7 +121,7 @@ class ExportContext:
             "target": self.request.target,
             "project": project,
             "export_id": self.export_id,
-            "at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            "at": rfc3339(datetime.now(UTC)),
             **extra,
         }
         record_exports(self.catalog, [a.id for a in assets], entry)
@@ -274,7 +275,7 @@ def _by_ids(catalog: Catalog, ids: Sequence[str], *, ctx: ExportContext) -> Iter
 
 def _by_filter(catalog: Catalog, raw: dict[str, Any], *, limit: int | None) -> Iterator[list[Selected]]:
     # Like a search, a filter alone leaves out assets gone from their source unless it asks for them.
-    flt = raw if _mentions(raw, "status") else ({"and": [raw, {"status": "ok"}]} if raw else {"status": "ok"})
+    flt = only_present(raw)
     cursor: str | None = None
     left = limit
     while left is None or left > 0:
@@ -284,14 +285,6 @@ def _by_filter(catalog: Catalog, raw: dict[str, Any], *, limit: int | None) -> I
         yield [Selected(a) for a in page]
         if cursor is None:
             return
-
-
-def _mentions(obj: Any, key: str) -> bool:
-    if isinstance(obj, dict):
-        return key in obj or any(_mentions(v, key) for v in obj.values())
-    if isinstance(obj, list):
-        return any(_mentions(v, key) for v in obj)
-    return False
 
 
 def lookup(meta: Mapping[str, Any], name: str) -> tuple[bool, Any]:

@@ -31,6 +31,7 @@ from service.errors import ExportError, InvalidQuery, LoupeError
 from service.export import label_studio_tasks as tasks
 from service.export.base import ExportContext, Selected, register
 from service.export.schemas import ExportRequest
+from service.timestamps import rfc3339
 
 MANIFEST_COLUMNS = ("id", "source", "key", "uri", "url", "score", "media_type", "width", "height")
 
@@ -163,7 +164,7 @@ class CocoFormat(JsonArrayFormat):
             "description": "Loupe export",
             "version": "1.0",
             "year": datetime.now(UTC).year,
-            "date_created": datetime.now(UTC).isoformat(),
+            "date_created": rfc3339(datetime.now(UTC)),
         }
         return (
             '{"info": ' + _json(info) + ', "licenses": [], "categories": [], "annotations": [], "images": ['

@@ -27,11 +27,12 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from service.errors import InvalidQuery
 from service.index.base import BUILTIN_FIELDS, METADATA_ROOT, Condition, FieldType, Filter
+from service.timestamps import rfc3339
 
 MAX_DEPTH = 16
 MAX_CONDITIONS = 256
@@ -67,6 +68,26 @@ def parse_filter(obj: Any, *, path: str = "filter") -> Filter | None:
     if len(parts) == 1 and isinstance(parts[0], Filter):
         return parts[0]
     return Filter(must=parts)
+
+
+def only_present(raw: Mapping[str, Any] | None) -> dict[str, Any]:
+    """`raw`, narrowed to assets still at their source (`status: ok`) unless it mentions `status`.
+
+    A sync keeps an asset gone from its source (marked `missing`) until a prune, so that
+    it can come back with its id and history; searches and exports leave such assets
+    out unless the filter asks about status itself (`{"status": "missing"}`).
+    """
+    if raw and _mentions_status(raw):
+        return dict(raw)
+    return {"and": [dict(raw), {"status": "ok"}]} if raw else {"status": "ok"}
+
+
+def _mentions_status(obj: Any) -> bool:
+    if isinstance(obj, Mapping):
+        return "status" in obj or any(_mentions_status(v) for v in obj.values())
+    if isinstance(obj, list):
+        return any(_mentions_status(v) for v in obj)
+    return False
 
 
 def field_key(name: Any, *, path: str = "field") -> str:
@@ -121,9 +142,7 @@ def parse_timestamp(value: str) -> str | None:
         moment = datetime.fromisoformat(value.upper())  # RFC 3339 allows `t` and `z`
     except ValueError:
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return rfc3339(moment)  # a naive time is UTC
 
 
 class _Parser:
