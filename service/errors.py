@@ -1,10 +1,12 @@
 """Loupe's exception tree; the API maps it to HTTP in one handler.
 
     LoupeError
-    ├── NotFound                    404  (SourceNotFound, AssetNotFound, JobNotFound, ExportNotFound)
-    ├── Conflict                    409  (SourceExists, IndexLocked, JobLost)
+    ├── NotFound                    404  (SourceNotFound, AssetNotFound, JobNotFound, ExportNotFound,
+    │                                     LabelSetNotFound)
+    ├── Conflict                    409  (SourceExists, IndexLocked, JobLost, LabelSetExists)
     ├── JobCancelled                a running job stops at its next step (never sent to a client)
     ├── InvalidQuery                422  a filter, search or request that cannot run as written
+    │   └── InvalidAnnotations      422  an annotation import refused whole: names the line and field
     ├── InvalidConfig               422  a source or setting that is wrong as given
     │   └── MissingDependency       422  the kind or driver needs a package: names the `pip install` line
     ├── PayloadTooLarge             413
@@ -71,8 +73,16 @@ class ExportNotFound(NotFound):
     pass
 
 
+class LabelSetNotFound(NotFound):
+    pass
+
+
 class Conflict(LoupeError):
     status_code = 409
+
+
+class LabelSetExists(Conflict):
+    pass
 
 
 class SourceExists(Conflict):
@@ -97,6 +107,10 @@ class InvalidQuery(LoupeError):
     def __init__(self, detail: str, *, path: str | None = None) -> None:
         super().__init__(f"{path}: {detail}" if path else detail)
         self.path = path
+
+
+class InvalidAnnotations(InvalidQuery):
+    """Annotations that cannot be imported; nothing of the call was written."""
 
 
 class InvalidConfig(LoupeError):

@@ -113,6 +113,37 @@ class ExportRow(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
+class LabelSetRow(Base):
+    """A label set (service/labels/store.py); its annotations live in the index payload."""
+
+    __tablename__ = "label_sets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    task: Mapped[str] = mapped_column(String(16))
+    classes: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    classes_declared: Mapped[bool] = mapped_column(Boolean, default=False)
+    model: Mapped[str | None] = mapped_column(Text, nullable=True)
+    assets: Mapped[int] = mapped_column(Integer, default=0)
+    last_job_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class LabelImportBatchRow(Base):
+    """A validated batch of (asset id, payload value) waiting for its import job to write it.
+
+    Kept in the state store rather than a local file, so that any replica's runner can run (or
+    resume) the job; the job deletes its batches when it ends.
+    """
+
+    __tablename__ = "label_import_batches"
+
+    job_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    items: Mapped[list[Any]] = mapped_column(JSON)
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")

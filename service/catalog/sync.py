@@ -29,12 +29,14 @@ from service.catalog.priority import SearchGate
 from service.config import IngestSettings
 from service.errors import AssetError, LoupeError, SourceError
 from service.index.base import Condition, Filter, Point, VectorIndex
-from service.index.filters import field_type_of
+from service.index.filters import RESERVED_ROOTS, field_type_of
 
 log = logging.getLogger(__name__)
 MAX_REPORTED_ERRORS = 1000
 MAX_AUTO_INDEXED_FIELDS = 64
 STATE_FIELDS = ("version", "status")
+# Payload roots that features write on an asset and a re-embed must keep (the filter roots).
+CARRIED_ROOTS: tuple[str, ...] = RESERVED_ROOTS
 LIST_CHUNK = 10_000
 _TIMINGS_LOCK = threading.Lock()
 
@@ -350,14 +352,17 @@ class SyncPipeline:
             self.report.restored += b.work.was_missing  # listed again, and changed meanwhile
 
     def _carry_exports(self, batch: list[_Ready]) -> None:
-        """A re-embedded asset keeps the record of where it was exported."""
+        """A re-embedded asset keeps what features wrote on it: where it was exported, its labels,
+        evaluation outcomes, signals and selections (CARRIED_ROOTS); only the file's facts change."""
         existed = [b.work.id for b in batch if b.work.existed]
         if not existed:
             return
-        previous = {rec.id: rec.payload.get("exports") or [] for rec in self.index.retrieve(existed)}
+        previous = {rec.id: rec.payload for rec in self.index.retrieve(existed)}
         for b in batch:
-            if previous.get(b.work.id):
-                b.payload["exports"] = list(previous[b.work.id])
+            old = previous.get(b.work.id) or {}
+            for root in CARRIED_ROOTS:
+                if old.get(root):
+                    b.payload[root] = old[root]
 
     def _ensure_metadata_indexes(self, batch: Iterable[_Ready]) -> None:
         """Index scalar metadata fields as they first appear, so filters and facets stay fast."""

@@ -155,6 +155,20 @@ class VectorIndex(Protocol):
         """Merge `payload` keys into existing points, leaving vectors alone."""
         ...
 
+    def set_payloads(self, items: Sequence[tuple[str, Mapping[str, Any]]], *, key: str | None = None) -> None:
+        """Merge a different payload into each point, in batches; ids that do not exist are skipped.
+
+        With `key` (e.g. "labels"), each payload is merged into the object at that path,
+        which is created when missing; the point's other keys are left alone.
+        """
+        ...
+
+    def delete_keys(
+        self, keys: Sequence[str], *, ids: Sequence[str] | None = None, filter: Filter | None = None
+    ) -> None:
+        """Remove payload paths (e.g. "labels.gt") from the points `ids`, or from those matching `filter`."""
+        ...
+
     def delete(self, ids: Sequence[str]) -> None: ...
 
     def retrieve(

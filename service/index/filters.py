@@ -14,7 +14,8 @@ missing, null or []). Range bounds are numbers, or RFC 3339 timestamps
 (a date alone means midnight UTC, a time without an offset means UTC).
 
 FIELD names a payload path: a built-in field (BUILTIN_FIELDS, or a path under
-one of their roots such as `exports.project`) maps to itself; `meta.x` and
+one of their roots such as `exports.project`, or under a reserved root of
+RESERVED_ROOTS such as `labels.gt.label`) maps to itself; `meta.x` and
 `metadata.x` map to `meta.x`; any other name maps to `meta.<name>`, so
 `{"label": "bike"}` filters the metadata field `label`.
 
@@ -41,7 +42,12 @@ COMBINATORS = ("and", "or", "not")
 RANGE_OPS = ("gt", "gte", "lt", "lte")
 OPERATORS = ("eq", "ne", "in", "nin", *RANGE_OPS, "exists", "match")
 
-_BUILTIN_ROOTS = frozenset(name.split(".")[0] for name in BUILTIN_FIELDS)
+# Roots that features write under (DESIGN.md "Reserved filter roots"): a path below one of
+# them is a payload path of its own, never metadata; a metadata key of such a name stays
+# reachable as `meta.<name>`. The one list, shared by label sets, evaluations, signals and
+# selections.
+RESERVED_ROOTS = ("exports", "labels", "evals", "signals", "selections")
+_BUILTIN_ROOTS = frozenset(name.split(".")[0] for name in BUILTIN_FIELDS) | frozenset(RESERVED_ROOTS)
 _METADATA_ALIASES = (METADATA_ROOT, "metadata")
 _SEGMENT = re.compile(r"^[\w\-]+(?:\[\])?$")  # `[]` walks into an array of objects
 # RFC 3339 shape (date, optional time, optional offset); fromisoformat then checks the values.

@@ -228,6 +228,47 @@ class ServerIndex:
                 wait=True,
             )
 
+    def set_payloads(self, items: Sequence[tuple[str, Mapping[str, Any]]], *, key: str | None = None) -> None:
+        for start in range(0, len(items), BATCH):
+            # One request per batch: a set-payload operation per point (each has its own values),
+            # selected by id filter so a point deleted meanwhile is skipped.
+            ops: list[Any] = [
+                models.SetPayloadOperation(
+                    set_payload=models.SetPayload(
+                        payload=dict(payload),
+                        filter=models.Filter(must=[models.HasIdCondition(has_id=[point_id(pid)])]),
+                        key=key,
+                    )
+                )
+                for pid, payload in items[start : start + BATCH]
+            ]
+            self._call("set payloads", self._client.batch_update_points, self.collection, ops, wait=True)
+
+    def delete_keys(
+        self, keys: Sequence[str], *, ids: Sequence[str] | None = None, filter: Filter | None = None
+    ) -> None:
+        if ids is None:
+            selector = to_qdrant(filter) or models.Filter(must=[])
+            self._call(
+                "delete payload keys",
+                self._client.delete_payload,
+                self.collection,
+                list(keys),
+                points=selector,
+                wait=True,
+            )
+            return
+        for start in range(0, len(ids), BATCH):
+            has = models.HasIdCondition(has_id=[point_id(i) for i in ids[start : start + BATCH]])
+            self._call(
+                "delete payload keys",
+                self._client.delete_payload,
+                self.collection,
+                list(keys),
+                points=models.Filter(must=[has]),
+                wait=True,
+            )
+
     def delete(self, ids: Sequence[str]) -> None:
         for start in range(0, len(ids), BATCH):
             selector = models.PointIdsList(points=[point_id(i) for i in ids[start : start + BATCH]])
