@@ -18,6 +18,7 @@ import httpx
 from service import errors
 from service.config import Settings
 from service.discovery import running_server
+from service.evals.schemas import EvaluationRequest
 from service.export.schemas import ExportRequest
 from service.schemas import SearchRequest
 
@@ -35,6 +36,10 @@ class Client(Protocol):
     def list_jobs(self, *, kind: str | None, state: str | None, limit: int) -> list[dict[str, Any]]: ...
     def get_job(self, job_id: str) -> dict[str, Any]: ...
     def cancel_job(self, job_id: str) -> dict[str, Any]: ...
+    def evaluate(self, req: EvaluationRequest, *, progress: Progress) -> dict[str, Any]: ...
+    def list_evaluations(self, *, limit: int) -> list[dict[str, Any]]: ...
+    def get_evaluation(self, evaluation_id: str) -> dict[str, Any]: ...
+    def compare_evaluations(self, a: str, b: str) -> dict[str, Any]: ...
     def close(self) -> None: ...
 
 
@@ -102,6 +107,30 @@ class LocalClient:
 
         return job_public(cancel(self.catalog, job_id)).model_dump()
 
+    def evaluate(self, req: EvaluationRequest, *, progress: Progress) -> dict[str, Any]:
+        from service.evals.runner import evaluation_public, run_now
+
+        return evaluation_public(run_now(self.catalog, req)).model_dump(mode="json")
+
+    def list_evaluations(self, *, limit: int) -> list[dict[str, Any]]:
+        from service.evals.runner import evaluation_public
+        from service.evals.store import EvaluationStore
+
+        rows = EvaluationStore(self.catalog.state).list(limit=limit)
+        return [evaluation_public(r).model_dump(mode="json") for r in rows]
+
+    def get_evaluation(self, evaluation_id: str) -> dict[str, Any]:
+        from service.evals.runner import evaluation_public
+        from service.evals.store import EvaluationStore
+
+        row = EvaluationStore(self.catalog.state).get(evaluation_id)
+        return evaluation_public(row).model_dump(mode="json")
+
+    def compare_evaluations(self, a: str, b: str) -> dict[str, Any]:
+        from service.evals.compare import compare
+
+        return compare(self.catalog, a, b).model_dump(mode="json")
+
     def close(self) -> None:
         # A sync's graph build must finish before the process exits, or it is lost.
         self.catalog.close()
@@ -149,6 +178,23 @@ class RemoteClient:
 
     def cancel_job(self, job_id: str) -> dict[str, Any]:
         return self._call("DELETE", f"/jobs/{job_id}")  # type: ignore[no-any-return]
+
+    def evaluate(self, req: EvaluationRequest, *, progress: Progress) -> dict[str, Any]:
+        evaluation = self._call("POST", "/evaluations", json=req.model_dump(mode="json", exclude_none=True))
+        while evaluation["state"] in ("queued", "running"):
+            progress(self._call("GET", f"/jobs/{evaluation['job_id']}"))
+            time.sleep(0.3)
+            evaluation = self._call("GET", f"/evaluations/{evaluation['id']}")
+        return evaluation  # type: ignore[no-any-return]
+
+    def list_evaluations(self, *, limit: int) -> list[dict[str, Any]]:
+        return self._call("GET", "/evaluations", params={"limit": limit})["data"]  # type: ignore[no-any-return]
+
+    def get_evaluation(self, evaluation_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/evaluations/{evaluation_id}")  # type: ignore[no-any-return]
+
+    def compare_evaluations(self, a: str, b: str) -> dict[str, Any]:
+        return self._call("POST", "/evaluations/compare", json={"a": a, "b": b})  # type: ignore[no-any-return]
 
     def search(self, req: SearchRequest, *, images: Sequence[bytes] = ()) -> dict[str, Any]:
         if not images:

@@ -13,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from service import web
 from service.api import errors
 from service.api.deps import authorize
-from service.api.routes import assets, exports, health, jobs, projector, search, sources
+from service.api.routes import assets, evaluations, exports, health, jobs, projector, search, sources
 from service.auth import parse_keys
 from service.catalog.catalog import Catalog
 from service.catalog.jobs import JobRunner
@@ -64,7 +64,7 @@ def create_app(settings: Settings | None = None, *, catalog: Catalog | None = No
             allow_headers=["Authorization", "Content-Type"],
         )
     api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(authorize)])
-    for module in (sources, jobs, assets, search, projector, exports):
+    for module in (sources, jobs, assets, search, projector, exports, evaluations):
         api.include_router(module.router)
     app.include_router(api)
     _mount_page(app)

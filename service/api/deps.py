@@ -47,7 +47,8 @@ def parse_filter_json(raw: str | None) -> dict[str, Any] | None:
     return value
 
 
-READ_POSTS = ("/search", "/search/image")
+# POSTs that only read (a search body, two evaluations to compare, a search from an error).
+READ_POSTS = ("/search", "/search/image", "/evaluations/compare", "/similar")
 
 
 async def authorize(request: Request) -> None:

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 # Modules whose import registers the built-in kinds; imported on first use so that the
 # registry is complete however the process started.
-BUILTIN = ("service.catalog.jobs", "service.export.jobs")
+BUILTIN = ("service.catalog.jobs", "service.export.jobs", "service.evals.jobs")
 
 
 @dataclass(frozen=True)

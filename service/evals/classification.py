@@ -1,0 +1,64 @@
+"""Classification metrics of one set of (truth, prediction) pairs, computed by scikit-learn."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+# A prediction that named no label (an abstention) is its own column of the confusion matrix.
+NO_LABEL = "(none)"
+
+
+def metrics(truth: Sequence[str], predicted: Sequence[str]) -> dict[str, float | None]:
+    """`accuracy`, `macro_f1`, `weighted_f1` over the labels either side names (sklearn's default)."""
+    if not truth:
+        return {"accuracy": None, "macro_f1": None, "weighted_f1": None}
+    y_true, y_pred = np.asarray(truth, dtype=object), np.asarray(predicted, dtype=object)
+    return {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+        "weighted_f1": float(f1_score(y_true, y_pred, average="weighted", zero_division=0)),
+    }
+
+
+def per_class(truth: Sequence[str], predicted: Sequence[str], labels: Sequence[str]) -> dict[str, Any]:
+    """precision, recall, f1 and support of each label (zero where a label is never predicted)."""
+    if not truth:
+        return {}
+    precision, recall, f1, support = precision_recall_fscore_support(
+        np.asarray(truth, dtype=object),
+        np.asarray(predicted, dtype=object),
+        labels=list(labels),
+        zero_division=0,
+    )
+    return {
+        label: {
+            "precision": float(precision[i]),
+            "recall": float(recall[i]),
+            "f1": float(f1[i]),
+            "support": int(support[i]),
+        }
+        for i, label in enumerate(labels)
+    }
+
+
+def confusion(truth: Sequence[str], predicted: Sequence[str], labels: Sequence[str]) -> list[list[int]]:
+    """Rows: the true label, columns: the predicted one, both in the order of `labels`."""
+    if not truth:
+        return [[0] * len(labels) for _ in labels]
+    matrix = confusion_matrix(
+        np.asarray(truth, dtype=object), np.asarray(predicted, dtype=object), labels=list(labels)
+    )
+    return [[int(v) for v in row] for row in matrix]
+
+
+def label_order(truth: Sequence[str], predicted: Sequence[str]) -> list[str]:
+    """The labels of the matrix and the per-class table: those seen on either side, sorted as
+    scikit-learn sorts them, the abstention column last. A declared class that neither side
+    uses is left out, as scikit-learn's averages leave it out."""
+    seen = set(truth) | set(predicted)
+    ordered = sorted(seen - {NO_LABEL})
+    return [*ordered, NO_LABEL] if NO_LABEL in seen else ordered

@@ -1,0 +1,72 @@
+"""Per-asset outcomes written back as payload fields `evals.<id>.*`, indexed for filters.
+
+Classification writes `correct` (bool); detection `tp`, `fp`, `fn` (integers at the
+evaluation's IoU). `{"evals.<id>.correct": false}` is then every wrong prediction, as a
+search filter, a listing and an export selection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from service.evals.evaluate import Plan
+from service.index.base import FieldType, VectorIndex
+
+BATCH = 2048
+FIELDS = {
+    "classification": {"correct": FieldType.bool},
+    "detection": dict.fromkeys(("tp", "fp", "fn"), FieldType.integer),
+}
+
+
+def root(evaluation_id: str) -> str:
+    return f"evals.{evaluation_id}"
+
+
+def write(
+    index: VectorIndex,
+    plan: Plan,
+    ids: Sequence[str],
+    outcomes: Sequence[dict[str, Any]],
+    *,
+    on_batch: Callable[[float], None] = lambda f: None,
+) -> None:
+    """Index the fields first (so filters on them are served by the index), then set them."""
+    key = root(plan.evaluation_id)
+    for name, kind in FIELDS[plan.task].items():
+        index.ensure_field(f"{key}.{name}", kind)
+    items = list(zip(ids, outcomes, strict=True))
+    for start in range(0, len(items), BATCH):
+        index.set_payloads(items[start : start + BATCH], key=key)
+        on_batch(min(1.0, (start + BATCH) / max(1, len(items))))
+
+
+def clear(index: VectorIndex, evaluation_id: str) -> None:
+    """Remove an evaluation's outcome fields from every asset."""
+    index.delete_keys([root(evaluation_id)])
+
+
+def wrong(evaluation_id: str, task: str) -> dict[str, Any]:
+    """The assets the evaluation scored with at least one error."""
+    key = root(evaluation_id)
+    if task == "classification":
+        return {f"{key}.correct": False}
+    return {"or": [{f"{key}.fp": {"gt": 0}}, {f"{key}.fn": {"gt": 0}}]}
+
+
+def right(evaluation_id: str, task: str) -> dict[str, Any]:
+    """The assets the evaluation scored without an error."""
+    key = root(evaluation_id)
+    if task == "classification":
+        return {f"{key}.correct": True}
+    return {f"{key}.fp": 0, f"{key}.fn": 0}
+
+
+def outcome_filters(plan: Plan) -> dict[str, Any]:
+    """What the evaluation wrote, and the filters that select its wrong and right assets."""
+    return {
+        "fields": [f"{root(plan.evaluation_id)}.{name}" for name in FIELDS[plan.task]],
+        "wrong": wrong(plan.evaluation_id, plan.task),
+        "right": right(plan.evaluation_id, plan.task),
+    }
