@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
-from starlette.routing import Match, Mount
+from starlette.routing import Match, Mount, compile_path
 
 from service.errors import LoupeError
 from service.schemas import ErrorBody
@@ -59,23 +59,40 @@ PROBED_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 
 
 def allowed_methods(request: Request) -> list[str]:
-    """Every method some route serves at this request's path.
+    """The methods the resource at this request's path serves, for `Allow` (RFC 9110).
 
     Starlette's 405 names only the methods of the first route whose path matched, but
-    GET and POST /sources are two routes: `Allow` must list both (RFC 9110). FastAPI nests
-    included routers, so each method is probed through the routes' own matching instead
-    of reading their method sets. Mounts (static files) match any method: they answer
-    their own 405s.
+    GET and POST /sources are two routes. FastAPI nests included routers, so each method
+    is probed through the routes' own matching (mounts, i.e. static files, answer their
+    own 405s). Where the OpenAPI document has the path, the most specific template wins:
+    /evaluations/compare is a POST, even though GET /evaluations/{id} also matches it.
     """
-    allowed = []
+    probed = []
     for method in PROBED_METHODS:
         scope = {**request.scope, "method": method}
         if any(
             not isinstance(route, Mount) and route.matches(scope)[0] is Match.FULL
             for route in request.app.router.routes
         ):
-            allowed.append(method)
-    return allowed
+            probed.append(method)
+    path = request.scope["path"]
+    root = request.scope.get("root_path", "")
+    documented = _documented_methods(request.app.openapi(), path.removeprefix(root) if root else path)
+    return [m for m in probed if m in documented] if documented else probed
+
+
+def _documented_methods(spec: dict[str, Any], path: str) -> set[str]:
+    templates = [t for t in spec.get("paths", {}) if compile_path(t)[0].match(path)]
+    if not templates:
+        return set()
+    fewest = min(t.count("{") for t in templates)
+    return {
+        method.upper()
+        for t in templates
+        if t.count("{") == fewest
+        for method in spec["paths"][t]
+        if method.upper() in PROBED_METHODS
+    }
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
