@@ -26,6 +26,7 @@ BENCHES: dict[str, tuple[str, str]] = {
     "s3": ("benchmarks.bench_s3", "S3 connector against a local SeaweedFS (issue 4)"),
     "sql": ("benchmarks.bench_sql", "SQL connector listing (issue 5)"),
     "projector": ("benchmarks.bench_projector", "the 2-D map of the catalog (issue 7)"),
+    "jobs": ("benchmarks.bench_jobs", "the durable job queue on SQLite and PostgreSQL (issue 13)"),
 }
 
 
