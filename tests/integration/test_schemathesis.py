@@ -37,7 +37,7 @@ values = ['{"source": "photos"}', '{"label": {"in": ["bike", "car"]}}', '{"width
           '{"not": {"status": "missing"}}', '{}', '']
 
 [dictionaries.fields]
-values = ["source", "status", "media_type", "meta.label"]
+values = ["source", "status", "media_type", "label", "meta.label"]
 
 [parameters]
 "query.filter" = { dictionary = "filters" }

@@ -26,6 +26,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from service.api.deps import CatalogDep
 from service.catalog.fields import catalog_fields
 from service.catalog.projector import Projector, methods
+from service.index.filters import field_key
 from service.schemas import Page
 
 router = APIRouter(tags=["projector"])
@@ -130,7 +131,8 @@ def projector_colors(
     method: Method = "pca",
 ) -> Response:
     """One field's value per point (category codes or numbers) as a binary frame, in layout order."""
-    layout, column = projector.column(method, field)
+    # The names filters and facets take (`label` is `meta.label`), so one field name works everywhere.
+    layout, column = projector.column(method, field_key(field, path="field"))
     header = {"version": layout.fingerprint, "count": layout.count, **column.header()}
     tag = hashlib.sha256(field.encode()).hexdigest()[:12]  # any field name, safe in a header
     return _binary(
