@@ -127,3 +127,72 @@ def detection_value(boxes: list[dict[str, Any]]) -> dict[str, Any]:
         "count": len(boxes),
         "boxes": boxes,
     }
+
+
+def write_scenes(directory: Any, n: int, *, seed: int, size: int = 96) -> list[list[dict[str, Any]]]:
+    """`scene_00000.png ...`: each scene's shapes drawn on grey, with the boxes of its masks."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    from service.synth import COLORS
+
+    root = Path(directory)
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    colours = list(COLORS.values())
+    out = []
+    for i in range(n):
+        pixels = np.full((size, size, 3), 128.0, dtype=np.float32)
+        boxes = []
+        for _ in range(int(rng.integers(1, 4))):
+            shape = SHAPES[int(rng.integers(len(SHAPES)))]
+            radius = float(rng.uniform(7, 18))
+            cx, cy = rng.uniform(radius + 1, size - radius - 1, 2)
+            mask = shape_mask(shape, size=size, center=(cx, cy), radius=radius, angle=0.0)
+            rgb = np.asarray(colours[int(rng.integers(len(colours)))], dtype=np.float32)
+            pixels = pixels * (1 - mask[..., None]) + rgb * mask[..., None]
+            ys, xs = np.nonzero(mask > 0.5)
+            x0, y0 = int(xs.min()), int(ys.min())
+            boxes.append({"label": shape, "bbox": [x0, y0, int(xs.max()) - x0 + 1, int(ys.max()) - y0 + 1]})
+        Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(root / f"scene_{i:05d}.png")
+        out.append(boxes)
+    return out
+
+
+def coco_files(
+    names: Sequence[str],
+    truth: Sequence[list[dict[str, Any]]],
+    pred: Sequence[list[dict[str, Any]]],
+    size: int,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A COCO instances file for `truth` and a COCO file of scored detections for `pred`."""
+    classes = sorted({b["label"] for boxes in (*truth, *pred) for b in boxes})
+    cats = [{"id": i + 1, "name": c} for i, c in enumerate(classes)]
+    cat = {c: i + 1 for i, c in enumerate(classes)}
+    images = [{"id": i + 1, "file_name": n, "width": size, "height": size} for i, n in enumerate(names)]
+
+    def annotations(per_image: Sequence[list[dict[str, Any]]], scored: bool) -> list[dict[str, Any]]:
+        anns = []
+        for i, boxes in enumerate(per_image):
+            for b in boxes:
+                x, y, w, h = (float(v) for v in b["bbox"])
+                # Clipped to the image, as a detector's output is.
+                x, y = max(0.0, x), max(0.0, y)
+                w, h = min(w, size - x), min(h, size - y)
+                ann = {
+                    "id": len(anns) + 1,
+                    "image_id": i + 1,
+                    "category_id": cat[b["label"]],
+                    "bbox": [x, y, w, h],
+                    "area": w * h,
+                    "iscrowd": 0,
+                }
+                if scored:
+                    ann["score"] = b["score"]
+                anns.append(ann)
+        return anns
+
+    gt = {"images": images, "categories": cats, "annotations": annotations(truth, False)}
+    dt = {"images": images, "categories": cats, "annotations": annotations(pred, True)}
+    return gt, dt
