@@ -289,6 +289,9 @@ def test_the_server_rejects_what_the_document_forbids(synced, client):
     rejected(client.post("/api/v1/search", json={"text": "   "}), "text")
     rejected(client.post("/api/v1/search", json={}), "text")
     rejected(client.post("/api/v1/search", json={"text": "x", "limit": "5"}), "limit")  # strict types
+    # A blank text beside an image: a 422 from the form's own rules, not a 500 from the search model.
+    image = [("images", ("q.png", b"x", "image/png"))]
+    rejected(client.post("/api/v1/search/image", data={"text": "  "}, files=image), "text")
     rejected(client.post("/api/v1/exports", json={"target": "", "filter": {}}), "target")
     rejected(client.post("/api/v1/exports", json={"target": "jsonl", "ids": ["x"]}), "ids[0]")
     rejected(client.post("/api/v1/exports", json={"target": "jsonl", "search": {"limit": 3}}), "search")

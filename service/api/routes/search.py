@@ -45,7 +45,7 @@ def _ids(raw: list[str] | None) -> list[str]:
 def search_image(
     catalog: CatalogDep,
     images: Annotated[list[UploadFile], File(description="One or more example images.")],
-    text: Annotated[str | None, Form(max_length=1000)] = None,
+    text: Annotated[str | None, Form(min_length=1, max_length=1000, pattern=r"\S")] = None,
     like: Annotated[list[str] | None, Form()] = None,
     unlike: Annotated[list[str] | None, Form()] = None,
     filter: Annotated[str | None, Form(description="Filter as a JSON string.")] = None,
