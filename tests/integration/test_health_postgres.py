@@ -4,9 +4,10 @@ The state store is a private PostgreSQL cluster (initdb + pg_ctl as the postgres
 user, on its own port and socket directory), so the test can SIGKILL every one of
 its processes, as a crashed host would leave it, without touching the machine's
 shared server. `loupe serve` is the real command (tests/integration/replica_server:
-only the encoder is the FakeEncoder). A listener that accepts and never answers
-stands for a database behind a dropped route, where only the connect timeout
-keeps a request from hanging.
+only the encoder is the FakeEncoder). Checked: /health and state-touching requests
+answer 503 naming the store, quickly, and recover; a sync running through the outage
+resumes and finishes. A listener that accepts and never answers stands for a database
+behind a dropped route, where only the connect timeout keeps a request from hanging.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from service.config import Settings
 from service.errors import StateUnavailable
 from service.state import StateStore
 from tests.conftest import free_port
-from tests.integration.test_replicas import Replica
+from tests.integration.test_replicas import Replica, add_source, assets_of, photos, submit, wait_done
 
 # A refused connection fails at once; the bound leaves room for a loaded 2-core machine.
 ANSWER_WITHIN_S = 3.0
@@ -162,10 +163,7 @@ def test_health_and_requests_answer_503_during_an_outage_and_recover(
         assert body["status"] == "ok" and body["assets"] == 0, body
         assert body["index"] == {"ok": True, "backend": "embedded", "assets": 0}, body
         assert body["state"]["ok"] is True and body["state"]["backend"] == "postgresql", body
-        added = server.client.post(
-            "/api/v1/sources", json={"name": "photos", "kind": "local", "config": {"path": str(tmp_path)}}
-        )
-        assert added.status_code == 201, added.text
+        add_source(server, "photos", photos(tmp_path / "photos", 2))
 
         private_pg.kill()
         seconds, health = timed_get(server.client, "/health")
@@ -196,9 +194,47 @@ def test_health_and_requests_answer_503_during_an_outage_and_recover(
         listed = server.client.get("/api/v1/sources")
         assert listed.status_code == 200, listed.text
         assert [s["name"] for s in listed.json()["data"]] == ["photos"], "the source outlived the crash"
+        # The job runner, whose claims failed all through the outage, runs a sync again.
+        job = submit(server, "photos")
+        assert wait_done(server, job["id"])["state"] == "succeeded"
+        assert assets_of(server, "photos") == {"img_000.png", "img_001.png"}
     finally:
         server.stop()
     assert password not in server.output()
+
+
+def test_a_sync_running_through_an_outage_resumes_and_finishes(
+    private_pg: PrivatePostgres, tmp_path: Path
+) -> None:
+    """Its runner's writes and heartbeats fail while the store is down; once it is back the
+    job is taken over (by the same runner: its heartbeats stopped) and every asset lands."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOUPE_")}
+    env.update(
+        LOUPE_DATABASE_URL=private_pg.url("loupe"),
+        LOUPE_DATABASE_CONNECT_TIMEOUT_S="2",
+        LOUPE_JOBS_STALE_AFTER_S="3",
+        LOUPE_TEST_ENCODE_DELAY_S="0.2",  # 40 images in batches of 2: a sync of about 4 s
+        LOUPE_INGEST__BATCH_SIZE="2",
+        LOUPE_INDEX__OPTIMIZE_AFTER_SYNC="false",
+    )
+    server = Replica("serve", home=tmp_path / "home", env=env)
+    try:
+        server.wait_ready()
+        add_source(server, "photos", photos(tmp_path / "photos", 40))
+        job = submit(server, "photos")
+        deadline = time.monotonic() + 60
+        while server.client.get(f"/api/v1/jobs/{job['id']}").json()["counts"].get("added", 0) < 4:
+            assert time.monotonic() < deadline, "the sync did not start"
+            time.sleep(0.05)
+        private_pg.kill()
+        time.sleep(3)  # longer than the stale period: the runner's heartbeats fail meanwhile
+        assert server.client.get(f"/api/v1/jobs/{job['id']}").status_code == 503
+        private_pg.start()
+        done = wait_done(server, job["id"], timeout_s=60)
+        assert done["state"] == "succeeded", done
+        assert assets_of(server, "photos") == {f"img_{i:03d}.png" for i in range(40)}
+    finally:
+        server.stop()
 
 
 class SilentListener:
