@@ -26,8 +26,10 @@ _NEEDS_TEXT_OR_LIKE: JsonDict = {
     "anyOf": [
         {"required": ["text"], "properties": {"text": {"type": "string"}}},
         {"required": ["like"], "properties": {"like": {"type": "array", "minItems": 1}}},
+        {"required": ["vector"], "properties": {"vector": {"type": "array", "minItems": 1}}},
     ]
 }
+MAX_VECTOR_DIM = 65_536
 
 
 class SearchRequest(BaseModel):
@@ -48,6 +50,18 @@ class SearchRequest(BaseModel):
     )
     unlike: list[str] = Field(
         default_factory=list, max_length=MAX_EXAMPLES, description="Asset ids to steer away from."
+    )
+    vector: list[float] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_VECTOR_DIM,
+        description="A raw query vector of the space's dimension (finite; not all zeros under cosine).",
+    )
+    space: str | None = Field(
+        default=None,
+        max_length=200,
+        description="The vector space to search (GET /api/v1/vector-spaces); default: the encoder's. "
+        "`text` and example images work only in the encoder's space.",
     )
     filter: dict[str, Any] | None = Field(default=None, description="Filter in Loupe's JSON filter language.")
     limit: int = Field(default=20, ge=1, le=1000)

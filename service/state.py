@@ -144,6 +144,20 @@ class LabelImportBatchRow(Base):
     items: Mapped[list[Any]] = mapped_column(JSON)
 
 
+class SpaceRow(Base):
+    """A user vector space (service/spaces): a named vector of the index's points."""
+
+    __tablename__ = "vector_spaces"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    dim: Mapped[int] = mapped_column(Integer)
+    distance: Mapped[str] = mapped_column(String(16))
+    # Filled by `loupe sync NAME --space S --model M`: the model that makes its vectors.
+    model: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    pretrained: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")

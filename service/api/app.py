@@ -13,12 +13,22 @@ from fastapi.staticfiles import StaticFiles
 from service import web
 from service.api import errors
 from service.api.deps import authorize
-from service.api.routes import assets, evaluations, exports, health, jobs, projector, search, sources
+from service.api.routes import (
+    assets,
+    evaluations,
+    exports,
+    health,
+    jobs,
+    projector,
+    search,
+    sources,
+    vector_spaces,
+)
 from service.auth import parse_keys
 from service.catalog.catalog import Catalog
-from service.catalog.jobs import JobRunner
 from service.catalog.projector import Projector
 from service.config import Settings, get_settings
+from service.jobs.runner import JobRunner
 
 API_PREFIX = "/api/v1"
 
@@ -64,7 +74,7 @@ def create_app(settings: Settings | None = None, *, catalog: Catalog | None = No
             allow_headers=["Authorization", "Content-Type"],
         )
     api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(authorize)])
-    for module in (sources, jobs, assets, search, projector, exports, evaluations):
+    for module in (sources, jobs, assets, search, projector, exports, evaluations, vector_spaces):
         api.include_router(module.router)
     app.include_router(api)
     _mount_page(app)

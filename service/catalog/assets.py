@@ -74,6 +74,7 @@ def asset_from_payload(point_id: str, payload: Mapping[str, Any]) -> dict[str, A
         "status": payload.get("status", "ok"),
         "metadata": payload.get("meta") or {},
         "exports": payload.get("exports") or [],
+        "vectors": payload.get("vectors") or [],  # the spaces it has a vector in (service/spaces)
         # What wave-2 features wrote on the asset (DESIGN.md): label sets and evaluation outcomes
         # by name, signals, selections; only present once something wrote them.
         **{root: payload[root] for root in _FEATURE_ROOTS if root in payload},

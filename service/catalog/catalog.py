@@ -25,8 +25,9 @@ from service.errors import (
     SourceError,
 )
 from service.index import open_index
-from service.index.base import Condition, Filter, VectorIndex
+from service.index.base import Condition, Filter, VectorIndex, VectorSpec
 from service.index.filters import only_present, parse_filter
+from service.index.spaces import check_vector, resolve_space
 from service.jobs.queue import JobQueue
 from service.jobs.runner import JobContext, execute
 from service.processes import process_owner
@@ -285,10 +286,11 @@ class Catalog:
             return self._search(req, images)
 
     def _search(self, req: SearchRequest, images: Sequence[bytes]) -> tuple[list[dict[str, Any]], int | None]:
-        positive, negative = self._examples(req, images)
+        space = resolve_space(self.index, req.space)
+        positive, negative = self._examples(req, images, space)
         if not positive:
             raise InvalidQuery(
-                "a search needs `text`, `like` asset ids or an example image; "
+                "a search needs `text`, `like` asset ids, a `vector` or an example image; "
                 "to list assets by filter alone use GET /api/v1/assets"
             )
         flt = self._search_filter(req.filter)
@@ -301,6 +303,7 @@ class Catalog:
             limit=want,
             offset=0,
             score_threshold=req.score_threshold,
+            using=space.name,
         )
         kept = [h for h in hits if h.id not in exclude]
         page = kept[req.offset : req.offset + req.limit]
@@ -316,12 +319,21 @@ class Catalog:
         return parse_filter(only_present(raw)) or Filter()  # never empty: only_present adds a condition
 
     def _examples(
-        self, req: SearchRequest, images: Sequence[bytes]
+        self, req: SearchRequest, images: Sequence[bytes], space: VectorSpec
     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
         positive: list[np.ndarray] = []
+        if space.name != self.index.vector_name and ((req.text and req.text.strip()) or images):
+            what = "text" if req.text else "example images"
+            raise InvalidQuery(
+                f"{what} can only be searched in the encoder's space ({self.index.vector_name!r}): "
+                f"{space.name!r} holds vectors the encoder does not make; search it by `like` or `vector`",
+                path="text" if req.text else "images",
+            )
         if req.text and req.text.strip():
             positive.append(self.encoder.encode_text(req.text))
-        positive.extend(self._vectors(req.like, "like"))
+        if req.vector is not None:
+            positive.append(check_vector(req.vector, space, path="vector"))
+        positive.extend(self._vectors(req.like, "like", space.name))
         if images:
             decoded = []
             for i, data in enumerate(images):
@@ -334,15 +346,21 @@ class Catalog:
                 except AssetError as exc:
                     raise InvalidQuery(f"example image {i + 1}: {exc.detail}", path=f"images[{i}]") from None
             positive.extend(self.encoder.encode_images(decoded))
-        return positive, self._vectors(req.unlike, "unlike")
+        return positive, self._vectors(req.unlike, "unlike", space.name)
 
-    def _vectors(self, ids: Sequence[str], field: str) -> list[np.ndarray]:
+    def _vectors(self, ids: Sequence[str], field: str, using: str | None = None) -> list[np.ndarray]:
         if not ids:
             return []
-        recs = {r.id: r for r in self.index.retrieve(list(ids), with_vectors=True)}
+        recs = {r.id: r for r in self.index.retrieve(list(ids), with_vectors=True, using=using)}
         missing = [i for i in ids if i not in recs]
         if missing:
             raise AssetNotFound(f"{field}: no asset with id {missing[0]!r}")
+        if using is not None and using != self.index.vector_name:
+            lacking = [n for n, i in enumerate(ids) if recs[i].vector is None]
+            if lacking:
+                n = lacking[0]
+                detail = f"asset {ids[n]} has no vector in the space {using!r}"
+                raise InvalidQuery(detail, path=f"{field}[{n}]")
         return [recs[i].vector for i in ids if recs[i].vector is not None]  # type: ignore[misc]
 
 

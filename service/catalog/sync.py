@@ -336,9 +336,11 @@ class SyncPipeline:
         vectors = self.encoder.encode_prepared([b.tensor for b in batch])
         t1 = time.monotonic()
         t1u = time.monotonic() if self.gate.yield_to_searches() else t1  # a wait is neither stage
+        carried = self._carry_vectors(batch)
         self._ensure_metadata_indexes(batch)
         points = [
-            Point(id=b.work.id, vector=vec, payload=b.payload) for b, vec in zip(batch, vectors, strict=True)
+            Point(id=b.work.id, vector=vec, payload=b.payload, vectors=carried.get(b.work.id, {}))
+            for b, vec in zip(batch, vectors, strict=True)
         ]
         self.index.upsert(points)
         t2 = time.monotonic()
@@ -350,6 +352,23 @@ class SyncPipeline:
             else:
                 self.report.added += 1
             self.report.restored += b.work.was_missing  # listed again, and changed meanwhile
+
+    def _carry_vectors(self, batch: list[_Ready]) -> dict[str, dict[str, np.ndarray]]:
+        """A re-embedded asset keeps its vectors in the other spaces (an upsert replaces the whole
+        point); the source changed it, so they are marked stale (`vectors_stale`) until replaced."""
+        own = self.index.vector_name
+        others = [name for name in self.index.vector_specs() if name != own]
+        for b in batch:
+            b.payload["vectors"], b.payload["vectors_stale"] = [own], []
+        existed = [b.work.id for b in batch if b.work.existed]
+        if not others or not existed:
+            return {}
+        kept = {r.id: r.vectors for r in self.index.retrieve(existed, with_vectors=others)}
+        for b in batch:
+            spaces = sorted(kept.get(b.work.id) or {})
+            if spaces:
+                b.payload["vectors"], b.payload["vectors_stale"] = [own, *spaces], spaces
+        return kept
 
     def _carry_exports(self, batch: list[_Ready]) -> None:
         """A re-embedded asset keeps what features wrote on it: where it was exported, its labels,

@@ -20,7 +20,12 @@ if TYPE_CHECKING:
 
 # Modules whose import registers the built-in kinds; imported on first use so that the
 # registry is complete however the process started.
-BUILTIN = ("service.catalog.jobs", "service.export.jobs", "service.evals.jobs")
+BUILTIN = (
+    "service.catalog.jobs",
+    "service.export.jobs",
+    "service.evals.jobs",
+    "service.spaces.imports",
+)
 
 
 @dataclass(frozen=True)
