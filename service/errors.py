@@ -16,7 +16,7 @@
     ├── AssetError                  one asset could not be read or decoded (a report line)
     ├── EncoderError                weights missing or mismatched
     ├── IndexUnavailable       (T)  503  the vector index cannot be reached or used
-    ├── StateUnavailable            503  the state store (SQLite file, PostgreSQL) cannot be reached
+    ├── StateUnavailable       [T]  503  the state store (SQLite file, PostgreSQL) cannot be reached
     ├── ExportError                 502  a labeling target refused or failed
     │   └── ExportUnavailable   [T] 502  the target did not answer, or answered 429/5xx
     └── TransientError              the mark of [T]: worth retrying as it is; mixed into those classes
@@ -155,8 +155,8 @@ class IndexUnavailable(LoupeError):
     status_code = 503
 
 
-class StateUnavailable(LoupeError):
-    """The state store cannot be reached or used (a PostgreSQL outage, a locked SQLite file)."""
+class StateUnavailable(TransientError):
+    """The state store cannot be reached or answer now (a PostgreSQL outage, a locked SQLite file)."""
 
     status_code = 503
 
