@@ -92,6 +92,8 @@ class Settings(BaseSettings):
     quantize: Literal["none", "int8"] = "none"  # dynamic int8 image tower, CPU only
     precision: Literal["auto", "fp32", "fp16"] = "auto"  # auto: fp16 on CUDA, fp32 on CPU
     max_upload_bytes: int = 20 * 1024 * 1024
+    # Annotation files (a COCO instances file of 5,000 images is ~25 MB): read whole to be checked.
+    max_annotation_bytes: int = 512 * 1024 * 1024
     # A running sync whose replica has not heartbeaten for this long is re-queued for another one.
     jobs_stale_after_s: float = Field(default=30.0, gt=0)
     index: IndexSettings = Field(default_factory=IndexSettings)

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 BUILTIN = (
     "service.catalog.jobs",
     "service.export.jobs",
+    "service.labels.jobs",
     "service.evals.jobs",
     "service.spaces.imports",
 )

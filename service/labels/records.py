@@ -34,9 +34,9 @@ class AssetRef:
     def text(self) -> str:
         if self.asset_id:
             return f"asset {self.asset_id}"
-        if self.file is not None:
-            return f"file {self.file!r}"
-        return f"{self.source}/{self.key}"
+        if self.key is not None:
+            return f"{self.source}/{self.key}"
+        return f"file {self.file!r}"
 
 
 @dataclass(slots=True)

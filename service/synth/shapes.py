@@ -53,6 +53,9 @@ class Sample:
     image: Image.Image
     caption: str
     attributes: dict[str, Any]
+    # The shape's box [x, y, w, h] in pixels: the extent of its coverage mask (occluders do not
+    # shrink it), detection ground truth that needs no labeler.
+    bbox: tuple[float, float, float, float] | None = None
 
 
 def _pick(rng: np.random.Generator, options: tuple[str, ...] | list[str]) -> str:
@@ -122,7 +125,7 @@ def _shape_color(rng: np.random.Generator, name: str) -> np.ndarray:
     return np.asarray(np.clip(rgb + rng.normal(0.0, 4.0, 3), 0, 255), dtype=np.float32)
 
 
-def _draw(rng: np.random.Generator, attrs: dict[str, Any], size: int) -> np.ndarray:
+def _draw(rng: np.random.Generator, attrs: dict[str, Any], size: int) -> tuple[np.ndarray, np.ndarray]:
     low, high = SIZES[attrs["size"]]
     radius = rng.uniform(low, high) * size
     margin = radius * 1.05
@@ -143,7 +146,7 @@ def _draw(rng: np.random.Generator, attrs: dict[str, Any], size: int) -> np.ndar
             angle=rng.uniform(0, math.pi),
         )
         pixels = _composite(pixels, bar, rng.uniform(90, 150) * np.array([1.0, 0.9, 0.75]))
-    return pixels
+    return pixels, mask
 
 
 def render(
@@ -158,11 +161,18 @@ def render(
     """Image `index` of the stream `seed`; it depends on nothing else, so streams can be sliced."""
     rng = np.random.default_rng([seed, index])
     attrs = _attributes(rng, _kind(rng, edge_cases, rare_rate, occluded_rate))
-    pixels = _draw(rng, attrs, size)
+    pixels, mask = _draw(rng, attrs, size)
     pixels += rng.normal(0.0, rng.uniform(2.0, 12.0), pixels.shape).astype(np.float32)
     image = Image.fromarray(np.clip(pixels + 0.5, 0, 255).astype(np.uint8))
     attrs["caption"] = describe(attrs)
-    return Sample(index=index, image=image, caption=attrs["caption"], attributes=attrs)
+    return Sample(index=index, image=image, caption=attrs["caption"], attributes=attrs, bbox=_extent(mask))
+
+
+def _extent(mask: np.ndarray) -> tuple[float, float, float, float]:
+    """The pixel box [x, y, w, h] of the pixels a mask covers by half or more."""
+    ys, xs = np.nonzero(mask >= 0.5)
+    x0, y0 = int(xs.min()), int(ys.min())
+    return (float(x0), float(y0), float(xs.max() + 1 - x0), float(ys.max() + 1 - y0))
 
 
 def generate(
