@@ -188,8 +188,9 @@ def make_engine(url: str, *, connect_timeout_s: int = DEFAULT_CONNECT_TIMEOUT_S)
     """An engine for `url` with the schema created; errors name the URL without its password.
 
     A server store gets a connect timeout, and waits no longer than that for a pooled
-    connection: without them a request during an outage or a network partition waits for
-    the kernel's TCP retries (minutes) instead of answering 503.
+    connection: without them a request to a host that drops packets waits for the kernel's
+    connect retries (over two minutes) instead of answering 503. (A pooled connection whose
+    server goes silent mid-query is not bounded by either.)
     """
     try:
         parsed = make_url(url)
