@@ -14,7 +14,7 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
-from service.errors import JobCancelled, JobLost, LoupeError
+from service.errors import JobCancelled, JobLost, LoupeError, StateUnavailable
 from service.jobs.kinds import JobKind, kind_for, kinds, lanes
 from service.jobs.queue import JobQueue
 from service.processes import background_priority
@@ -187,11 +187,17 @@ class JobRunner:
 
     def _work(self, names: tuple[str, ...]) -> None:
         background_priority(self.nice)
+        down = False
         while not self._stop.is_set():
             try:
                 job = self.catalog.jobs.claim(
                     self.catalog.owner, kinds=names, stale_after_s=self.stale_after_s
                 )
+                down = False
+            except StateUnavailable as exc:  # an outage: one line when it starts, not one a second
+                if not down:
+                    log.warning("cannot claim jobs: %s; trying again every %.0f s", exc.detail, POLL_S)
+                down, job = True, None
             except Exception:
                 log.exception("cannot claim jobs from the state store")
                 job = None
