@@ -40,6 +40,13 @@ class Client(Protocol):
     def list_evaluations(self, *, limit: int) -> list[dict[str, Any]]: ...
     def get_evaluation(self, evaluation_id: str) -> dict[str, Any]: ...
     def compare_evaluations(self, a: str, b: str) -> dict[str, Any]: ...
+    def list_spaces(self) -> list[dict[str, Any]]: ...
+    def add_space(self, name: str, *, dim: int, distance: str) -> dict[str, Any]: ...
+    def remove_space(self, name: str) -> None: ...
+    def import_vectors(self, space: str, path: Path) -> dict[str, Any]: ...
+    def sync_space(
+        self, name: str, *, space: str, model: str, pretrained: str | None, full: bool
+    ) -> dict[str, Any]: ...
     def close(self) -> None: ...
 
 
@@ -130,6 +137,44 @@ class LocalClient:
         from service.evals.compare import compare
 
         return compare(self.catalog, a, b).model_dump(mode="json")
+
+    def list_spaces(self) -> list[dict[str, Any]]:
+        from service.spaces.registry import list_spaces
+
+        return [s.model_dump() for s in list_spaces(self.catalog)]
+
+    def add_space(self, name: str, *, dim: int, distance: str) -> dict[str, Any]:
+        from service.spaces.registry import create_space
+        from service.spaces.schemas import VectorSpaceCreate
+
+        body = VectorSpaceCreate.model_validate({"name": name, "dim": dim, "distance": distance})
+        return create_space(self.catalog, name=body.name, dim=body.dim, distance=body.distance).model_dump()
+
+    def remove_space(self, name: str) -> None:
+        from service.spaces.registry import delete_space
+
+        delete_space(self.catalog, name)
+
+    def import_vectors(self, space: str, path: Path) -> dict[str, Any]:
+        from service.schemas import job_public
+        from service.spaces.imports import begin_import
+
+        try:
+            with open(path, "rb") as f:
+                job = begin_import(self.catalog, space=space, filename=path.name, data=f, run_here=True)
+        except OSError as exc:
+            raise errors.LoupeError(f"cannot read {path}: {exc.strerror or exc}") from None
+        return job_public(job).model_dump()
+
+    def sync_space(
+        self, name: str, *, space: str, model: str, pretrained: str | None, full: bool
+    ) -> dict[str, Any]:
+        from service.schemas import job_public
+        from service.spaces.model_sync import run_space_sync_now
+
+        options = {"space": space, "model": model, "pretrained": pretrained, "full": full}
+        job = run_space_sync_now(self.catalog, name, **options)
+        return job_public(job).model_dump()
 
     def close(self) -> None:
         # A sync's graph build must finish before the process exits, or it is lost.
@@ -249,6 +294,38 @@ class RemoteClient:
             raise errors.LoupeError(f"cannot write {dest}: {exc.strerror or exc}") from None
         finally:
             part.unlink(missing_ok=True)
+
+    def _finished(self, job: dict[str, Any]) -> dict[str, Any]:
+        while job["state"] in ("queued", "running"):
+            time.sleep(0.5)
+            job = self._call("GET", f"/jobs/{job['id']}")
+        return job
+
+    def list_spaces(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/vector-spaces")["data"]  # type: ignore[no-any-return]
+
+    def add_space(self, name: str, *, dim: int, distance: str) -> dict[str, Any]:
+        body = {"name": name, "dim": dim, "distance": distance}
+        return self._call("POST", "/vector-spaces", json=body)  # type: ignore[no-any-return]
+
+    def remove_space(self, name: str) -> None:
+        self._call("DELETE", f"/vector-spaces/{name}")
+
+    def import_vectors(self, space: str, path: Path) -> dict[str, Any]:
+        try:
+            with open(path, "rb") as f:
+                job = self._call("POST", f"/vector-spaces/{space}/vectors", files={"file": (path.name, f)})
+        except OSError as exc:
+            raise errors.LoupeError(f"cannot read {path}: {exc.strerror or exc}") from None
+        return self._finished(job)
+
+    def sync_space(
+        self, name: str, *, space: str, model: str, pretrained: str | None, full: bool
+    ) -> dict[str, Any]:
+        body = {"space": space, "model": model, "pretrained": pretrained, "full": full}
+        body = {k: v for k, v in body.items() if v is not None}
+        job = self._call("POST", f"/sources/{name}/sync", json=body)
+        return self._finished(job)
 
     def close(self) -> None:
         self.http.close()

@@ -162,6 +162,21 @@ class SyncRequest(BaseModel):
     prune: bool = Field(
         default=False, description="Delete assets that are gone instead of marking them missing."
     )
+    space: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$",
+        description="Fill this user vector space with `model`'s vectors of the source's catalogued assets "
+        "(created on first use), instead of syncing the source; the encoder's vectors and the payload "
+        "stay as they are.",
+    )
+    model: str | None = Field(
+        default=None, max_length=200, description="With `space`: an open_clip model name (e.g. ViT-S-32)."
+    )
+    pretrained: str | None = Field(
+        default=None,
+        max_length=1000,
+        description="With `space`: the model's pretrained tag or a local checkpoint path (unset: none).",
+    )
 
 
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]

@@ -17,6 +17,11 @@ def add_parser(subparsers: Any) -> None:
     sync.add_argument(
         "--prune", action="store_true", help="delete assets that are gone instead of marking them missing"
     )
+    sync.add_argument(
+        "--space", help="fill this user vector space with --model's vectors of the source's catalogued assets"
+    )
+    sync.add_argument("--model", help="with --space: an open_clip model name (e.g. ViT-S-32)")
+    sync.add_argument("--pretrained", help="with --space: its pretrained tag or a local checkpoint path")
     sync.add_argument("--json", action="store_true", help="print the job as JSON")
     sync.set_defaults(run=run)
 
@@ -38,6 +43,18 @@ def print_job(job: dict[str, Any]) -> None:
     more = job.get("error_count", 0) - min(20, len(job.get("errors", [])))
     if more > 0:
         print(f"  ... and {more} more (GET /api/v1/jobs/{job['id']})")
+    if job.get("detail"):
+        print(f"  reason: {job['detail']}")
+
+
+def print_space_sync(job: dict[str, Any]) -> None:
+    c = job["counts"]
+    print(
+        f"sync of {job['source']} into a vector space {job['state']}: {c['seen']} seen, {c['added']} added, "
+        f"{c['updated']} updated, {c['unchanged']} unchanged, {c['failed']} failed"
+    )
+    for err in job.get("errors", [])[:20]:
+        print(f"  failed: {err['key']}: {err['reason']}")
     if job.get("detail"):
         print(f"  reason: {job['detail']}")
 
@@ -83,6 +100,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     client = connect(settings)
     try:
+        if args.space or args.model:  # a second model fills a user space
+            job = client.sync_space(
+                args.name, space=args.space, model=args.model, pretrained=args.pretrained, full=args.full
+            )
+            print_json(job) if args.json else print_space_sync(job)
+            return 0 if job["state"] == "succeeded" else 1
         job = sync_with_bar(args, client)
     finally:
         client.close()

@@ -26,6 +26,7 @@ BUILTIN = (
     "service.labels.jobs",
     "service.evals.jobs",
     "service.spaces.imports",
+    "service.spaces.model_sync",
 )
 
 

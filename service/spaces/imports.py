@@ -19,7 +19,7 @@ from service.errors import InvalidQuery
 from service.index.base import VectorSpec
 from service.index.spaces import resolve_space, rows_with_problems
 from service.jobs.kinds import JobKind, register
-from service.jobs.runner import JobContext
+from service.jobs.runner import JobContext, execute
 from service.spaces.formats import format_of, read_batches
 from service.spaces.registry import import_lock, mark_present
 from service.state import JobRow
@@ -35,8 +35,13 @@ def import_dir(catalog: Catalog) -> Path:
     return catalog.settings.home / "vector-imports"
 
 
-def begin_import(catalog: Catalog, *, space: str, filename: str | None, data: IO[bytes]) -> JobRow:
-    """Keep the upload, check all of it, and queue its job (202); InvalidQuery when refused."""
+def begin_import(
+    catalog: Catalog, *, space: str, filename: str | None, data: IO[bytes], run_here: bool = False
+) -> JobRow:
+    """Keep the upload, check all of it, and queue its job (202); InvalidQuery when refused.
+
+    `run_here`: run the job to its end in this thread instead (the CLI without a server).
+    """
     spec = _user_space(catalog, space)
     fmt = format_of(filename)
     job_id = str(uuid.uuid4())
@@ -47,15 +52,18 @@ def begin_import(catalog: Catalog, *, space: str, filename: str | None, data: IO
         shutil.copyfileobj(data, out, length=1 << 20)
     try:
         total = validate(path, fmt, spec)
-        return catalog.jobs.create(
+        job = catalog.jobs.create(
             "vector_import",
             options={"space": space, "path": str(path), "format": fmt, "total": total, "filename": filename},
             lock_key=import_lock(space),
             job_id=job_id,
+            state="running" if run_here else "queued",
+            owner=catalog.owner if run_here else None,
         )
     except BaseException:
         path.unlink(missing_ok=True)
         raise
+    return execute(catalog, job) if run_here else job
 
 
 def _user_space(catalog: Catalog, space: str) -> VectorSpec:

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Response
 
 from service.api.deps import CatalogDep, RunnerDep
 from service.schemas import JobPublic, Page, SourceCreate, SourcePublic, SyncRequest, job_public
+from service.spaces.model_sync import submit_space_sync
 
 router = APIRouter(prefix="/sources", tags=["sources"])
 
@@ -42,6 +43,12 @@ def sync_source(
 ) -> JobPublic:
     """Start a sync; poll GET /jobs/{id} for its progress."""
     body = body or SyncRequest()
+    if body.space is not None or body.model is not None:  # a second model fills a user space
+        job = submit_space_sync(
+            catalog, name, space=body.space, model=body.model, pretrained=body.pretrained, full=body.full
+        )
+        runner.wake()
+        return job_public(job)
     job = catalog.submit_sync(name, full=body.full, prune=body.prune)
     runner.wake()
     return job_public(job)
