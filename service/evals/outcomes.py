@@ -13,7 +13,7 @@ from typing import Any
 from service.evals.evaluate import Plan
 from service.index.base import FieldType, VectorIndex
 
-BATCH = 2048
+BATCH = 10_000
 FIELDS = {
     "classification": {"correct": FieldType.bool},
     "detection": dict.fromkeys(("tp", "fp", "fn"), FieldType.integer),
@@ -32,14 +32,20 @@ def write(
     *,
     on_batch: Callable[[float], None] = lambda f: None,
 ) -> None:
-    """Index the fields first (so filters on them are served by the index), then set them."""
+    """Index the fields first (so filters on them are served by the index), then set them: one
+    set-payload by ids per distinct outcome (two for classification), not one per asset."""
     key = root(plan.evaluation_id)
     for name, kind in FIELDS[plan.task].items():
         index.ensure_field(f"{key}.{name}", kind)
-    items = list(zip(ids, outcomes, strict=True))
-    for start in range(0, len(items), BATCH):
-        index.set_payloads(items[start : start + BATCH], key=key)
-        on_batch(min(1.0, (start + BATCH) / max(1, len(items))))
+    groups: dict[tuple[Any, ...], list[str]] = {}
+    for asset, outcome in zip(ids, outcomes, strict=True):
+        groups.setdefault(tuple(sorted(outcome.items())), []).append(asset)
+    done = 0
+    for values, members in groups.items():
+        for start in range(0, len(members), BATCH):
+            index.set_payload(members[start : start + BATCH], dict(values), key=key)
+            done += len(members[start : start + BATCH])
+            on_batch(done / max(1, len(ids)))
 
 
 def clear(index: VectorIndex, evaluation_id: str) -> None:

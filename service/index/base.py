@@ -151,8 +151,9 @@ class VectorIndex(Protocol):
         """Insert or replace points (vector and whole payload)."""
         ...
 
-    def set_payload(self, ids: Sequence[str], payload: Mapping[str, Any]) -> None:
-        """Merge `payload` keys into existing points, leaving vectors alone."""
+    def set_payload(self, ids: Sequence[str], payload: Mapping[str, Any], *, key: str | None = None) -> None:
+        """Merge `payload` keys into existing points, leaving vectors alone (with `key`, into the
+        object at that path, as `set_payloads` does)."""
         ...
 
     def set_payloads(self, items: Sequence[tuple[str, Mapping[str, Any]]], *, key: str | None = None) -> None:

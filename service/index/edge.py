@@ -185,10 +185,10 @@ class EdgeIndex:
                 op = qe.UpdateOperation.upsert_points([qe.Point(_point_id(p.id), {}, dict(p.payload))])
             self._store.apply(op, "replace a payload")
 
-    def set_payload(self, ids: Sequence[str], payload: Mapping[str, Any]) -> None:
+    def set_payload(self, ids: Sequence[str], payload: Mapping[str, Any], *, key: str | None = None) -> None:
         for start in range(0, len(ids), BATCH):
             has = qe.HasIdCondition({_point_id(i) for i in ids[start : start + BATCH]})
-            op = qe.UpdateOperation.set_payload_by_filter(qe.Filter(must=[has]), dict(payload))
+            op = qe.UpdateOperation.set_payload_by_filter(qe.Filter(must=[has]), dict(payload), key=key)
             self._store.apply(op, "set payload")
 
     def set_payloads(self, items: Sequence[tuple[str, Mapping[str, Any]]], *, key: str | None = None) -> None:

@@ -214,7 +214,7 @@ class ServerIndex:
                 struct = models.PointStruct(id=point_id(p.id), vector={}, payload=dict(p.payload))
                 self._call("insert a point", self._client.upsert, self.collection, [struct])
 
-    def set_payload(self, ids: Sequence[str], payload: Mapping[str, Any]) -> None:
+    def set_payload(self, ids: Sequence[str], payload: Mapping[str, Any], *, key: str | None = None) -> None:
         for start in range(0, len(ids), BATCH):
             # By filter, so ids that no longer exist are skipped rather than failing the batch.
             has = models.HasIdCondition(has_id=[point_id(i) for i in ids[start : start + BATCH]])
@@ -225,6 +225,7 @@ class ServerIndex:
                 self.collection,
                 dict(payload),
                 points=selector,
+                key=key,
                 wait=True,
             )
 
