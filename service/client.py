@@ -29,7 +29,16 @@ class Client(Protocol):
     def add_source(self, name: str, kind: str, config: dict[str, Any]) -> dict[str, Any]: ...
     def list_sources(self) -> list[dict[str, Any]]: ...
     def remove_source(self, name: str) -> None: ...
-    def sync(self, name: str, *, full: bool, prune: bool, progress: Progress) -> dict[str, Any]: ...
+    def sync(
+        self,
+        name: str,
+        *,
+        full: bool,
+        prune: bool,
+        progress: Progress,
+        engine: str | None = None,
+        address: str | None = None,
+    ) -> dict[str, Any]: ...
     def search(self, req: SearchRequest, *, images: Sequence[bytes] = ()) -> dict[str, Any]: ...
     def get_asset(self, asset_id: str) -> dict[str, Any]: ...
     def export(self, req: ExportRequest, *, download_to: Path | None = None) -> dict[str, Any]: ...
@@ -67,13 +76,24 @@ class LocalClient:
     def remove_source(self, name: str) -> None:
         self.catalog.remove_source(name)
 
-    def sync(self, name: str, *, full: bool, prune: bool, progress: Progress) -> dict[str, Any]:
+    def sync(
+        self,
+        name: str,
+        *,
+        full: bool,
+        prune: bool,
+        progress: Progress,
+        engine: str | None = None,
+        address: str | None = None,
+    ) -> dict[str, Any]:
         from service.schemas import job_public
 
         def report(r: Any) -> None:
             progress({"done": r.done, "total": r.total, "rate": r.rate})
 
-        job = self.catalog.sync(name, full=full, prune=prune, on_progress=report)
+        job = self.catalog.sync(
+            name, full=full, prune=prune, engine=engine, address=address, on_progress=report
+        )
         return job_public(job).model_dump()
 
     def search(self, req: SearchRequest, *, images: Sequence[bytes] = ()) -> dict[str, Any]:
@@ -206,8 +226,19 @@ class RemoteClient:
     def remove_source(self, name: str) -> None:
         self._call("DELETE", f"/sources/{name}")
 
-    def sync(self, name: str, *, full: bool, prune: bool, progress: Progress) -> dict[str, Any]:
-        job = self._call("POST", f"/sources/{name}/sync", json={"full": full, "prune": prune})
+    def sync(
+        self,
+        name: str,
+        *,
+        full: bool,
+        prune: bool,
+        progress: Progress,
+        engine: str | None = None,
+        address: str | None = None,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"full": full, "prune": prune}
+        body.update({k: v for k, v in (("engine", engine), ("address", address)) if v is not None})
+        job = self._call("POST", f"/sources/{name}/sync", json=body)
         while job["state"] in ("queued", "running"):
             progress(job)
             time.sleep(0.5)

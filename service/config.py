@@ -54,6 +54,28 @@ class IngestSettings(BaseModel):
     max_bytes: int = 200 * 1024 * 1024
 
 
+class SyncSettings(BaseModel):
+    """Which engine runs a sync, and the distributed engine's tuning (LOUPE_SYNC__*)."""
+
+    # local: the in-process pipeline (the default). ray: reads and decodes as Ray tasks, encoding on an
+    # actor pool (service/catalog/distributed.py); a sync request's `engine` overrides it.
+    engine: Literal["local", "ray"] = "local"
+    # unset: a Ray instance started inside this process; "auto": the cluster this machine is part of
+    # (RAY_ADDRESS or a `ray start` here); "HOST:PORT": that cluster's GCS (head) address.
+    ray_address: str | None = None
+    ray_actors: int = Field(default=1, ge=1, le=1024)  # encoder actors (one model copy each)
+    ray_num_gpus: float = Field(default=0.0, ge=0.0, le=8.0)  # per actor; > 0 runs it on CUDA in fp16
+    ray_cpus_per_actor: float = Field(default=1.0, gt=0.0)
+    ray_batch_size: int = Field(default=64, ge=1, le=4096)  # images per encoder call
+    ray_read_batch: int = Field(default=16, ge=1, le=4096)  # assets per read+decode task
+    # A task or actor call whose worker died is retried this often before the sync fails (a crash
+    # that repeats on one asset must end, not loop).
+    ray_max_retries: int = Field(default=3, ge=0, le=100)
+    # Changed assets per Ray dataset: the cursor is saved and the actors start again after each.
+    ray_chunk: int = Field(default=50_000, ge=1)
+    ray_connect_timeout_s: float = Field(default=5.0, gt=0.0, le=120.0)
+
+
 class Settings(BaseSettings):
     """All of Loupe's configuration."""
 
@@ -98,6 +120,7 @@ class Settings(BaseSettings):
     jobs_stale_after_s: float = Field(default=30.0, gt=0)
     index: IndexSettings = Field(default_factory=IndexSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    sync: SyncSettings = Field(default_factory=SyncSettings)
 
     @field_validator("home")
     @classmethod

@@ -177,6 +177,18 @@ class SyncRequest(BaseModel):
         max_length=1000,
         description="With `space`: the model's pretrained tag or a local checkpoint path (unset: none).",
     )
+    engine: Literal["local", "ray"] | None = Field(
+        default=None,
+        description="Where the sync runs: local (in the serving process) or ray (reads, decodes and "
+        "encoding on a Ray cluster). Unset: LOUPE_SYNC__ENGINE.",
+    )
+    address: str | None = Field(
+        default=None,
+        max_length=300,
+        description="With engine ray: the cluster's GCS address HOST:PORT, `auto` (the cluster this "
+        "host is part of) or `local` (Ray started in the server); not ray:// (Ray Data does not run "
+        "over Ray Client). Unset: LOUPE_SYNC__RAY_ADDRESS.",
+    )
 
 
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -195,6 +207,7 @@ class JobPublic(BaseModel):
     errors: list[dict[str, str]]
     error_count: int = 0
     detail: str | None = None
+    engine: str | None = Field(default=None, description="A sync's engine: local or ray.")
     cancel_requested: bool = Field(
         default=False, description="DELETE /api/v1/jobs/{id} was called; it stops at its next step."
     )
@@ -225,6 +238,7 @@ def job_public(row: JobRow) -> JobPublic:
         errors=[e for e in (row.errors or []) if isinstance(e, dict)],
         error_count=row.error_count or 0,
         detail=row.detail,
+        engine=(row.options or {}).get("engine", "local") if (row.kind or "sync") == "sync" else None,
         cancel_requested=bool(row.cancel_requested),
         timings=dict(row.timings or {}),
         created_at=rfc3339(row.created_at),

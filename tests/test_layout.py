@@ -50,6 +50,7 @@ MINIATURE = {
     "service/api/app.py": "import fastapi\nfrom service import jobs, schemas\n",
     "service/api/routes.py": "from service.api import app\nfrom service.catalog import assets\n",
     "service/catalog/assets.py": "from service import schemas\n",
+    "service/catalog/distributed.py": "import ray\nfrom service.catalog import catalog\n",
     "service/server.py": "from service.api import app\n",
     "service/client.py": "import httpx\nfrom service.catalog import catalog\n",
     "service/cli/__init__.py": "from service import client, server\n",
@@ -71,6 +72,11 @@ BREAKS = {
     "the CLI importing a route": ("api-on-top", "service/cli/sync.py", "from service.api import app\n"),
     "torch outside the encoder": ("torch-in-encoder", "service/catalog/embed.py", "import torch\n"),
     "open_clip outside the encoder": ("torch-in-encoder", "service/index/text.py", "import open_clip\n"),
+    "ray outside the distributed engine": (
+        "ray-in-distributed",
+        "service/catalog/catalog.py",
+        "import ray\n",
+    ),
     "a connector importing fastapi": (
         "connectors-know-no-http",
         "connectors/web.py",

@@ -110,12 +110,33 @@ class Catalog:
 
     # -- syncs -----------------------------------------------------------
 
-    def submit_sync(self, name: str, *, full: bool = False, prune: bool = False) -> JobRow:
+    def submit_sync(
+        self,
+        name: str,
+        *,
+        full: bool = False,
+        prune: bool = False,
+        engine: str | None = None,
+        address: str | None = None,
+    ) -> JobRow:
         """Queue a sync of `name` for a runner; Conflict while one is queued or running."""
         self.state.get_source(name)
-        return self.jobs.create(
-            "sync", source=name, options={"full": full, "prune": prune}, lock_key=sync_lock(name)
-        )
+        options = self._sync_options(full=full, prune=prune, engine=engine, address=address)
+        return self.jobs.create("sync", source=name, options=options, lock_key=sync_lock(name))
+
+    def _sync_options(
+        self, *, full: bool, prune: bool, engine: str | None, address: str | None
+    ) -> dict[str, Any]:
+        """A sync job's options; the engine (local unless asked or set) is recorded for the job's view."""
+        engine = engine or self.settings.sync.engine
+        options: dict[str, Any] = {"full": full, "prune": prune, "engine": engine}
+        if engine == "ray":
+            from service.catalog.distributed import check_address  # a wrong address is a 422 here, not later
+
+            options["address"] = check_address(address or self.settings.sync.ray_address)
+        elif address:
+            raise InvalidQuery("`address` is the Ray cluster of engine ray; add engine=ray", path="address")
+        return options
 
     def sync(
         self,
@@ -123,11 +144,14 @@ class Catalog:
         *,
         full: bool = False,
         prune: bool = False,
+        engine: str | None = None,
+        address: str | None = None,
         on_progress: Callable[[SyncReport], None] | None = None,
     ) -> JobRow:
         """Run one sync to its end in this thread (the CLI without a server); the job records how
         it went. A sync left by a process that died on this host is closed first."""
         self.state.get_source(name)
+        options = self._sync_options(full=full, prune=prune, engine=engine, address=address)
         self.jobs.take_over(stale_after_s=self.settings.jobs_stale_after_s)
         waiting = self.jobs.holder(sync_lock(name))
         if waiting is not None and waiting.state == "queued":
@@ -143,7 +167,7 @@ class Catalog:
         job = self.jobs.create(
             "sync",
             source=name,
-            options={"full": full, "prune": prune},
+            options=options,
             lock_key=sync_lock(name),
             state="running",
             owner=self.owner,
@@ -165,16 +189,30 @@ class Catalog:
             if listener is not None:
                 listener(report)
 
-        pipeline = SyncPipeline(
-            source=name,
-            connector=registry.build(row.name, row.kind, row.config),
-            index=self.index,
-            encoder=self.encoder,
-            settings=self.settings.ingest,
-            on_progress=progress,
-            on_cursor=lambda c: self.state.set_cursor(name, c),
-            gate=self.searches,
-        )
+        common: dict[str, Any] = {
+            "source": name,
+            "connector": registry.build(row.name, row.kind, row.config),
+            "index": self.index,
+            "encoder": self.encoder,
+            "on_progress": progress,
+            "on_cursor": lambda c: self.state.set_cursor(name, c),
+            "gate": self.searches,
+        }
+        pipeline: SyncPipeline
+        if ctx.options.get("engine", "local") == "ray":
+            from service.catalog.distributed import RaySync  # imports ray: only for a distributed sync
+            from service.index import vector_name_for
+
+            pipeline = RaySync(
+                settings=self.settings,
+                address=ctx.options.get("address"),
+                kind=row.kind,
+                config=row.config,
+                vector_name=vector_name_for(self.encoder.model_name, self.encoder.pretrained),
+                **common,
+            )
+        else:
+            pipeline = SyncPipeline(settings=self.settings.ingest, **common)
         try:
             report = pipeline.run(
                 cursor=row.cursor, full=bool(ctx.options.get("full")), prune=bool(ctx.options.get("prune"))

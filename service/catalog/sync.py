@@ -22,9 +22,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from connectors.base import AssetRecord, Connector
+from connectors.base import AssetRecord, Blob, Connector
 from service.catalog.assets import asset_id, build_payload
-from service.catalog.decode import PixelBudget, load, open_image
+from service.catalog.decode import Decoded, PixelBudget, load, open_image
 from service.catalog.priority import SearchGate
 from service.config import IngestSettings
 from service.errors import AssetError, LoupeError, SourceError
@@ -138,7 +138,14 @@ Progress = Callable[[SyncReport], None]
 
 
 class SyncPipeline:
-    """One sync of one source into the index."""
+    """One sync of one source into the index.
+
+    The distributed engine (service/catalog/distributed.py) subclasses it: listing,
+    triage, cursor, missing marks and index writes stay here; only `_process` (fetch,
+    decode and encode of the changed assets) runs elsewhere.
+    """
+
+    list_chunk = LIST_CHUNK  # records triaged and processed per step; the cursor moves after each
 
     def __init__(
         self,
@@ -186,7 +193,7 @@ class SyncPipeline:
         records = iter(listing.records)
         while True:
             t = time.monotonic()
-            chunk = list(itertools.islice(records, LIST_CHUNK))
+            chunk = list(itertools.islice(records, self.list_chunk))
             r.timed("list", time.monotonic() - t)
             if not chunk:
                 break
@@ -300,11 +307,7 @@ class SyncPipeline:
     def _prepare(self, work: _Work) -> _Ready:
         self.gate.yield_to_searches()
         t0 = time.monotonic()
-        blob = self.connector.fetch(work.record)
-        if len(blob.data) > self.settings.max_bytes:
-            raise AssetError(
-                f"{len(blob.data):,} bytes is over LOUPE_INGEST__MAX_BYTES={self.settings.max_bytes:,}"
-            )
+        blob = fetch_checked(self.connector, work.record, max_bytes=self.settings.max_bytes)
         t1 = time.monotonic()
         self.gate.yield_to_searches()
         t1g = time.monotonic()
@@ -319,23 +322,25 @@ class SyncPipeline:
             t2 = time.monotonic()
         self.report.timed("read", t1 - t0)
         self.report.timed("decode", (t1h - t1g) + (t2 - t1w))
-        payload = build_payload(
-            source=self.source,
-            record=work.record,
-            decoded=decoded,
-            extra_metadata=blob.metadata,
-            exports=[],  # carried over from the index at commit time
-            media_type=blob.media_type,
+        return _Ready(
+            work=work, tensor=tensor, payload=asset_payload(self.source, work.record, decoded, blob)
         )
-        return _Ready(work=work, tensor=tensor, payload=payload)
 
     def _commit(self, batch: list[_Ready]) -> None:
         self.gate.yield_to_searches()
-        self._carry_exports(batch)
         t0 = time.monotonic()
         vectors = self.encoder.encode_prepared([b.tensor for b in batch])
         t1 = time.monotonic()
         t1u = time.monotonic() if self.gate.yield_to_searches() else t1  # a wait is neither stage
+        self._write(batch, vectors)
+        t2 = time.monotonic()
+        self.report.timed("encode", t1 - t0)
+        self.report.timed("upsert", t2 - t1u)
+        self._count_written(batch)
+
+    def _write(self, batch: list[_Ready], vectors: Sequence[np.ndarray] | np.ndarray) -> None:
+        """Upsert one encoded batch, keeping what the index already holds on re-embedded assets."""
+        self._carry_exports(batch)
         carried = self._carry_vectors(batch)
         self._ensure_metadata_indexes(batch)
         points = [
@@ -343,15 +348,6 @@ class SyncPipeline:
             for b, vec in zip(batch, vectors, strict=True)
         ]
         self.index.upsert(points)
-        t2 = time.monotonic()
-        self.report.timed("encode", t1 - t0)
-        self.report.timed("upsert", t2 - t1u)
-        for b in batch:
-            if b.work.existed:
-                self.report.updated += 1
-            else:
-                self.report.added += 1
-            self.report.restored += b.work.was_missing  # listed again, and changed meanwhile
 
     def _carry_vectors(self, batch: list[_Ready]) -> dict[str, dict[str, np.ndarray]]:
         """A re-embedded asset keeps its vectors in the other spaces (an upsert replaces the whole
@@ -369,6 +365,14 @@ class SyncPipeline:
             if spaces:
                 b.payload["vectors"], b.payload["vectors_stale"] = [own, *spaces], spaces
         return kept
+
+    def _count_written(self, batch: Iterable[_Ready]) -> None:
+        for b in batch:
+            if b.work.existed:
+                self.report.updated += 1
+            else:
+                self.report.added += 1
+            self.report.restored += b.work.was_missing  # listed again, and changed meanwhile
 
     def _carry_exports(self, batch: list[_Ready]) -> None:
         """A re-embedded asset keeps what features wrote on it: where it was exported, its labels,
@@ -408,6 +412,26 @@ class SyncPipeline:
         if newly:
             self.index.set_payload(newly, {"status": "missing"})
         self.report.missing = len(gone)
+
+
+def fetch_checked(connector: Connector, record: AssetRecord, *, max_bytes: int) -> Blob:
+    """The asset's bytes; AssetError when they are over LOUPE_INGEST__MAX_BYTES."""
+    blob = connector.fetch(record)
+    if len(blob.data) > max_bytes:
+        raise AssetError(f"{len(blob.data):,} bytes is over LOUPE_INGEST__MAX_BYTES={max_bytes:,}")
+    return blob
+
+
+def asset_payload(source: str, record: AssetRecord, decoded: Decoded, blob: Blob) -> dict[str, Any]:
+    """The index payload of a decoded asset (exports and other features' fields are carried at write time)."""
+    return build_payload(
+        source=source,
+        record=record,
+        decoded=decoded,
+        extra_metadata=blob.metadata,
+        exports=[],
+        media_type=blob.media_type,
+    )
 
 
 def _take(items: Iterator[_Work], n: int) -> list[_Work]:

@@ -22,6 +22,17 @@ def add_parser(subparsers: Any) -> None:
     )
     sync.add_argument("--model", help="with --space: an open_clip model name (e.g. ViT-S-32)")
     sync.add_argument("--pretrained", help="with --space: its pretrained tag or a local checkpoint path")
+    sync.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        help="local: in this process or the server (default: LOUPE_SYNC__ENGINE); "
+        "ray: reads, decodes and encoding on a Ray cluster",
+    )
+    sync.add_argument(
+        "--address",
+        help="with --engine ray: the cluster's GCS address HOST:PORT, or auto "
+        "(default: LOUPE_SYNC__RAY_ADDRESS; unset starts Ray in this process)",
+    )
     sync.add_argument("--json", action="store_true", help="print the job as JSON")
     sync.set_defaults(run=run)
 
@@ -30,8 +41,9 @@ def print_job(job: dict[str, Any]) -> None:
     c = job["counts"]
     # Restored and deleted only when they happened: most syncs have neither.
     back = "".join(f", {c[k]} {k}" for k in ("restored", "deleted") if c.get(k))
+    on = f" on {job['engine']}" if job.get("engine") not in (None, "local") else ""
     print(
-        f"sync of {job['source']} {job['state']}: {c['seen']} seen, {c['added']} added, "
+        f"sync of {job['source']}{on} {job['state']}: {c['seen']} seen, {c['added']} added, "
         f"{c['updated']} updated, {c['unchanged']} unchanged, {c['missing']} missing{back}, "
         f"{c['failed']} failed"
     )
@@ -70,6 +82,7 @@ def sync_with_bar(args: argparse.Namespace, client: Any) -> dict[str, Any]:
         TextColumn("{task.fields[rate]:.1f}/s"),
         TimeRemainingColumn(),
     )
+    engine = {"engine": getattr(args, "engine", None), "address": getattr(args, "address", None)}
     with Progress(*columns, disable=args.json or not sys.stderr.isatty(), transient=True) as bar:
         task = bar.add_task(f"syncing {args.name}", total=None, rate=0.0)
 
@@ -86,10 +99,10 @@ def sync_with_bar(args: argparse.Namespace, client: Any) -> dict[str, Any]:
         if hasattr(client, "state"):  # a Catalog opened by this command
             from service.schemas import job_public
 
-            row = client.sync(args.name, full=args.full, prune=args.prune, on_progress=progress)
+            row = client.sync(args.name, full=args.full, prune=args.prune, on_progress=progress, **engine)
             job = job_public(row).model_dump()
         else:
-            job = client.sync(args.name, full=args.full, prune=args.prune, progress=progress)
+            job = client.sync(args.name, full=args.full, prune=args.prune, progress=progress, **engine)
     if not getattr(args, "quiet", False):
         print_json(job) if args.json else print_job(job)
     return job  # type: ignore[no-any-return]

@@ -49,6 +49,8 @@ def sync_source(
         )
         runner.wake()
         return job_public(job)
-    job = catalog.submit_sync(name, full=body.full, prune=body.prune)
+    job = catalog.submit_sync(
+        name, full=body.full, prune=body.prune, engine=body.engine, address=body.address
+    )
     runner.wake()
     return job_public(job)
