@@ -56,6 +56,19 @@ class Client(Protocol):
     def sync_space(
         self, name: str, *, space: str, model: str, pretrained: str | None, full: bool
     ) -> dict[str, Any]: ...
+    def list_labelsets(self) -> list[dict[str, Any]]: ...
+    def get_labelset(self, name: str) -> dict[str, Any]: ...
+    def create_labelset(self, body: dict[str, Any]) -> dict[str, Any]: ...
+    def remove_labelset(self, name: str) -> None: ...
+    def import_labels(
+        self,
+        name: str,
+        *,
+        file: Path | None,
+        fmt: str | None,
+        source: str | None,
+        body: dict[str, Any] | None,
+    ) -> dict[str, Any]: ...
     def close(self) -> None: ...
 
 
@@ -195,6 +208,49 @@ class LocalClient:
         options = {"space": space, "model": model, "pretrained": pretrained, "full": full}
         job = run_space_sync_now(self.catalog, name, **options)
         return job_public(job).model_dump()
+
+    def list_labelsets(self) -> list[dict[str, Any]]:
+        from service.labels import admin
+
+        return [s.model_dump() for s in admin.all_sets(self.catalog)]
+
+    def get_labelset(self, name: str) -> dict[str, Any]:
+        from service.labels import admin
+
+        return admin.get(self.catalog, name).model_dump()
+
+    def create_labelset(self, body: dict[str, Any]) -> dict[str, Any]:
+        from service.labels import admin
+        from service.labels.schemas import LabelSetCreate
+
+        return admin.create(self.catalog, LabelSetCreate.model_validate(body)).model_dump()
+
+    def remove_labelset(self, name: str) -> None:
+        from service.labels import admin
+
+        admin.remove(self.catalog, name)
+
+    def import_labels(
+        self,
+        name: str,
+        *,
+        file: Path | None,
+        fmt: str | None,
+        source: str | None,
+        body: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        """Check and start the import here, then run its job in this thread."""
+        from service.jobs.runner import execute
+        from service.labels import admin
+        from service.labels.schemas import AnnotationImport
+        from service.schemas import job_public
+
+        if file is not None:
+            data = file.read_bytes()
+            job = admin.begin_upload(self.catalog, name, data, fmt=fmt or "loupe", source=source, here=True)
+        else:
+            job = admin.begin_json(self.catalog, name, AnnotationImport.model_validate(body or {}), here=True)
+        return job_public(execute(self.catalog, job)).model_dump()
 
     def close(self) -> None:
         # A sync's graph build must finish before the process exits, or it is lost.
@@ -357,6 +413,40 @@ class RemoteClient:
         body = {k: v for k, v in body.items() if v is not None}
         job = self._call("POST", f"/sources/{name}/sync", json=body)
         return self._finished(job)
+
+    def list_labelsets(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/labelsets")["data"]  # type: ignore[no-any-return]
+
+    def get_labelset(self, name: str) -> dict[str, Any]:
+        return self._call("GET", f"/labelsets/{name}")  # type: ignore[no-any-return]
+
+    def create_labelset(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self._call("POST", "/labelsets", json=body)  # type: ignore[no-any-return]
+
+    def remove_labelset(self, name: str) -> None:
+        self._call("DELETE", f"/labelsets/{name}")
+
+    def import_labels(
+        self,
+        name: str,
+        *,
+        file: Path | None,
+        fmt: str | None,
+        source: str | None,
+        body: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        """Upload (or ask for) the import, then wait for its job."""
+        path = f"/labelsets/{name}/annotations"
+        if file is not None:
+            form = {"format": fmt or "loupe", **({"source": source} if source else {})}
+            with file.open("rb") as fh:
+                job = self._call("POST", path, data=form, files={"file": (file.name, fh)})
+        else:
+            job = self._call("POST", path, json=body or {})
+        while job["state"] in ("queued", "running"):
+            time.sleep(0.2)
+            job = self._call("GET", f"/jobs/{job['id']}")
+        return job  # type: ignore[no-any-return]
 
     def close(self) -> None:
         self.http.close()
