@@ -29,7 +29,7 @@ import numpy as np
 from service.catalog.fields import FieldInfo, catalog_fields, first, value_at
 from service.catalog.layout import Column, Layout, build_column, pca_axes, umap_layout
 from service.errors import Conflict, InvalidQuery, LoupeError
-from service.index.base import FieldType, Record, VectorIndex
+from service.index.base import FieldType, Filter, HasVector, Record, VectorIndex
 from service.jobs.queue import JobQueue
 from service.processes import background_priority
 from service.state import StateStore
@@ -135,6 +135,7 @@ class _Scan:
 class _Task:
     method: str
     fingerprint: str
+    space: str | None = None  # a user space's named vector; None = the encoder's
     progress: float = 0.0
     thread: threading.Thread | None = None
 
@@ -152,30 +153,36 @@ class Projector:
         self._task: _Task | None = None
         self._stop = threading.Event()
 
-    def status(self, method: str = "pca") -> dict[str, Any]:
-        """Where the layout of `method` stands; starts computing it when it is missing or out of date."""
+    def status(self, method: str = "pca", space: str | None = None) -> dict[str, Any]:
+        """Where the layout of `method` stands; starts computing it when it is missing or out of date.
+
+        `space`: the layout of a user vector space's vectors (its assets only); None = the encoder's.
+        """
         _check_method(method)
-        fingerprint, syncing = self._fingerprint(method)
+        key = _key(method, space)
+        fingerprint, syncing = self._fingerprint(method, space)
         with self._lock:
-            layout = self._cached(method)
-            failure = self._failures.get(method)
+            layout = self._cached(key)
+            failure = self._failures.get(key)
             failed = failure is not None and failure[0] == fingerprint
             fresh = layout is not None and layout.fingerprint == fingerprint
             # During a sync a layout that exists is served as it is (see the module docstring).
             wanted = not fresh and not failed and not (syncing and layout is not None)
             if wanted and self._task is None:
-                self._start(method, fingerprint)
+                self._start(method, fingerprint, space)
             task = self._task
+        mine = task is not None and _key(task.method, task.space) == key
         state = "ready" if layout is not None else "missing"
         if task is not None:
-            state = "computing" if task.method == method else "queued"
+            state = "computing" if mine else "queued"
         elif failed:
             state = "failed"
         return {
             "method": method,
+            "space": space,
             "methods": methods(),
             "state": state,
-            "progress": task.progress if task is not None and task.method == method else 0.0,
+            "progress": task.progress if task is not None and mine else 0.0,
             "available": layout is not None,
             "stale": layout is not None and not fresh,
             "syncing": syncing,
@@ -183,22 +190,23 @@ class Projector:
             **(_describe(layout) if layout is not None else {"count": 0, "colors": []}),
         }
 
-    def layout(self, method: str = "pca") -> Layout:
+    def layout(self, method: str = "pca", space: str | None = None) -> Layout:
         """The latest layout of `method` (possibly stale); Conflict while there is none yet."""
         _check_method(method)
         with self._lock:
-            layout = self._cached(method)
+            layout = self._cached(_key(method, space))
             task = self._task
         if layout is None:
-            where = f" ({task.progress:.0%} done)" if task is not None and task.method == method else ""
+            mine = task is not None and _key(task.method, task.space) == _key(method, space)
+            where = f" ({task.progress:.0%} done)" if task is not None and mine else ""
             raise Conflict(
                 f"the {method} layout is not ready yet{where}; poll GET /api/v1/projector until "
                 "`available` is true"
             )
         return layout
 
-    def column(self, method: str, field: str) -> tuple[Layout, Column]:
-        layout = self.layout(method)
+    def column(self, method: str, field: str, space: str | None = None) -> tuple[Layout, Column]:
+        layout = self.layout(method, space)
         column = layout.columns.get(field)
         if column is None:
             choices = ", ".join(layout.columns) or "none yet"
@@ -214,33 +222,42 @@ class Projector:
 
     # -- inside ----------------------------------------------------------------
 
-    def _fingerprint(self, method: str) -> tuple[str, bool]:
-        jobs = JobQueue(self._state).list(kind="sync", limit=20)
+    def _fingerprint(self, method: str, space: str | None = None) -> tuple[str, bool]:
+        queue = JobQueue(self._state)
+        jobs = queue.list(kind="sync", limit=20)
         now = datetime.now(UTC)
         syncing = any(
             j.state in ("queued", "running") and now - _utc(j.heartbeat_at or j.created_at) < SYNC_SILENCE
             for j in jobs
         )
-        finished = [_utc(j.finished_at) for j in jobs if j.finished_at is not None]
+        writes = jobs
+        if space is not None:  # a space changes with its imports and model syncs as well
+            writes = [
+                *jobs,
+                *queue.list(kind="vector_import", limit=20),
+                *queue.list(kind="space_sync", limit=20),
+            ]
+        finished = [_utc(j.finished_at) for j in writes if j.finished_at is not None]
         last = max(finished).isoformat() if finished else ""
-        parts = (LAYOUT_VERSION, method, self._index.vector_name, self._index.count(None), last)
+        held = self._index.count(None if space is None else Filter(must=[HasVector(space)]))
+        parts = (LAYOUT_VERSION, method, space or self._index.vector_name, held, last)
         return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:16], syncing
 
-    def _path(self, method: str) -> Path:
-        return self._dir / f"{method}.npz"
+    def _path(self, key: str) -> Path:
+        return self._dir / f"{key}.npz"
 
-    def _cached(self, method: str) -> Layout | None:
+    def _cached(self, key: str) -> Layout | None:
         """The layout in memory, else the one on disk (a restart keeps it); caller holds the lock."""
-        layout = self._layouts.get(method)
-        if layout is None and self._path(method).exists():
+        layout = self._layouts.get(key)
+        if layout is None and self._path(key).exists():
             try:
-                layout = self._layouts[method] = Layout.load(self._path(method))
+                layout = self._layouts[key] = Layout.load(self._path(key))
             except Exception:  # an unreadable cache is recomputed, never fatal
-                log.warning("ignoring the unreadable projector cache %s", self._path(method), exc_info=True)
+                log.warning("ignoring the unreadable projector cache %s", self._path(key), exc_info=True)
         return layout
 
-    def _start(self, method: str, fingerprint: str) -> None:
-        task = _Task(method=method, fingerprint=fingerprint)
+    def _start(self, method: str, fingerprint: str, space: str | None = None) -> None:
+        task = _Task(method=method, fingerprint=fingerprint, space=space)
         task.thread = threading.Thread(target=self._run, args=(task,), name=f"loupe-projector-{method}")
         task.thread.daemon = True
         self._task = task
@@ -248,21 +265,22 @@ class Projector:
 
     def _run(self, task: _Task) -> None:
         _lower_priority()
+        key = _key(task.method, task.space)
         try:
             layout = self._compute(task)
-            layout.save(self._path(task.method))
+            layout.save(self._path(key))
         except _Stopped:
             return
         except Exception as exc:
             log.exception("projector: the %s layout failed", task.method)
             detail = exc.detail if isinstance(exc, LoupeError) else f"{type(exc).__name__}: {exc}"
             with self._lock:
-                self._failures[task.method] = (task.fingerprint, detail)
+                self._failures[key] = (task.fingerprint, detail)
                 self._task = None
             return
         with self._lock:
-            self._layouts[task.method] = layout
-            self._failures.pop(task.method, None)
+            self._layouts[key] = layout
+            self._failures.pop(key, None)
             self._task = None
 
     def _compute(self, task: _Task) -> Layout:
@@ -291,16 +309,30 @@ class Projector:
     def _scan(self, task: _Task, names: Sequence[str]) -> _Scan:
         scan = _Scan(names)
         roots = sorted({n.split(".")[0] for n in names})
-        total = max(self._index.count(None), 1)
+        held = None if task.space is None else Filter(must=[HasVector(task.space)])
+        total = max(self._index.count(held), 1)
         cursor: str | None = None
         while True:
             if self._stop.is_set():
                 raise _Stopped
-            records, cursor = self._index.scroll(limit=PAGE, cursor=cursor, fields=roots, with_vectors=True)
+            if task.space is None:
+                records, cursor = self._index.scroll(
+                    limit=PAGE, cursor=cursor, fields=roots, with_vectors=True
+                )
+            else:  # only the assets with a vector in the space, laid out by it
+                named, cursor = self._index.scroll(
+                    filter=held, limit=PAGE, cursor=cursor, fields=roots, with_vectors=[task.space]
+                )
+                records = [Record(r.id, r.payload, r.vectors.get(task.space)) for r in named]
             scan.add(records)
             task.progress = 0.9 * min(scan.count / total, 1.0)
             if cursor is None:
                 return scan
+
+
+def _key(method: str, space: str | None) -> str:
+    """The cache name of a layout: the method for the encoder's space (as before spaces existed)."""
+    return method if space is None else f"{method}.space-{space}"
 
 
 def _describe(layout: Layout) -> dict[str, Any]:

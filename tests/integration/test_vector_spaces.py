@@ -11,7 +11,6 @@ import io
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -270,3 +269,30 @@ def test_removing_a_space_takes_its_vectors_away(client: httpx.Client) -> None:
     assert "gone" not in client.get(f"/assets/{a['id']}").json()["vectors"]
     assert client.delete("/vector-spaces/gone").status_code == 404
     assert client.post("/search", json={"vector": [1.0] * DIM, "space": "gone"}).status_code == 422
+
+
+def test_the_map_lays_out_a_user_space(client: httpx.Client) -> None:
+    from service.api.routes.projector import decode_frame
+
+    space(client, "mapped", dim=3, distance="dot")
+    chosen = assets(client)[:5]
+    rows = [{"asset_id": a["id"], "vector": [float(n), float(n % 2), 1.0]} for n, a in enumerate(chosen)]
+    imported(client, "mapped", jsonl(rows))
+    deadline = time.monotonic() + 60
+    status = client.get("/projector", params={"space": "mapped"}).json()
+    while not status["available"] or status["state"] != "ready":
+        assert time.monotonic() < deadline, status
+        time.sleep(0.1)
+        status = client.get("/projector", params={"space": "mapped"}).json()
+    assert status["space"] == "mapped" and status["count"] == 5
+    header, arrays = decode_frame(client.get("/projector/points", params={"space": "mapped"}).content)
+    import uuid
+
+    ids = {
+        str(uuid.UUID(bytes=arrays["ids"][i * 16 : (i + 1) * 16].tobytes())) for i in range(header["count"])
+    }
+    assert ids == {a["id"] for a in chosen}
+    # The encoder's map still holds every asset.
+    assert client.get("/projector").status_code == 200
+    resp = client.get("/projector", params={"space": "nowhere"})
+    assert resp.status_code == 422 and resp.json()["detail"].startswith("space:")

@@ -24,9 +24,11 @@ import numpy as np
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from service.api.deps import CatalogDep
+from service.catalog.catalog import Catalog
 from service.catalog.fields import catalog_fields
 from service.catalog.projector import Projector, methods
 from service.index.filters import field_key
+from service.index.spaces import resolve_space
 from service.schemas import Page
 
 router = APIRouter(tags=["projector"])
@@ -46,6 +48,16 @@ async def get_projector(request: Request) -> Projector:
 
 
 ProjectorDep = Annotated[Projector, Depends(get_projector)]
+SpaceQuery = Annotated[
+    str | None,
+    Query(max_length=200, description="A vector space (GET /api/v1/vector-spaces); default: the encoder's"),
+]
+
+
+def _space(catalog: Catalog, space: str | None) -> str | None:
+    """A user space's vector name, or None for the encoder's; 422 for an unknown space."""
+    spec = resolve_space(catalog.index, space)
+    return None if spec.name == catalog.index.vector_name else spec.name
 
 
 def encode_frame(header: dict[str, Any], arrays: dict[str, np.ndarray]) -> bytes:
@@ -93,9 +105,11 @@ def list_fields(catalog: CatalogDep) -> Page:
 
 
 @router.get("/projector")
-def projector_status(projector: ProjectorDep, method: Method = "pca") -> dict[str, Any]:
+def projector_status(
+    projector: ProjectorDep, catalog: CatalogDep, method: Method = "pca", space: SpaceQuery = None
+) -> dict[str, Any]:
     """The 2-D layout's state (computing with progress, ready, stale, failed); starts it when needed."""
-    return projector.status(method)
+    return projector.status(method, _space(catalog, space))
 
 
 @router.get(
@@ -103,9 +117,15 @@ def projector_status(projector: ProjectorDep, method: Method = "pca") -> dict[st
     response_class=Response,
     responses={200: {"content": {"application/octet-stream": {}}, "description": "A binary frame"}},
 )
-def projector_points(request: Request, projector: ProjectorDep, method: Method = "pca") -> Response:
+def projector_points(
+    request: Request,
+    projector: ProjectorDep,
+    catalog: CatalogDep,
+    method: Method = "pca",
+    space: SpaceQuery = None,
+) -> Response:
     """Every point's x, y and asset id as one binary frame; 409 until a layout is available."""
-    layout = projector.layout(method)
+    layout = projector.layout(method, _space(catalog, space))
     header = {
         "method": layout.method,
         "version": layout.fingerprint,
@@ -128,11 +148,13 @@ def projector_colors(
     request: Request,
     projector: ProjectorDep,
     field: Annotated[str, Query(max_length=300, description="A field from GET /projector `colors`")],
+    catalog: CatalogDep,
     method: Method = "pca",
+    space: SpaceQuery = None,
 ) -> Response:
     """One field's value per point (category codes or numbers) as a binary frame, in layout order."""
     # The names filters and facets take (`label` is `meta.label`), so one field name works everywhere.
-    layout, column = projector.column(method, field_key(field, path="field"))
+    layout, column = projector.column(method, field_key(field, path="field"), _space(catalog, space))
     header = {"version": layout.fingerprint, "count": layout.count, **column.header()}
     tag = hashlib.sha256(field.encode()).hexdigest()[:12]  # any field name, safe in a header
     return _binary(
