@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -100,11 +101,47 @@ BREAKS = {
 }
 
 
+NAMING_KEYS = ("ancestors", "source_modules", "forbidden_modules", "protected_modules", "allowed_importers")
+
+
+def named_by_contracts() -> dict[str, str]:
+    """Files that give every module the contracts name a place in the miniature.
+
+    A contract naming a package the miniature lacks fails with "does not exist", and a
+    protected third-party module nobody imports with "not present in the graph": so a
+    package added to a contract needs no edit here. Internal modules become empty
+    packages; a protected external one is imported by its first allowed importer.
+    """
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    roots = set(config["root_packages"])
+    files: dict[str, str] = {}
+    for contract in config["contracts"]:
+        for key in NAMING_KEYS:
+            for name in contract.get(key, []):
+                if name.split(".")[0] in roots:
+                    files.setdefault(name.replace(".", "/") + "/__init__.py", "")
+        if contract["type"] == "protected":
+            importer = contract["allowed_importers"][0].replace(".", "/") + "/__init__.py"
+            for name in contract["protected_modules"]:
+                if name.split(".")[0] not in roots:
+                    files[importer] = files.get(importer, "") + f"import {name}\n"
+    return files
+
+
 def write_miniature(root: Path, extra: dict[str, str]) -> Path:
     for name, text in {**MINIATURE, **extra}.items():
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(path.read_text() + text if path.exists() else text)
+    for name, text in named_by_contracts().items():
+        module = root / name
+        if module.exists() or module.parent.with_suffix(".py").exists():
+            if text:
+                target = module if module.exists() else module.parent.with_suffix(".py")
+                target.write_text(target.read_text() + text)
+            continue
+        module.parent.mkdir(parents=True, exist_ok=True)
+        module.write_text(text)
     shutil.copy(ROOT / "pyproject.toml", root / "pyproject.toml")  # the very contracts under test
     return root
 
