@@ -23,10 +23,29 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     409: {"description": "The name is taken, or an import into the set is running"},
     422: {"description": "The request or the annotations are invalid; the detail names the line and field"},
 }
+
+
+def _inlined(schema: dict[str, Any]) -> dict[str, Any]:
+    """A model's JSON schema with its local `$defs` put in place (the document has no such section)."""
+    defs = schema.pop("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return walk(defs[ref.rsplit("/", 1)[-1]])
+            return {k: walk(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    return walk(schema)  # type: ignore[no-any-return]
+
+
 _IMPORT_BODY = {
     "required": True,
     "content": {
-        "application/json": {"schema": AnnotationImport.model_json_schema()},
+        "application/json": {"schema": _inlined(AnnotationImport.model_json_schema())},
         "multipart/form-data": {
             "schema": {
                 "type": "object",
