@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from service.evals.evaluate import read, score
@@ -21,19 +22,26 @@ def _run(job: JobContext) -> None:
     catalog = job.catalog
     store = EvaluationStore(catalog.state)
     request = EvaluationRequest.model_validate(job.options["request"])
-    # Checked again: a set may have been removed while the job waited in the queue.
-    checked = plan(catalog, request, evaluation_id=job.job.id)
+    # The sets checked again (one may have been removed while the job waited in the queue); the
+    # index's counts were checked when it was queued, and an empty result says so by itself.
+    checked = plan(catalog, request, evaluation_id=job.job.id, counts=False)
     store.update(checked.evaluation_id, state="running")
     total = max(1, catalog.index.count(None))
 
     def progress(n: int) -> None:
         job.report(counts={"assets": n}, progress=0.5 * min(1.0, n / total))
 
+    t0 = time.perf_counter()
     rows = read(catalog.index, checked, on_batch=progress)
+    t1 = time.perf_counter()
     job.report(counts={"assets": rows.assets, "matched": len(rows.ids)}, progress=0.5)
     result, outcomes = score(catalog.index, checked, rows)
+    t2 = time.perf_counter()
     job.report(progress=0.7)
     write(catalog.index, checked, rows.ids, outcomes, on_batch=lambda f: job.report(progress=0.7 + 0.3 * f))
+    # Seconds per stage, as `loupe jobs show` prints them for a sync.
+    stages = {"read": t1 - t0, "score": t2 - t1, "write": time.perf_counter() - t2}
+    job.remember(timings={k: round(v, 3) for k, v in stages.items()})
     result["counts"] = {"assets": rows.assets, "matched": len(rows.ids)}
     result["outcomes"] = outcome_filters(checked)
     store.update(checked.evaluation_id, result=result)
