@@ -13,12 +13,14 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precisio
 
 from service.catalog.catalog import Catalog
 from service.config import Settings
-from service.errors import InvalidQuery, LabelSetNotFound
+from service.errors import Conflict, InvalidQuery, LabelSetNotFound
 from service.evals.compare import compare
 from service.evals.runner import begin, evaluation_public, run_now
 from service.evals.schemas import EvaluationRequest, SimilarRequest, SliceChoice
 from service.evals.similar import similar
 from service.evals.store import EvaluationStore
+from service.jobs.runner import cancel, execute
+from service.labels.store import LabelSetStore
 from service.schemas import MAX_EXAMPLES
 from tests.fakes import FakeEncoder
 from tests.unit.evals import scenes
@@ -210,3 +212,39 @@ def test_bad_requests_name_the_problem_and_write_nothing(world, body, error, nam
         begin(catalog, EvaluationRequest(**body))
     assert names in caught.value.detail
     assert (len(EvaluationStore(catalog.state).list(limit=500)), len(catalog.jobs.list(limit=500))) == before
+
+
+def test_compare_needs_one_ground_truth_and_finished_evaluations(world):
+    catalog, ids = world["catalog"], world["ids"]
+    a = evaluate(world, predictions="weak", ground_truth="gt")
+    scenes.label_set(
+        catalog,
+        "gt2",
+        role="ground_truth",
+        task="classification",
+        values=[(ids[i], {"label": world["truth"][i]}) for i in range(100)],
+    )
+    other = evaluate(world, predictions="weak", ground_truth="gt2")
+    with pytest.raises(InvalidQuery, match="same ground truth"):
+        compare(catalog, a["id"], other["id"])
+    queued = begin(catalog, EvaluationRequest(predictions="strong", ground_truth="gt"))
+    with pytest.raises(Conflict, match="queued"):
+        compare(catalog, a["id"], queued.id)
+    with pytest.raises(InvalidQuery, match="cell\\[1\\]"):
+        similar(catalog, a["id"], SimilarRequest(cell=["3", "thirty"]))
+    with pytest.raises(InvalidQuery, match="not sliced by"):
+        similar(catalog, a["id"], SimilarRequest(slice=SliceChoice(field="site", value="north")))
+    cancel(catalog, queued.id)  # queued, so closed at once
+    assert EvaluationStore(catalog.state).get(queued.id).state == "cancelled"
+
+
+def test_an_evaluation_that_does_not_succeed_leaves_no_outcome_fields(world):
+    # Last in this module: it removes a set the others use.
+    catalog = world["catalog"]
+    row = begin(catalog, EvaluationRequest(predictions="weak", ground_truth="gt"), here=True)
+    # The job's predictions set is removed before it runs: it fails, and writes nothing.
+    LabelSetStore(catalog.state).remove("weak")
+    job = execute(catalog, catalog.jobs.get(row.id))
+    assert job.state == "failed" and "weak" in (job.detail or "")
+    assert EvaluationStore(catalog.state).get(row.id).state == "failed"
+    assert catalog.count({f"evals.{row.id}.correct": {"exists": True}}) == 0
