@@ -115,7 +115,7 @@ class RayHead:
         except ProcessLookupError:
             pass
         try:
-            self.proc.wait(timeout=5)
+            self.proc.wait(timeout=2)
         except subprocess.TimeoutExpired:
             pass
         for pid in self.pids():  # what a graceful stop left (ray start --block waits on its children)

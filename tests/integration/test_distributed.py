@@ -99,22 +99,33 @@ def reference(folder: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[st
     return out
 
 
-def test_a_distributed_sync_gives_the_local_catalog(
+def test_a_distributed_sync_through_the_api_gives_the_local_catalog(
     address: str | None, folder: Path, reference: dict[str, Any], tmp_path: Path
 ) -> None:
-    cat = Catalog(_settings(tmp_path / "home", address))
-    cat.add_source("imgs", "local", {"path": str(folder)})
-    job = job_public(cat.sync("imgs", engine="ray"))
-    want = reference["job"]
-    assert job.state == "succeeded", job.detail
-    assert job.engine == "ray"
-    assert job.counts == want.counts
-    assert sorted(e["key"] for e in job.errors) == sorted(e["key"] for e in want.errors)
-    assert {e["key"]: e["reason"] for e in job.errors} == {e["key"]: e["reason"] for e in want.errors}
-    assert set(job.timings) == {"list", "read", "decode", "encode", "upsert"}
-    assert all(job.timings[s] > 0 for s in ("read", "decode", "encode", "upsert")), job.timings
-    _assert_same_catalog(_catalog_of(cat), reference["catalog"])
-    cat.close()
+    from service.api.app import create_app
+
+    settings = _settings(tmp_path / "home", address)
+    cat = Catalog(settings)
+    with LiveServer(create_app(settings, catalog=cat)) as server, httpx.Client(base_url=server.url) as http:
+        http.post("/api/v1/sources", json={"name": "imgs", "kind": "local", "config": {"path": str(folder)}})
+        bad = http.post("/api/v1/sources/imgs/sync", json={"engine": "ray", "address": "ray://h:10001"})
+        assert bad.status_code == 422 and "Ray Client" in bad.json()["detail"]
+        resp = http.post("/api/v1/sources/imgs/sync", json={"engine": "ray", "address": address or "local"})
+        assert resp.status_code == 202, resp.text
+        job = resp.json()
+        assert job["engine"] == "ray"
+        deadline = time.monotonic() + 90
+        while job["state"] in ("queued", "running") and time.monotonic() < deadline:
+            time.sleep(0.3)
+            job = http.get(f"/api/v1/jobs/{job['id']}").json()
+        want = reference["job"]
+        assert job["state"] == "succeeded", job
+        assert job["engine"] == "ray"
+        assert job["counts"] == want.counts
+        assert {e["key"]: e["reason"] for e in job["errors"]} == {e["key"]: e["reason"] for e in want.errors}
+        assert set(job["timings"]) == {"list", "read", "decode", "encode", "upsert"}
+        assert all(job["timings"][s] > 0 for s in ("read", "decode", "encode", "upsert")), job["timings"]
+        _assert_same_catalog(_catalog_of(cat), reference["catalog"])
 
 
 def _encoder_actor_pids() -> list[int]:
@@ -163,7 +174,7 @@ def test_a_driver_killed_mid_sync_leaves_a_job_the_next_sync_resumes_to_the_same
     want = reference["catalog"]
     settings = _settings(tmp_path / "home", address, ray_batch_size=2, ray_read_batch=2)
     cat = Catalog(settings)
-    cat.add_source("big", "local", {"path": str(folder)})
+    cat.add_source("imgs", "local", {"path": str(folder)})
     cat.close()
     env = dict(
         os.environ,
@@ -174,7 +185,7 @@ def test_a_driver_killed_mid_sync_leaves_a_job_the_next_sync_resumes_to_the_same
         RAY_USAGE_STATS_ENABLED="0",
     )
     env.pop("LOUPE_URL", None)
-    cmd = [sys.executable, "-m", "service.cli", "sync", "big", "--engine", "ray", "--address", address]
+    cmd = [sys.executable, "-m", "service.cli", "sync", "imgs", "--engine", "ray", "--address", address]
     driver = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     state = StateStore(settings.state_url)
     try:
@@ -188,19 +199,19 @@ def test_a_driver_killed_mid_sync_leaves_a_job_the_next_sync_resumes_to_the_same
     assert 0 < committed < len(want)
 
     cat = Catalog(settings)
-    job = job_public(cat.sync("big", engine="ray"))
+    job = job_public(cat.sync("imgs", engine="ray"))
     assert job.state == "succeeded", job.detail
     assert job.counts["unchanged"] >= committed  # what the killed driver wrote is kept, not redone
     assert job.counts["unchanged"] + job.counts["added"] == len(want)
     assert job.counts["failed"] == reference["job"].counts["failed"]
     _assert_same_catalog(_catalog_of(cat), want)
     assert cat.index.count(None) == len(want)  # no duplicate points
-    jobs = cat.jobs.list(kind="sync", source="big")
+    jobs = cat.jobs.list(kind="sync", source="imgs")
     first = jobs[-1]
     assert first.state == "failed" and "gone" in (first.detail or ""), (
         first.detail
     )  # taken over, not left running
-    local = job_public(cat.sync("big", engine="local"))  # the local engine agrees: nothing left to do
+    local = job_public(cat.sync("imgs", engine="local"))  # the local engine agrees: nothing left to do
     assert local.counts["unchanged"] == len(want) and local.counts["added"] == 0
     cat.close()
 
@@ -214,7 +225,7 @@ def _wait_for_commits(state: StateStore, driver: subprocess.Popen[bytes], timeou
         if driver.poll() is not None:
             err = driver.stderr.read().decode() if driver.stderr else ""
             raise AssertionError(f"the driver ended before it could be killed: {err[-2000:]}")
-        jobs = queue.list(kind="sync", source="big", limit=1)
+        jobs = queue.list(kind="sync", source="imgs", limit=1)
         if jobs and (jobs[0].counts or {}).get("added", 0) > 0:
             return int(jobs[0].counts["added"])
         time.sleep(0.02)
@@ -268,26 +279,3 @@ def test_a_model_that_cannot_load_on_a_worker_fails_the_job_with_the_reason(
     assert time.monotonic() - t0 < 60
     assert cat.index.count(None) == 0
     cat.close()
-
-
-def test_the_api_runs_a_ray_sync_and_the_job_says_so(
-    address: str | None, folder: Path, tmp_path: Path
-) -> None:
-    from service.api.app import create_app
-
-    settings = _settings(tmp_path / "home", address)
-    cat = Catalog(settings)
-    with LiveServer(create_app(settings, catalog=cat)) as server, httpx.Client(base_url=server.url) as http:
-        http.post("/api/v1/sources", json={"name": "imgs", "kind": "local", "config": {"path": str(folder)}})
-        bad = http.post("/api/v1/sources/imgs/sync", json={"engine": "ray", "address": "ray://h:10001"})
-        assert bad.status_code == 422 and "Ray Client" in bad.json()["detail"]
-        resp = http.post("/api/v1/sources/imgs/sync", json={"engine": "ray", "address": address or "local"})
-        assert resp.status_code == 202, resp.text
-        job = resp.json()
-        assert job["engine"] == "ray"
-        deadline = time.monotonic() + 90
-        while job["state"] in ("queued", "running") and time.monotonic() < deadline:
-            time.sleep(0.3)
-            job = http.get(f"/api/v1/jobs/{job['id']}").json()
-        assert job["state"] == "succeeded", job
-        assert job["counts"]["added"] == SYNTH + 10 and job["counts"]["failed"] == 3
