@@ -52,6 +52,9 @@ def search_image(
     limit: Annotated[int, Form(ge=1, le=1000)] = 20,
     offset: Annotated[int, Form(ge=0, le=10_000)] = 0,
     score_threshold: Annotated[float | None, Form(ge=-1.0, le=1.0)] = None,
+    space: Annotated[
+        str | None, Form(max_length=200, description="Images search the encoder's space only.")
+    ] = None,
 ) -> SearchResponse:
     """Search by uploaded example images (multipart), with the options of POST /search."""
     if len(images) > MAX_EXAMPLES:
@@ -67,6 +70,7 @@ def search_image(
         limit=limit,
         offset=offset,
         score_threshold=score_threshold,
+        space=space,
     )
     hits, nxt = catalog.search(req, images=data)
     return SearchResponse.model_validate({"hits": hits, "next_offset": nxt})

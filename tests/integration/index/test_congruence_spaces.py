@@ -16,14 +16,11 @@ from service.errors import InvalidConfig, InvalidQuery
 from service.index.base import Distance, Filter, HasVector, Point, VectorIndex, VectorSpec
 from service.index.edge import EdgeIndex
 from service.index.filters import parse_filter
-from tests.integration.index.test_congruence import (  # noqa: F401  (fixtures)
-    DIM,
-    IDS,
-    POINTS,
-    VECTORS,
-    fresh,
-    qdrant_url,
-)
+from tests.integration.index import test_congruence as base
+from tests.integration.index.test_congruence import DIM, IDS, POINTS, VECTORS
+
+# The congruence suite's fixtures: an empty index of each backend, and the Qdrant server.
+fresh, qdrant_url = base.fresh, base.qdrant_url
 
 USER_DIM = 6
 HELD = 40  # points with a user-space vector; the rest lack one

@@ -10,6 +10,7 @@ import { Jobs } from "./jobs.js";
 import { hideError, note, showError } from "./notify.js";
 import { ProjectorView } from "./projector.js";
 import { Search } from "./search.js";
+import { Spaces } from "./spaces.js";
 
 const filters = new Filters($("#filter-fields"));
 const search = new Search(filters);
@@ -18,6 +19,7 @@ const detail = new Detail($("#detail"), search, grid);
 const exporter = new Exporter($("#export-dialog"));
 const jobs = new Jobs($("#jobs"));
 const map = new ProjectorView(search);
+const spaces = new Spaces(search, map);
 
 // -- views ----------------------------------------------------------------------
 
@@ -251,6 +253,7 @@ map.addEventListener("open", (e) => detail.open(0, [e.detail.hit]));
 jobs.addEventListener("changed", () => {
   note("A sync finished: fields, counts and the map are up to date.");
   filters.load();
+  spaces.load().catch(() => {}); // counts per space; an error shows at the next search
   search.count();
   if (!$("#map-view").hidden) map.refresh();
 });
@@ -275,6 +278,7 @@ $("#key-form").addEventListener("submit", (e) => {
 async function start() {
   hideError();
   await filters.load();
+  await spaces.load().catch((err) => showError(err, "Vector spaces"));
   search.run();
   jobs.start();
   if (location.hash === "#map") showView("#tab-map");
@@ -285,4 +289,4 @@ window.addEventListener("unhandledrejection", (e) => showError(e.reason));
 start();
 
 // The page's parts, for the browser tests and the console (importing this module again returns them).
-export { filters, grid, map, search };
+export { filters, grid, map, search, spaces };

@@ -17,6 +17,7 @@ export class ProjectorView extends EventTarget {
   constructor(search) {
     super();
     this.search = search;
+    this.space = null; // a user vector space to lay out; null = the encoder's
     this.scatter = new Scatter($("#map-canvas"), $("#map-overlay"));
     this.scatter.overlayPainter = (ctx) => this.paintOverlay(ctx);
     this.status = null;
@@ -65,6 +66,13 @@ export class ProjectorView extends EventTarget {
     return $("#map-method").value || "pca";
   }
 
+  /** The query of every projector call: the method, and the vector space when it is a user space. */
+  params(extra = {}) {
+    const params = { method: this.method, ...extra };
+    if (this.space) params.space = this.space;
+    return params;
+  }
+
   async show() {
     this.visible = true;
     this.scatter.resize();
@@ -81,7 +89,7 @@ export class ProjectorView extends EventTarget {
     clearTimeout(this.pollTimer);
     let st;
     try {
-      st = await getJSON("/projector", { method: this.method });
+      st = await getJSON("/projector", this.params());
     } catch (err) {
       this.setStatus("The map is unavailable.");
       showError(err, "The map could not be loaded");
@@ -134,7 +142,7 @@ export class ProjectorView extends EventTarget {
   async loadPoints(st) {
     const keep = this.mask ? this.selectedIds() : [];
     try {
-      const { header, arrays } = decodeFrame(await getBinary("/projector/points", { method: st.method }));
+      const { header, arrays } = decodeFrame(await getBinary("/projector/points", this.params({ method: st.method })));
       this.version = header.version;
       this.ids = arrays.ids;
       this.idIndex = null;
@@ -168,7 +176,7 @@ export class ProjectorView extends EventTarget {
       return;
     }
     try {
-      const buffer = await getBinary("/projector/colors", { field, method: this.method });
+      const buffer = await getBinary("/projector/colors", this.params({ field }));
       const { header, arrays } = decodeFrame(buffer);
       if (header.version !== this.version) return this.refresh(true);
       this.colorHeader = header;

@@ -16,6 +16,7 @@ export class Search extends EventTarget {
     this.like = new Map(); // asset id -> asset
     this.unlike = new Map();
     this.scope = null; // {ids: [...], label}: assets chosen on the map
+    this.space = null; // a user vector space's name; null = the encoder's
     this.hits = [];
     this.next = null;
     this.total = null;
@@ -29,16 +30,26 @@ export class Search extends EventTarget {
     return this.text.trim() || this.images.length || this.like.size ? "search" : "browse";
   }
 
+  /** The filter, narrowed in a user space to the assets that have a vector in it. */
+  filter() {
+    const own = this.filters.filter();
+    if (!this.space) return own;
+    const held = { vectors: this.space };
+    return own ? { and: [own, held] } : held;
+  }
+
   /** The body of POST /search for the current query (also what an export of "all results" sends). */
   body(offset = 0) {
-    return {
+    const body = {
       text: this.text.trim() || null,
       like: [...this.like.keys()],
       unlike: [...this.unlike.keys()],
-      filter: this.filters.filter(),
+      filter: this.filter(),
       limit: PAGE_SIZE,
       offset,
     };
+    if (this.space) body.space = this.space;
+    return body;
   }
 
   mark(asset, kind) {
@@ -109,7 +120,7 @@ export class Search extends EventTarget {
     const mode = this.mode;
     if (mode === "scope") return this.scopePage(next ?? 0, signal);
     if (mode === "browse") {
-      const params = { filter: this.filters.filter(), limit: PAGE_SIZE, cursor: next };
+      const params = { filter: this.filter(), limit: PAGE_SIZE, cursor: next };
       const res = await getJSON("/assets", params, { signal });
       return { hits: res.data.map((a) => ({ id: a.id, score: null, asset: a })), next: res.next_cursor };
     }
@@ -124,6 +135,7 @@ export class Search extends EventTarget {
       form.append("filter", JSON.stringify(body.filter));
       form.append("limit", String(body.limit));
       form.append("offset", String(body.offset));
+      if (body.space) form.append("space", body.space);
       res = await postForm("/search/image", form, { signal });
     } else {
       res = await postJSON("/search", body, { signal });
@@ -158,7 +170,7 @@ export class Search extends EventTarget {
       return;
     }
     try {
-      const res = await getJSON("/assets/count", { filter: this.filters.filter() }, { signal: this.controller.signal });
+      const res = await getJSON("/assets/count", { filter: this.filter() }, { signal: this.controller.signal });
       if (generation !== this.generation) return;
       this.total = res.count;
       this.emit("count");
