@@ -19,6 +19,7 @@ from service.api.routes import (
     exports,
     health,
     jobs,
+    labeling_functions,
     labelsets,
     projector,
     search,
@@ -75,7 +76,8 @@ def create_app(settings: Settings | None = None, *, catalog: Catalog | None = No
             allow_headers=["Authorization", "Content-Type"],
         )
     api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(authorize)])
-    for module in (sources, jobs, assets, search, projector, exports, labelsets, evaluations, vector_spaces):
+    routes = (sources, jobs, assets, search, projector, exports, labelsets, evaluations, vector_spaces)
+    for module in (*routes, labeling_functions):
         api.include_router(module.router)
     app.include_router(api)
     _mount_page(app)

@@ -25,6 +25,7 @@ BUILTIN = (
     "service.export.jobs",
     "service.labels.jobs",
     "service.evals.jobs",
+    "service.labelfns.jobs",
     "service.spaces.imports",
     "service.spaces.model_sync",
 )

@@ -1,0 +1,89 @@
+"""Propagation: unlabelled assets take the similarity-weighted vote of their labelled neighbours.
+
+Each asset's k nearest labelled assets (the index's search, one per asset, restricted by a
+filter to the ground-truth set's assets) vote for their labels, each with its similarity as the
+weight; the vote shares are the asset's `scores`, the largest its label and `score`. For the
+calibration every labelled asset is voted on too, but without its own fold's labels: it asks
+for `3k + 1` neighbours and keeps the first k of other folds, so the threshold is never fitted
+on votes that saw the labels they are checked against.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from service.index.base import Condition, Filter, VectorIndex, VectorSpec
+from service.labelfns import calibrate
+from service.labelfns.vectors import Assets, neighbours, read, similarity
+
+REPORT_EVERY = 500
+
+
+@dataclass(slots=True)
+class Votes:
+    ids: list[str]
+    labels: list[str | None]  # None = no neighbour voted
+    shares: np.ndarray  # the winning share per asset
+    scores: list[dict[str, float]] = field(default_factory=list)
+
+
+def labelled_filter(gt: str, scope: Filter) -> Filter:
+    return Filter(must=[scope, Condition(key=f"labels.{gt}.label", exists=True)])
+
+
+def unlabelled_filter(gt: str, scope: Filter) -> Filter:
+    return Filter(must=[scope], must_not=[Condition(key=f"labels.{gt}.label", exists=True)])
+
+
+def truth_of(assets: Assets, gt: str) -> list[str]:
+    return [str(((p.get("labels") or {}).get(gt) or {}).get("label")) for p in assets.payloads]
+
+
+def vote(
+    index: VectorIndex,
+    assets: Assets,
+    *,
+    among: Filter,
+    label_of: dict[str, str],
+    k: int,
+    space: VectorSpec,
+    held_out: bool = False,
+    on_step: Callable[[int], None] | None = None,
+) -> Votes:
+    """The neighbours' vote for each of `assets` (with `held_out`, its own fold's labels left out)."""
+    folds = {i: calibrate.fold_of(i) for i in label_of} if held_out else {}
+    want = 3 * k + 1 if held_out else k
+    out = Votes(ids=list(assets.ids), labels=[], shares=np.zeros(len(assets.ids)))
+    for n, (asset, vector) in enumerate(zip(assets.ids, assets.vectors, strict=True)):
+        hits = neighbours(index, vector, among=among, k=want, space=space)
+        if held_out:
+            own = folds[asset]
+            hits = [h for h in hits if h.id != asset and folds.get(h.id) != own][:k]
+        tally: dict[str, float] = {}
+        for h in hits:
+            label = label_of.get(h.id)
+            if label is not None:
+                tally[label] = tally.get(label, 0.0) + similarity(h.score, space.distance)
+        total = sum(tally.values())
+        if total <= 0:
+            out.labels.append(None)
+            out.scores.append({})
+        else:
+            shares = {c: w / total for c, w in sorted(tally.items())}
+            best = max(shares, key=lambda c: shares[c])
+            out.labels.append(best)
+            out.shares[n] = shares[best]
+            out.scores.append(shares)
+        if on_step is not None and (n + 1) % REPORT_EVERY == 0:
+            on_step(n + 1)
+    return out
+
+
+def read_labelled(
+    index: VectorIndex, gt: str, scope: Filter, space: VectorSpec
+) -> tuple[Assets, dict[str, str]]:
+    assets = read(index, labelled_filter(gt, scope), space, fields=["labels"])
+    return assets, dict(zip(assets.ids, truth_of(assets, gt), strict=True))
