@@ -23,6 +23,7 @@ from service.api.routes import (
     labelsets,
     projector,
     search,
+    selections,
     sources,
     vector_spaces,
 )
@@ -77,7 +78,7 @@ def create_app(settings: Settings | None = None, *, catalog: Catalog | None = No
         )
     api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(authorize)])
     routes = (sources, jobs, assets, search, projector, exports, labelsets, evaluations, vector_spaces)
-    for module in (*routes, labeling_functions):
+    for module in (*routes, selections, labeling_functions):
         api.include_router(module.router)
     app.include_router(api)
     _mount_page(app)

@@ -231,8 +231,16 @@ def exporter_for(target: str) -> Exporter:
 # -- selection -------------------------------------------------------------
 
 
-def validate_selection(request: ExportRequest) -> None:
-    """Check ids and filters up front, so a bad request is a 422 and not a failed export."""
+def validate_selection(request: ExportRequest, *, catalog: Catalog | None = None) -> None:
+    """Check ids, filters and the selection up front, so a bad request is a 4xx and not a failed export."""
+    # Asked of the index, not of the selections' table: a selection is the assets carrying its name.
+    if request.selection is not None and catalog is not None:
+        if catalog.index.count(parse_filter({"selections": request.selection})) == 0:
+            raise InvalidQuery(
+                f"no asset is in a selection named {request.selection!r} (one still running has none "
+                "yet); GET /api/v1/selections lists them",
+                path="selection",
+            )
     for i, asset_id in enumerate(request.ids or []):
         try:
             uuid.UUID(asset_id)
@@ -253,6 +261,8 @@ def select(catalog: Catalog, request: ExportRequest, *, ctx: ExportContext) -> I
         batches: Iterable[list[Selected]] = [[Selected(h["asset"], float(h["score"])) for h in hits]]
     elif request.ids is not None:
         batches = _by_ids(catalog, request.ids[: request.limit], ctx=ctx)
+    elif request.selection is not None:
+        batches = _by_filter(catalog, {"selections": request.selection}, limit=request.limit or None)
     else:
         batches = _by_filter(catalog, request.filter or {}, limit=request.limit or None)
     for batch in batches:

@@ -34,7 +34,7 @@ def begin(catalog: Catalog, request: ExportRequest, *, base_url: str, here: bool
         ExportError: the destination failed (the export is recorded as failed).
     """
     exporter = exporter_for(request.target)
-    validate_selection(request)
+    validate_selection(request, catalog=catalog)
     if request.search is not None and not ((request.search.text or "").strip() or request.search.like):
         raise InvalidQuery(
             "a search needs `text` or `like` asset ids; to export by filter use `filter`", path="search"

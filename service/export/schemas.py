@@ -31,6 +31,7 @@ _ONE_SELECTION: JsonDict = {
         {"required": ["search"], "properties": {"search": {"type": "object"}}},
         {"required": ["ids"], "properties": {"ids": {"type": "array"}}},
         {"required": ["filter"], "properties": {"filter": {"type": "object"}}},
+        {"required": ["selection"], "properties": {"selection": {"type": "string"}}},
     ]
 }
 
@@ -94,8 +95,14 @@ class ExportRequest(BaseModel):
     filter: dict[str, Any] | None = Field(
         default=None, description="Export every asset matching this filter (`{}` = all)."
     )
+    selection: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="Export the assets of this selection (POST /api/v1/selections).",
+    )
     limit: int | None = Field(
-        default=None, ge=1, le=MAX_SELECTION, description="At most this many assets (ids and filter)."
+        default=None, ge=1, le=MAX_SELECTION, description="At most this many assets (ids, filter, selection)."
     )
     path: str | None = Field(
         default=None, description="File targets: write here (on the server); without it, download."
@@ -123,11 +130,11 @@ class ExportRequest(BaseModel):
 
     @model_validator(mode="after")
     def _one_selection(self) -> ExportRequest:
-        given = [n for n in ("search", "ids", "filter") if getattr(self, n) is not None]
+        given = [n for n in ("search", "ids", "filter", "selection") if getattr(self, n) is not None]
         if len(given) != 1:
             raise ValueError(
-                "give exactly one selection: `search` (a search body), `ids` (asset ids) or "
-                "`filter` (a filter alone; {} selects everything)"
+                "give exactly one selection: `search` (a search body), `ids` (asset ids), "
+                "`filter` (a filter alone; {} selects everything) or `selection` (a selection's name)"
                 + (f"; got {', '.join(given)}" if given else "")
             )
         return self

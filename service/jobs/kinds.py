@@ -28,6 +28,7 @@ BUILTIN = (
     "service.labelfns.jobs",
     "service.spaces.imports",
     "service.spaces.model_sync",
+    "service.selections.jobs",
 )
 
 
