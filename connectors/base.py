@@ -42,6 +42,9 @@ class AssetRecord:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     cursor: str | None = None
     hints: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    # Vectors the source carries for user vector spaces (the sql connector's `vector_column`), by
+    # space name: a list of numbers, or the cell as it came when it is not one (the sync says why).
+    vectors: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

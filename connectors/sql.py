@@ -61,6 +61,7 @@ from connectors.sql_values import (
     json_value,
     key_text,
     row_hash,
+    vector_value,
 )
 from connectors.uris import UriOpener, sniff_media_type
 from service.errors import AssetError, InvalidConfig
@@ -89,6 +90,10 @@ class SQLConfig(ConnectorConfig):
     connect_timeout_s: float = Field(default=10.0, gt=0, le=600)
     max_attempts: int = Field(default=3, ge=1, le=20)  # tries of a read whose connection failed
     chunk_size: int = Field(default=2000, ge=1, le=100_000)
+    # A column of embeddings (an array, or JSON text of a list of numbers) written into the user
+    # vector space `vector_space` at each sync; it is not metadata.
+    vector_column: str | None = None
+    vector_space: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
     @field_validator("url")
     @classmethod
@@ -118,6 +123,8 @@ class SQLConfig(ConnectorConfig):
             raise ValueError("give exactly one of `table` and `query`")
         if (self.uri_column is None) == (self.bytes_column is None):
             raise ValueError("give exactly one of `uri_column` and `bytes_column`")
+        if (self.vector_column is None) != (self.vector_space is None):
+            raise ValueError("give `vector_column` and `vector_space` together (the column fills the space)")
         if self.query is not None:
             backend = make_url(self.url.get_secret_value()).get_backend_name()
             self.query = read_only_query(self.query, backend=backend)
@@ -214,7 +221,7 @@ class SQLConnector:
         columns = {c.name: c for c in source.columns}
         self._check_columns(list(columns), label)
         wanted = self.config.columns or [
-            c for c in columns if c not in (self.config.key, self._content_column)
+            c for c in columns if c not in (self.config.key, self._content_column, self.config.vector_column)
         ]
         selected, pos = self._selection(columns, wanted)
         return _Plan(
@@ -232,7 +239,7 @@ class SQLConnector:
     ) -> tuple[builtins.list[Any], dict[str, int]]:
         """What a page selects, and where each column sits in a row (read by position: fast)."""
         c = self.config
-        candidates = dict.fromkeys([c.key, *wanted, c.cursor, c.uri_column])
+        candidates = dict.fromkeys([c.key, *wanted, c.cursor, c.uri_column, c.vector_column])
         names = [n for n in candidates if n is not None]
         selected: builtins.list[Any] = [cols[n] for n in names]
         if c.bytes_column is not None:
@@ -247,7 +254,8 @@ class SQLConnector:
     def _check_columns(self, available: Sequence[str], label: str) -> None:
         c = self.config
         named = [("key", c.key), ("uri_column", c.uri_column), ("bytes_column", c.bytes_column)]
-        named += [("cursor", c.cursor)] + [("columns", col) for col in c.columns or []]
+        named += [("cursor", c.cursor), ("vector_column", c.vector_column)]
+        named += [("columns", col) for col in c.columns or []]
         for field, col in named:
             if col is not None and col not in available:
                 raise InvalidConfig(
@@ -324,7 +332,13 @@ class SQLConnector:
                 metadata[name] = v
         size = row[pos[_SIZE_LABEL]] if c.bytes_column is not None else None
         uri = self._uri_of(key, row[pos[c.uri_column]] if c.uri_column else None)
-        digest = row_hash(uri, size, metadata)
+        vectors: dict[str, Any] = {}
+        if c.vector_column is not None and c.vector_space is not None:
+            vector = vector_value(row[pos[c.vector_column]])
+            if vector is not None:
+                vectors[c.vector_space] = vector
+        # A changed vector is a changed row: the next sync writes it.
+        digest = row_hash(uri, size, {**metadata, "\0vector": vectors} if vectors else metadata)
         cursor_value = row[pos[c.cursor]] if c.cursor else None
         return AssetRecord(
             key=key_text(key),
@@ -336,6 +350,7 @@ class SQLConnector:
             metadata=metadata,
             cursor=encode_cursor(column=c.cursor, value=cursor_value, key=key) if c.cursor else None,
             hints={"key": key},
+            vectors=vectors,
         )
 
     def _uri_of(self, key: Any, raw: Any) -> str:

@@ -158,3 +158,25 @@ def bind(value: Any) -> Any:
     key read from the index as text, or shift a timestamp's zone.
     """
     return sa.bindparam(None, value, type_=NullType())
+
+
+def vector_value(value: Any) -> Any:
+    """A vector column's cell: an array as a list of floats, JSON text parsed; None for NULL.
+
+    A cell that is not a list of numbers is passed on as it is: the sync reports it on that
+    asset (the image itself still syncs), rather than one bad row failing the listing.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bytes | bytearray | memoryview):
+        value = bytes(value).decode("utf-8", errors="replace")
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return value
+    if isinstance(value, list | tuple) and all(
+        isinstance(x, int | float | Decimal) and not isinstance(x, bool) for x in value
+    ):
+        return [float(x) for x in value]
+    return value

@@ -27,9 +27,10 @@ from service.catalog.assets import asset_id, build_payload
 from service.catalog.decode import Decoded, PixelBudget, load, open_image
 from service.catalog.priority import SearchGate
 from service.config import IngestSettings
-from service.errors import AssetError, LoupeError, SourceError
+from service.errors import AssetError, InvalidQuery, LoupeError, SourceError
 from service.index.base import Condition, Filter, Point, VectorIndex
 from service.index.filters import RESERVED_ROOTS, field_type_of
+from service.index.spaces import check_vector
 
 log = logging.getLogger(__name__)
 MAX_REPORTED_ERRORS = 1000
@@ -357,14 +358,32 @@ class SyncPipeline:
         for b in batch:
             b.payload["vectors"], b.payload["vectors_stale"] = [own], []
         existed = [b.work.id for b in batch if b.work.existed]
-        if not others or not existed:
-            return {}
-        kept = {r.id: r.vectors for r in self.index.retrieve(existed, with_vectors=others)}
+        kept: dict[str, dict[str, np.ndarray]] = {}
+        if others and existed:
+            kept = {r.id: r.vectors for r in self.index.retrieve(existed, with_vectors=others)}
         for b in batch:
             spaces = sorted(kept.get(b.work.id) or {})
             if spaces:
                 b.payload["vectors"], b.payload["vectors_stale"] = [own, *spaces], spaces
+            if b.work.record.vectors:
+                self._source_vectors(b, kept.setdefault(b.work.id, {}))
         return kept
+
+    def _source_vectors(self, b: _Ready, vectors: dict[str, np.ndarray]) -> None:
+        """Vectors the source carries (the sql connector's vector column): fresh, not stale."""
+        specs = self.index.vector_specs()
+        for space, raw in b.work.record.vectors.items():
+            spec = specs.get(space)
+            try:
+                if spec is None or space == self.index.vector_name:
+                    raise InvalidQuery(f"no user vector space named {space!r}; create it first")
+                vectors[space] = check_vector(raw, spec, path=f"vector_space {space}")
+            except InvalidQuery as exc:  # the image syncs; its vector is reported
+                self.report.fail(b.work.record.key, exc.detail)
+                continue
+            if space not in b.payload["vectors"]:
+                b.payload["vectors"].append(space)
+            b.payload["vectors_stale"] = [s for s in b.payload["vectors_stale"] if s != space]
 
     def _count_written(self, batch: Iterable[_Ready]) -> None:
         for b in batch:
