@@ -1,6 +1,6 @@
 """Propagation: unlabelled assets take the similarity-weighted vote of their labelled neighbours.
 
-Each asset's k nearest labelled assets (the index's search, one per asset, restricted by a
+Each asset's k nearest labelled assets (the index's search, in batches, restricted by a
 filter to the ground-truth set's assets) vote for their labels, each with its similarity as the
 weight; the vote shares are the asset's `scores`, the largest its label and `score`. For the
 calibration every labelled asset is voted on too, but without its own fold's labels: it asks
@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from service.index.base import Condition, Filter, VectorIndex, VectorSpec
+from service.index.base import Condition, Filter, Hit, VectorIndex, VectorSpec
 from service.labelfns import calibrate
 from service.labelfns.vectors import Assets, neighbours, read, similarity
 
-REPORT_EVERY = 500
+BATCH = 256  # vectors per batch query (and per progress report)
 
 
 @dataclass(slots=True)
@@ -57,29 +57,34 @@ def vote(
     folds = {i: calibrate.fold_of(i) for i in label_of} if held_out else {}
     want = 3 * k + 1 if held_out else k
     out = Votes(ids=list(assets.ids), labels=[], shares=np.zeros(len(assets.ids)))
-    for n, (asset, vector) in enumerate(zip(assets.ids, assets.vectors, strict=True)):
-        hits = neighbours(index, vector, among=among, k=want, space=space)
-        if held_out:
-            own = folds[asset]
-            hits = [h for h in hits if h.id != asset and folds.get(h.id) != own][:k]
-        tally: dict[str, float] = {}
-        for h in hits:
-            label = label_of.get(h.id)
-            if label is not None:
-                tally[label] = tally.get(label, 0.0) + similarity(h.score, space.distance)
-        total = sum(tally.values())
-        if total <= 0:
-            out.labels.append(None)
-            out.scores.append({})
-        else:
-            shares = {c: w / total for c, w in sorted(tally.items())}
-            best = max(shares, key=lambda c: shares[c])
-            out.labels.append(best)
-            out.shares[n] = shares[best]
-            out.scores.append(shares)
-        if on_step is not None and (n + 1) % REPORT_EVERY == 0:
-            on_step(n + 1)
+    for start in range(0, len(assets.ids), BATCH):
+        found = neighbours(index, assets.vectors[start : start + BATCH], among=among, k=want, space=space)
+        for n, hits in enumerate(found, start=start):
+            if held_out:
+                own = folds[assets.ids[n]]
+                hits = [h for h in hits if h.id != assets.ids[n] and folds.get(h.id) != own][:k]
+            _tally(out, n, hits, label_of=label_of, space=space)
+        if on_step is not None:
+            on_step(min(len(assets.ids), start + BATCH))
     return out
+
+
+def _tally(out: Votes, n: int, hits: list[Hit], *, label_of: dict[str, str], space: VectorSpec) -> None:
+    tally: dict[str, float] = {}
+    for h in hits:
+        label = label_of.get(h.id)
+        if label is not None:
+            tally[label] = tally.get(label, 0.0) + similarity(h.score, space.distance)
+    total = sum(tally.values())
+    if total <= 0:
+        out.labels.append(None)
+        out.scores.append({})
+        return
+    shares = {c: w / total for c, w in sorted(tally.items())}
+    best = max(shares, key=lambda c: shares[c])
+    out.labels.append(best)
+    out.shares[n] = shares[best]
+    out.scores.append(shares)
 
 
 def read_labelled(

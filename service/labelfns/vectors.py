@@ -72,11 +72,23 @@ def _pages(index: VectorIndex, flt: Filter, space: VectorSpec, fields: Sequence[
 
 
 def neighbours(
-    index: VectorIndex, vector: np.ndarray, *, among: Filter, k: int, space: VectorSpec
-) -> list[Hit]:
-    """The `k` nearest assets under `among` (the index's search; its plan picks exact or HNSW)."""
-    hits = index.query(positive=[vector], filter=among, limit=k, using=space.name)
-    return [Hit(id=h.id, score=h.score) for h in hits]
+    index: VectorIndex, vectors: np.ndarray, *, among: Filter, k: int, space: VectorSpec
+) -> list[list[Hit]]:
+    """The `k` nearest assets under `among` to each of `vectors` (the index's search).
+
+    One batch query of the engine where the index offers it (`neighbours`, the batched helper
+    the signals use), else one search per vector.
+    """
+    batch = getattr(index, "neighbours", None)
+    if batch is not None:
+        return list(batch(list(vectors), k=k, filter=among, using=space.name))
+    return [
+        [
+            Hit(id=h.id, score=h.score)
+            for h in index.query(positive=[v], filter=among, limit=k, using=space.name)
+        ]
+        for v in vectors
+    ]
 
 
 def similarity(score: float, distance: Distance) -> float:

@@ -12,6 +12,8 @@ Per asset, the index payload holds under `labels.<set>`:
                               image (a COCO crowd region also has "iscrowd": true)
     margin, entropy, least_confidence   predictions only, each in [0, 1] (below)
     imported_at               RFC 3339, when this asset's annotation was written
+    labeled_by, labeled_at    hand labels in bulk (service/labels/bulk.py): who (the API key's
+                              fingerprint, or "anonymous") and when
 
 Boxes are kept whole in the payload rather than in the state store: the page draws an
 asset's boxes and the evaluator matches them from the one payload read it makes per asset

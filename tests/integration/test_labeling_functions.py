@@ -252,3 +252,36 @@ def test_bad_requests_name_the_field_and_write_nothing(
     assert field in resp.text, resp.text
     assert {s["name"] for s in client.get("/labelsets").json()["data"]} == before
     assert client.get("/labeling-functions/bad").status_code == 404
+
+
+def test_bulk_labelling_by_ids_filter_and_search_records_who_and_when(world: dict[str, Any]) -> None:
+    client = world["client"]
+    body = {"name": "hand", "role": "ground_truth", "task": "classification", "classes": ["a", "b"]}
+    assert client.post("/labelsets", json=body).status_code == 201
+    three = ids_of(client, [0, 1, 2])
+    resp = client.post("/labelsets/hand/labels", json={"label": "a", "ids": three})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["labeled"] == 3 and resp.json()["labeled_by"] == "anonymous"
+    resp = client.post(
+        "/labelsets/hand/labels", json={"label": "b", "filter": {"key": {"in": [key(50), key(51)]}}}
+    )
+    assert resp.json()["labeled"] == 2
+    search = {"like": ids_of(client, [80]), "space": "planted", "limit": 5}
+    assert client.post("/labelsets/hand/labels", json={"label": "b", "search": search}).json()["labeled"] == 5
+    labels = labels_of(client, "hand")
+    assert {k: v["label"] for k, v in labels.items() if k < 3} == {0: "a", 1: "a", 2: "a"}
+    assert labels[50]["label"] == "b" and labels[50]["labeled_by"] == "anonymous" and labels[50]["labeled_at"]
+    assert len(labels) == 10 and all(80 <= k < 120 for k in labels if k >= 52)
+    assert client.get("/labelsets/hand").json()["assets"] == 10
+    # Refused whole: nothing changes.
+    for bad, field in [
+        ({"label": "c", "ids": three}, "label"),
+        ({"label": "a", "ids": [three[0], "00000000-0000-0000-0000-000000000000"]}, "ids[1]"),
+        ({"label": "a", "ids": three, "filter": {"key": key(0)}}, "body"),
+    ]:
+        resp = client.post("/labelsets/hand/labels", json=bad)
+        assert resp.status_code == 422 and field in resp.text, resp.text
+    client.post("/labelsets", json={"name": "model", "role": "predictions", "task": "classification"})
+    resp = client.post("/labelsets/model/labels", json={"label": "a", "ids": three})
+    assert resp.status_code == 422 and "ground-truth" in resp.text
+    assert labels_of(client, "hand") == labels

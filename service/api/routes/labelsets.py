@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -12,7 +13,7 @@ from starlette.datastructures import UploadFile
 from service.api.deps import CatalogDep, RunnerDep
 from service.catalog.catalog import Catalog
 from service.errors import InvalidQuery, PayloadTooLarge, UnsupportedMedia
-from service.labels import admin
+from service.labels import admin, bulk
 from service.labels.formats import FORMATS
 from service.labels.schemas import AnnotationImport, LabelSetCreate, LabelSetPublic, LabelSetsPublic
 from service.schemas import JobPublic, job_public
@@ -147,3 +148,20 @@ async def _from_upload(name: str, request: Request, catalog: Catalog) -> Any:
         return await run_in_threadpool(admin.begin_upload, catalog, name, data, fmt=fmt, source=text_source)
     finally:
         await form.close()
+
+
+def _who(request: Request) -> str:
+    """Who labels: the API key's fingerprint (keys carry no names; never the key), else anonymous."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if not request.app.state.api_keys or scheme.lower() != "bearer" or not token.strip():
+        return "anonymous"
+    return "key:" + hashlib.sha256(token.strip().encode()).hexdigest()[:12]
+
+
+@router.post("/{name}/labels", response_model=bulk.BulkLabeled, responses=_ERRORS)
+def label_assets(name: str, body: bulk.BulkLabel, request: Request, catalog: CatalogDep) -> bulk.BulkLabeled:
+    """Label many assets by hand as `label` in a ground-truth set: `ids`, every asset under a
+    `filter` (a selection, a map lasso) or the hits of a `search` body; recorded with
+    `labeled_by` and `labeled_at`. A label outside the set's declared classes, an unknown id or a
+    predictions set is a 422 and nothing is written."""
+    return bulk.label(catalog, name, body, who=_who(request))
