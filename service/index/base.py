@@ -45,6 +45,10 @@ BUILTIN_FIELDS: dict[str, FieldType] = {
     # the asset at its source (service/spaces): filterable, and counted per space.
     "vectors": FieldType.keyword,
     "vectors_stale": FieldType.keyword,
+    # The content hash recorded at sync: exact duplicates (service/signals).
+    "signals.sha256": FieldType.keyword,
+    # Set aside in the Duplicates view: searches and exports leave these out (service/signals).
+    "signals.duplicate_excluded": FieldType.bool,
 }
 METADATA_ROOT = "meta"
 
@@ -230,6 +234,36 @@ class VectorIndex(Protocol):
         follow its distance: cosine similarity, dot product, or euclidean distance (lower =
         closer; hits still come closest first).
         """
+        ...
+
+    def neighbours(
+        self,
+        vectors: Sequence[np.ndarray],
+        *,
+        k: int,
+        filter: Filter | None = None,
+        using: str | None = None,
+    ) -> list[list[Hit]]:
+        """The `k` nearest points to each vector, as one batch query of the engine (service/signals).
+
+        Hits come closest first with scores as `query` gives them, without payloads; a point
+        that is itself among the vectors comes back as its own nearest hit.
+        """
+        ...
+
+    def scroll_ordered(
+        self,
+        *,
+        key: str,
+        descending: bool = False,
+        filter: Filter | None = None,
+        limit: int = 100,
+        start_from: float | str | None = None,
+        exclude_ids: Sequence[str] = (),
+    ) -> list[Record]:
+        """Points ordered by the payload field `key` (a numeric or datetime range index), from
+        `start_from` (inclusive) on, leaving out `exclude_ids` (the ties a cursor already gave);
+        points without the field are left out."""
         ...
 
     def scroll(

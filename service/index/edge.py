@@ -364,6 +364,59 @@ class EdgeIndex:
                 settings=self.settings,
             )
 
+    def neighbours(
+        self,
+        vectors: Sequence[np.ndarray],
+        *,
+        k: int,
+        filter: Filter | None = None,
+        using: str | None = None,
+    ) -> list[list[Hit]]:
+        if not vectors:
+            return []
+        spec = self._spec(using)
+        flt = _to_edge(filter)
+        with self._store.shard() as shard:
+            params = _params(self._plan(shard, filter, want=k), self.settings)
+            requests = [
+                qe.QueryRequest(
+                    limit=k,
+                    query=qe.Query.Nearest(_vector(v), using=spec.name),
+                    filter=flt,
+                    params=params,
+                    with_payload=False,
+                )
+                for v in vectors
+            ]
+            with edge_errors("search neighbours"):
+                results = shard.query_batch(qe.QueryBatchRequest(requests))
+        return [[Hit(id=str(p.id), score=float(p.score)) for p in points] for points in results]
+
+    def scroll_ordered(
+        self,
+        *,
+        key: str,
+        descending: bool = False,
+        filter: Filter | None = None,
+        limit: int = 100,
+        start_from: float | str | None = None,
+        exclude_ids: Sequence[str] = (),
+    ) -> list[Record]:
+        direction = qe.Direction.Desc if descending else qe.Direction.Asc
+        flt = _to_edge(filter)
+        if exclude_ids:
+            skip = qe.HasIdCondition({_point_id(i, path="cursor") for i in exclude_ids})
+            flt = qe.Filter(must=[flt] if flt is not None else None, must_not=[skip])
+        request = qe.ScrollRequest(
+            limit=limit,
+            filter=flt,
+            with_payload=True,
+            order_by=qe.OrderBy(qdrant_key(key), direction, start_from=start_from),
+        )
+        with self._store.shard() as shard, edge_errors(f"order points by {key}"):
+            records, _ = shard.scroll(request)
+        return [self._record(r, False) for r in records]
+
     def scroll(
         self,
         *,

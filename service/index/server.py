@@ -450,6 +450,65 @@ class ServerIndex:
 
         return self._call("estimate a filter", plan)
 
+    def neighbours(
+        self,
+        vectors: Sequence[np.ndarray],
+        *,
+        k: int,
+        filter: Filter | None = None,
+        using: str | None = None,
+    ) -> list[list[Hit]]:
+        if not vectors:
+            return []
+        spec = self._spec(using)
+        flt = to_qdrant(filter)
+        params = None if self._local else search_params(self._plan(filter, want=k), self.settings)
+        requests = [
+            models.QueryRequest(
+                query=models.NearestQuery(nearest=vector(v)),
+                using=spec.name,
+                filter=flt,
+                params=params,
+                limit=k,
+                with_payload=False,
+            )
+            for v in vectors
+        ]
+        responses = self._call(
+            "search neighbours", self._client.query_batch_points, self.collection, requests=requests
+        )
+        return [[Hit(id=str(p.id), score=float(p.score)) for p in r.points] for r in responses]
+
+    def scroll_ordered(
+        self,
+        *,
+        key: str,
+        descending: bool = False,
+        filter: Filter | None = None,
+        limit: int = 100,
+        start_from: float | str | None = None,
+        exclude_ids: Sequence[str] = (),
+    ) -> list[Record]:
+        flt = to_qdrant(filter)
+        if exclude_ids:
+            skip = models.HasIdCondition(has_id=[point_id(i, path="cursor") for i in exclude_ids])
+            flt = models.Filter(must=[flt] if flt is not None else None, must_not=[skip])
+        order = models.OrderBy(
+            key=qdrant_key(key),
+            direction=models.Direction.DESC if descending else models.Direction.ASC,
+            start_from=start_from,  # type: ignore[arg-type]  # qdrant reads an RFC 3339 string too
+        )
+        records, _ = self._call(
+            f"order points by {key}",
+            self._client.scroll,
+            self.collection,
+            scroll_filter=flt,
+            limit=limit,
+            order_by=order,
+            with_payload=True,
+        )
+        return [self._record(r, False) for r in records]
+
     def scroll(
         self,
         *,
