@@ -24,6 +24,7 @@ from service.api.routes import (
     projector,
     search,
     selections,
+    signals,
     sources,
     vector_spaces,
 )
@@ -78,7 +79,7 @@ def create_app(settings: Settings | None = None, *, catalog: Catalog | None = No
         )
     api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(authorize)])
     routes = (sources, jobs, assets, search, projector, exports, labelsets, evaluations, vector_spaces)
-    for module in (*routes, selections, labeling_functions):
+    for module in (*routes, selections, labeling_functions, signals):
         api.include_router(module.router)
     app.include_router(api)
     _mount_page(app)

@@ -26,7 +26,7 @@ from service.errors import (
 )
 from service.index import open_index
 from service.index.base import Condition, Filter, VectorIndex, VectorSpec
-from service.index.filters import only_present, parse_filter
+from service.index.filters import only_present, parse_filter, without_excluded
 from service.index.spaces import check_vector, resolve_space
 from service.jobs.queue import JobQueue
 from service.jobs.runner import JobContext, execute
@@ -271,10 +271,25 @@ class Catalog:
         return asset_from_payload(recs[0].id, recs[0].payload)
 
     def list_assets(
-        self, *, filter: dict[str, Any] | None, limit: int, cursor: str | None
+        self,
+        *,
+        filter: dict[str, Any] | None,
+        limit: int,
+        cursor: str | None,
+        order_by: str | None = None,
+        order: str = "asc",
     ) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of assets in id order, or in the order of `order_by` (service/catalog/ordering.py)."""
         flt = parse_filter(filter)
-        recs, nxt = self.index.scroll(filter=flt, limit=limit, cursor=cursor)
+        if order_by:
+            from service.catalog.ordering import orderable_key, ordered_page
+
+            key = orderable_key(self.index, order_by)
+            recs, nxt = ordered_page(
+                self.index, key=key, descending=order == "desc", filter=flt, limit=limit, cursor=cursor
+            )
+        else:
+            recs, nxt = self.index.scroll(filter=flt, limit=limit, cursor=cursor)
         return [asset_from_payload(r.id, r.payload) for r in recs], nxt
 
     def count(self, filter: dict[str, Any] | None) -> int:
@@ -354,7 +369,8 @@ class Catalog:
         return out, nxt
 
     def _search_filter(self, raw: dict[str, Any] | None) -> Filter:
-        return parse_filter(only_present(raw)) or Filter()  # never empty: only_present adds a condition
+        # Never empty: only_present adds a condition; assets set aside as duplicates stay out too.
+        return parse_filter(without_excluded(only_present(raw))) or Filter()
 
     def _examples(
         self, req: SearchRequest, images: Sequence[bytes], space: VectorSpec

@@ -10,6 +10,7 @@ deterministic ids make any re-run idempotent.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import logging
 import threading
@@ -404,7 +405,10 @@ class SyncPipeline:
             old = previous.get(b.work.id) or {}
             for root in CARRIED_ROOTS:
                 if old.get(root):
-                    b.payload[root] = old[root]
+                    mine = b.payload.get(root)
+                    # What the new bytes say (signals.sha256) wins over what was carried.
+                    merge = isinstance(mine, dict) and isinstance(old[root], dict)
+                    b.payload[root] = {**old[root], **mine} if merge else old[root]  # type: ignore[dict-item]
 
     def _ensure_metadata_indexes(self, batch: Iterable[_Ready]) -> None:
         """Index scalar metadata fields as they first appear, so filters and facets stay fast."""
@@ -443,7 +447,7 @@ def fetch_checked(connector: Connector, record: AssetRecord, *, max_bytes: int) 
 
 def asset_payload(source: str, record: AssetRecord, decoded: Decoded, blob: Blob) -> dict[str, Any]:
     """The index payload of a decoded asset (exports and other features' fields are carried at write time)."""
-    return build_payload(
+    payload = build_payload(
         source=source,
         record=record,
         decoded=decoded,
@@ -451,6 +455,9 @@ def asset_payload(source: str, record: AssetRecord, decoded: Decoded, blob: Blob
         exports=[],
         media_type=blob.media_type,
     )
+    # The content hash of the bytes as fetched: exact duplicates share it (service/signals).
+    payload["signals"] = {"sha256": hashlib.sha256(blob.data).hexdigest()}
+    return payload
 
 
 def _take(items: Iterator[_Work], n: int) -> list[_Work]:

@@ -30,7 +30,7 @@ from connectors import base as connectors
 from service.catalog.assets import asset_from_payload
 from service.errors import InvalidQuery, LoupeError
 from service.export.schemas import ExportCounts, ExportRequest
-from service.index.filters import only_present, parse_filter
+from service.index.filters import only_present, parse_filter, without_excluded
 from service.timestamps import rfc3339
 
 if TYPE_CHECKING:
@@ -285,7 +285,7 @@ def _by_ids(catalog: Catalog, ids: Sequence[str], *, ctx: ExportContext) -> Iter
 
 def _by_filter(catalog: Catalog, raw: dict[str, Any], *, limit: int | None) -> Iterator[list[Selected]]:
     # Like a search, a filter alone leaves out assets gone from their source unless it asks for them.
-    flt = only_present(raw)
+    flt = without_excluded(only_present(raw))
     cursor: str | None = None
     left = limit
     while left is None or left > 0:

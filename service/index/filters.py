@@ -88,6 +88,21 @@ def only_present(raw: Mapping[str, Any] | None) -> dict[str, Any]:
     return {"and": [dict(raw), {"status": "ok"}]} if raw else {"status": "ok"}
 
 
+EXCLUDED_DUPLICATE = "signals.duplicate_excluded"
+
+
+def without_excluded(raw: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """`raw`, narrowed to assets not set aside as duplicates (service/signals), unless it names the flag.
+
+    Keeping one member of a duplicate group marks the others `signals.duplicate_excluded`;
+    searches and exports leave them out as they leave out assets gone from their source.
+    """
+    if raw and EXCLUDED_DUPLICATE in repr(raw):
+        return dict(raw)
+    keep_out = {"not": {EXCLUDED_DUPLICATE: True}}
+    return {"and": [dict(raw), keep_out]} if raw else keep_out
+
+
 def _mentions_status(obj: Any) -> bool:
     if isinstance(obj, Mapping):
         return "status" in obj or any(_mentions_status(v) for v in obj.values())

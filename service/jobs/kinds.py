@@ -29,6 +29,7 @@ BUILTIN = (
     "service.spaces.imports",
     "service.spaces.model_sync",
     "service.selections.jobs",
+    "service.signals.jobs",
 )
 
 

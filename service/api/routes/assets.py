@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import RedirectResponse
 
 from service.api.deps import CatalogDep, FilterDep
-from service.schemas import UUID_PATTERN, AssetPublic, AssetsPublic
+from service.schemas import AssetPublic, AssetsPublic
+
+# An asset id (the id order's cursor) or an ordered listing's opaque base64url cursor.
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]+$"
 
 router = APIRouter(prefix="/assets", tags=["assets"])
 
@@ -19,11 +22,20 @@ def list_assets(
     filter: FilterDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[
-        str | None, Query(pattern=UUID_PATTERN, description="`next_cursor` of the previous page.")
+        str | None,
+        Query(pattern=CURSOR_PATTERN, max_length=200_000, description="`next_cursor` of the previous page."),
     ] = None,
+    order_by: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="A numeric or datetime field to order by (e.g. signals.uniqueness, modified_at).",
+        ),
+    ] = None,
+    order: Annotated[Literal["asc", "desc"], Query(description="With order_by: the direction.")] = "asc",
 ) -> AssetsPublic:
-    """Assets matching a filter, in id order; pass `next_cursor` back for the next page."""
-    data, nxt = catalog.list_assets(filter=filter, limit=limit, cursor=cursor)
+    """Assets matching a filter, in id order or by `order_by`; pass `next_cursor` back for the next page."""
+    data, nxt = catalog.list_assets(filter=filter, limit=limit, cursor=cursor, order_by=order_by, order=order)
     return AssetsPublic.model_validate({"data": data, "next_cursor": nxt})
 
 
