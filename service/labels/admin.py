@@ -16,8 +16,14 @@ if TYPE_CHECKING:
 
 
 def create(catalog: Catalog, body: LabelSetCreate) -> LabelSetPublic:
-    """A new, empty set; LabelSetExists (409) when the name is taken."""
-    return set_public(LabelSetStore(catalog.state).create(body))
+    """A new, empty set with its payload indexes; LabelSetExists (409) when the name is taken.
+
+    The indexes are made now, before any import: creating one reads every point, so an
+    import into an existing set does not pay for them, and the bulk load goes into them.
+    """
+    row = LabelSetStore(catalog.state).create(body)
+    payload.ensure_indexes(catalog.index, body.name)
+    return set_public(row)
 
 
 def get(catalog: Catalog, name: str) -> LabelSetPublic:
