@@ -49,6 +49,10 @@ class Client(Protocol):
     def list_evaluations(self, *, limit: int) -> list[dict[str, Any]]: ...
     def get_evaluation(self, evaluation_id: str) -> dict[str, Any]: ...
     def compare_evaluations(self, a: str, b: str) -> dict[str, Any]: ...
+    def apply_labeling_function(self, body: dict[str, Any], *, progress: Progress) -> dict[str, Any]: ...
+    def list_labeling_functions(self) -> list[dict[str, Any]]: ...
+    def get_labeling_function(self, name: str) -> dict[str, Any]: ...
+    def label_assets(self, name: str, body: dict[str, Any]) -> dict[str, Any]: ...
     def list_spaces(self) -> list[dict[str, Any]]: ...
     def add_space(self, name: str, *, dim: int, distance: str) -> dict[str, Any]: ...
     def remove_space(self, name: str) -> None: ...
@@ -170,6 +174,32 @@ class LocalClient:
         from service.evals.compare import compare
 
         return compare(self.catalog, a, b).model_dump(mode="json")
+
+    def apply_labeling_function(self, body: dict[str, Any], *, progress: Progress) -> dict[str, Any]:
+        from service.labelfns.runner import run_now
+        from service.labelfns.schemas import LabelingFunctionCreate
+        from service.labelfns.store import function_public
+
+        row = run_now(self.catalog, LabelingFunctionCreate.model_validate(body))
+        return function_public(row).model_dump(mode="json")
+
+    def list_labeling_functions(self) -> list[dict[str, Any]]:
+        from service.labelfns.store import LabelingFunctionStore, function_public
+
+        return [
+            function_public(r).model_dump(mode="json")
+            for r in LabelingFunctionStore(self.catalog.state).all()
+        ]
+
+    def get_labeling_function(self, name: str) -> dict[str, Any]:
+        from service.labelfns.store import LabelingFunctionStore, function_public
+
+        return function_public(LabelingFunctionStore(self.catalog.state).get(name)).model_dump(mode="json")
+
+    def label_assets(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        from service.labels.bulk import BulkLabel, label
+
+        return label(self.catalog, name, BulkLabel.model_validate(body), who="anonymous").model_dump()
 
     def list_spaces(self) -> list[dict[str, Any]]:
         from service.spaces.registry import list_spaces
@@ -327,6 +357,24 @@ class RemoteClient:
 
     def compare_evaluations(self, a: str, b: str) -> dict[str, Any]:
         return self._call("POST", "/evaluations/compare", json={"a": a, "b": b})  # type: ignore[no-any-return]
+
+    def apply_labeling_function(self, body: dict[str, Any], *, progress: Progress) -> dict[str, Any]:
+        run = self._call("POST", "/labeling-functions", json=body)
+        while True:
+            job = self._call("GET", f"/jobs/{run['job_id']}")
+            if job["state"] not in ("queued", "running"):
+                return self._call("GET", f"/labeling-functions/{body['name']}")  # type: ignore[no-any-return]
+            progress(job)
+            time.sleep(0.3)
+
+    def list_labeling_functions(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/labeling-functions")["data"]  # type: ignore[no-any-return]
+
+    def get_labeling_function(self, name: str) -> dict[str, Any]:
+        return self._call("GET", f"/labeling-functions/{name}")  # type: ignore[no-any-return]
+
+    def label_assets(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self._call("POST", f"/labelsets/{name}/labels", json=body)  # type: ignore[no-any-return]
 
     def search(self, req: SearchRequest, *, images: Sequence[bytes] = ()) -> dict[str, Any]:
         if not images:

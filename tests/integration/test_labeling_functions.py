@@ -16,6 +16,7 @@ import pytest
 from sklearn.datasets import load_digits
 from sklearn.neighbors import KNeighborsClassifier
 
+from service import cli
 from service.catalog.catalog import Catalog
 from service.config import Settings
 from service.synth import write_dataset
@@ -81,7 +82,14 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         resp = client.post("/labelsets/gt/annotations", json={"format": "loupe", "annotations": records})
         assert resp.status_code == 202, resp.text
         assert wait_job(client, resp.json())["state"] == "succeeded"
-        yield {"client": client, "digits": digits, "truth": truth, "labelled": set(int(i) for i in labelled)}
+        yield {
+            "url": server.url,
+            "home": settings.home,
+            "client": client,
+            "digits": digits,
+            "truth": truth,
+            "labelled": set(int(i) for i in labelled),
+        }
     catalog.close()
 
 
@@ -285,3 +293,33 @@ def test_bulk_labelling_by_ids_filter_and_search_records_who_and_when(world: dic
     resp = client.post("/labelsets/model/labels", json={"label": "a", "ids": three})
     assert resp.status_code == 422 and "ground-truth" in resp.text
     assert labels_of(client, "hand") == labels
+
+
+def test_the_cli_applies_lists_shows_and_labels_by_hand(
+    world: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOUPE_URL", world["url"])
+    monkeypatch.setenv("LOUPE_HOME", str(world["home"]))
+    client = world["client"]
+    a, b = ids_of(client, [0, 1]), ids_of(client, [40])
+    args = ["label-fn", "apply", "cli_rules", "--into", "lf_cli", "--space", "planted", "--threshold", "0.9"]
+    args += ["--rule", f"a:like={a[0]},{a[1]}", "--rule", f"b:like={b[0]}", "--json"]
+    assert cli.main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["run"]["state"] == "succeeded" and out["run"]["labeled"] == 2 * GROUP
+    assert cli.main(["label-fn", "show", "cli_rules"]) == 0
+    text = capsys.readouterr().out
+    assert "labelled 80" in text and "nothing estimated" in text
+    assert cli.main(["label-fn", "list", "--json"]) == 0
+    assert "cli_rules" in {f["name"] for f in json.loads(capsys.readouterr().out)}
+    body = {"name": "cli_hand", "role": "ground_truth", "task": "classification", "classes": ["x"]}
+    assert client.post("/labelsets", json=body).status_code == 201
+    flt = json.dumps({"key": {"in": [key(7), key(8)]}})
+    assert cli.main(["labels", "set", "cli_hand", "--label", "x", "--filter", flt]) == 0
+    assert "labelled 2 asset(s)" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        cli.main(["labels", "set", "cli_hand", "--label", "nope", "--ids", a[0]])
+    assert "unknown class 'nope'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["label-fn", "apply", "x", "--into", "y", "--rule", "a:like="])
+    assert "a rule needs example assets" in capsys.readouterr().err
