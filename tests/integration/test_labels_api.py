@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
+from service.config import Settings
 from service.synth.shapes import Sample
+from tests.conftest import LiveServer
 from tests.integration.labels_helpers import (
     SIZE,
     add_and_sync,
@@ -30,27 +32,45 @@ from tests.integration.labels_helpers import (
 )
 
 
-@pytest.fixture
-def client(live_server: Any) -> httpx.Client:
-    with httpx.Client(base_url=live_server.url, timeout=60) as c:
-        yield c
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Client, Path, list[Sample]]]:
+    """One server and one synced catalog for the module; each test uses its own set names."""
+    from service.api.app import create_app
+    from service.catalog.catalog import Catalog
+    from tests.fakes import FakeEncoder
+
+    tmp = tmp_path_factory.mktemp("labels-api")
+    settings = Settings(home=tmp / "home", _env_file=None)  # type: ignore[call-arg]
+    catalog = Catalog(settings, encoder=FakeEncoder())
+    with (
+        LiveServer(create_app(settings, catalog=catalog)) as server,
+        httpx.Client(base_url=server.url, timeout=60) as c,
+    ):
+        truth = write_shapes(tmp / "shapes")
+        add_and_sync(c, "shapes", tmp / "shapes")
+        yield c, tmp / "shapes", truth
+    catalog.close()
 
 
 @pytest.fixture
-def shapes(client: httpx.Client, tmp_path: Path) -> tuple[Path, list[Sample]]:
-    root = tmp_path / "shapes"
-    truth = write_shapes(root)
-    add_and_sync(client, "shapes", root)
-    return root, truth
+def client(served: tuple[httpx.Client, Path, list[Sample]]) -> httpx.Client:
+    return served[0]
+
+
+@pytest.fixture
+def shapes(served: tuple[httpx.Client, Path, list[Sample]]) -> tuple[Path, list[Sample]]:
+    return served[1], served[2]
 
 
 def test_a_set_is_created_listed_shown_and_its_name_is_unique(client: httpx.Client) -> None:
-    made = create_set(client, "gt", "ground_truth", "classification", classes=["a", "b"], model=None)
+    made = create_set(client, "named", "ground_truth", "classification", classes=["a", "b"], model=None)
     assert made["classes"] == ["a", "b"] and made["classes_declared"] and made["assets"] == 0
-    again = client.post("/api/v1/labelsets", json={"name": "gt", "role": "predictions", "task": "detection"})
-    assert again.status_code == 409 and "gt" in again.json()["detail"]
-    assert [s["name"] for s in client.get("/api/v1/labelsets").json()["data"]] == ["gt"]
-    assert client.get("/api/v1/labelsets/gt").json()["role"] == "ground_truth"
+    again = client.post(
+        "/api/v1/labelsets", json={"name": "named", "role": "predictions", "task": "detection"}
+    )
+    assert again.status_code == 409 and "named" in again.json()["detail"]
+    assert "named" in [s["name"] for s in client.get("/api/v1/labelsets").json()["data"]]
+    assert client.get("/api/v1/labelsets/named").json()["role"] == "ground_truth"
     assert client.get("/api/v1/labelsets/nope").status_code == 404
     bad = client.post(
         "/api/v1/labelsets", json={"name": "a.b", "role": "ground_truth", "task": "classification"}
@@ -100,26 +120,26 @@ def test_csv_by_file_name_and_reimport_is_idempotent(
     client: httpx.Client, shapes: tuple[Path, list[Sample]]
 ) -> None:
     _, truth = shapes
-    create_set(client, "gt", "ground_truth", "classification")
+    create_set(client, "gt_csv", "ground_truth", "classification")
     rows = ["file,label,score"] + [f"{filename(s.index)},{s.attributes['shape']},1.0" for s in truth]
     data = "\n".join(rows).encode()
-    imported(client, upload(client, "gt", data, "csv", source="shapes"))
-    first = {k: a["labels"]["gt"] for k, a in by_file(client).items()}
-    imported(client, upload(client, "gt", data, "csv", source="shapes"))
-    second = {k: a["labels"]["gt"] for k, a in by_file(client).items()}
+    imported(client, upload(client, "gt_csv", data, "csv", source="shapes"))
+    first = {k: a["labels"]["gt_csv"] for k, a in by_file(client).items()}
+    imported(client, upload(client, "gt_csv", data, "csv", source="shapes"))
+    second = {k: a["labels"]["gt_csv"] for k, a in by_file(client).items()}
     strip = lambda v: {k: x for k, x in v.items() if k != "imported_at"}  # noqa: E731
     assert {k: strip(v) for k, v in first.items()} == {k: strip(v) for k, v in second.items()}
-    assert client.get("/api/v1/labelsets/gt").json()["assets"] == 40
+    assert client.get("/api/v1/labelsets/gt_csv").json()["assets"] == 40
     # A re-import of some assets replaces theirs and leaves the others alone.
     fix = "file,label\n" + f"{filename(0)},hexagon\n"
-    imported(client, upload(client, "gt", fix.encode(), "csv", source="shapes"))
+    imported(client, upload(client, "gt_csv", fix.encode(), "csv", source="shapes"))
     now = by_file(client)
-    assert now[filename(0)]["labels"]["gt"] == {
-        **now[filename(0)]["labels"]["gt"],
+    assert now[filename(0)]["labels"]["gt_csv"] == {
+        **now[filename(0)]["labels"]["gt_csv"],
         "label": "hexagon",
         "score": None,
     }
-    assert now[filename(1)]["labels"]["gt"]["label"] == truth[1].attributes["shape"]
+    assert now[filename(1)]["labels"]["gt_csv"]["label"] == truth[1].attributes["shape"]
 
 
 def test_coco_ground_truth_and_results_parse_back_to_the_same_boxes(
@@ -198,9 +218,9 @@ def test_yolo_zip_and_label_studio_export_file(
 def test_unknown_assets_are_counted_and_listed_not_guessed(
     client: httpx.Client, shapes: tuple[Path, list[Sample]]
 ) -> None:
-    create_set(client, "gt", "ground_truth", "classification")
+    create_set(client, "gt_unknown", "ground_truth", "classification")
     rows = "file,label\nimg_00001.png,star\nIMG_00002.png,star\nnope/img_00003.png,star\n"
-    job = imported(client, upload(client, "gt", rows.encode(), "csv", source="shapes"))
+    job = imported(client, upload(client, "gt_unknown", rows.encode(), "csv", source="shapes"))
     assert job["counts"] == {"received": 3, "imported": 1, "unknown_asset": 2, "invalid": 0}
     assert sorted(e["key"] for e in job["errors"]) == ["shapes/IMG_00002.png", "shapes/nope/img_00003.png"]
 
@@ -209,8 +229,8 @@ def test_labels_survive_a_resync_and_go_with_their_set(
     client: httpx.Client, shapes: tuple[Path, list[Sample]]
 ) -> None:
     root, truth = shapes
-    create_set(client, "gt", "ground_truth", "detection")
-    imported(client, upload(client, "gt", json.dumps(coco(truth)).encode(), "coco", source="shapes"))
+    create_set(client, "gt_resync", "ground_truth", "detection")
+    imported(client, upload(client, "gt_resync", json.dumps(coco(truth)).encode(), "coco", source="shapes"))
     before = by_file(client)[filename(7)]
     from PIL import Image
 
@@ -221,7 +241,7 @@ def test_labels_survive_a_resync_and_go_with_their_set(
     assert after["size_bytes"] != before["size_bytes"] or after["synced_at"] != before["synced_at"]
     assert after["labels"] == before["labels"]
 
-    assert client.delete("/api/v1/labelsets/gt").status_code == 204
-    assert all("gt" not in (a.get("labels") or {}) for a in all_assets(client))
-    assert client.get("/api/v1/labelsets/gt").status_code == 404
-    assert client.delete("/api/v1/labelsets/gt").status_code == 404
+    assert client.delete("/api/v1/labelsets/gt_resync").status_code == 204
+    assert all("gt_resync" not in (a.get("labels") or {}) for a in all_assets(client))
+    assert client.get("/api/v1/labelsets/gt_resync").status_code == 404
+    assert client.delete("/api/v1/labelsets/gt_resync").status_code == 404
