@@ -28,6 +28,7 @@ BENCHES: dict[str, tuple[str, str]] = {
     "projector": ("benchmarks.bench_projector", "the 2-D map of the catalog (issue 7)"),
     "jobs": ("benchmarks.bench_jobs", "the durable job queue on SQLite and PostgreSQL (issue 13)"),
     "diagnostics": ("benchmarks.bench_diagnostics", "evaluations at scale, beside FiftyOne (issue 14)"),
+    "vectors": ("benchmarks.bench_vectors", "vector imports from Parquet, search in a user space (issue 17)"),
 }
 
 

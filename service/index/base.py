@@ -177,12 +177,18 @@ class VectorIndex(Protocol):
     def delete(self, ids: Sequence[str]) -> None: ...
 
     def retrieve(
-        self, ids: Sequence[str], *, with_vectors: bool | Sequence[str] = False, using: str | None = None
+        self,
+        ids: Sequence[str],
+        *,
+        with_vectors: bool | Sequence[str] = False,
+        using: str | None = None,
+        fields: Sequence[str] | None = None,
     ) -> list[Record]:
         """Existing points among `ids`, in the order given; unknown ids are left out.
 
         `with_vectors=True` fills `Record.vector` from the `using` named vector (default: the
-        encoder's); a list of names fills `Record.vectors` with those the point has.
+        encoder's); a list of names fills `Record.vectors` with those the point has. `fields`
+        limits the payload to those top-level keys (None = all).
         """
         ...
 

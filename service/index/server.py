@@ -278,7 +278,12 @@ class ServerIndex:
     # -- reads -------------------------------------------------------------
 
     def retrieve(
-        self, ids: Sequence[str], *, with_vectors: bool | Sequence[str] = False, using: str | None = None
+        self,
+        ids: Sequence[str],
+        *,
+        with_vectors: bool | Sequence[str] = False,
+        using: str | None = None,
+        fields: Sequence[str] | None = None,
     ) -> list[Record]:
         point_ids = [point_id(i, path=f"ids[{n}]") for n, i in enumerate(ids)]
         names = self._vector_names(with_vectors, using)
@@ -287,7 +292,7 @@ class ServerIndex:
             self._client.retrieve,
             self.collection,
             point_ids,
-            with_payload=True,
+            with_payload=list(fields) if fields is not None else True,
             with_vectors=names or False,
         )
         found = {str(r.id): r for r in records}

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from service.errors import InvalidQuery
-from service.index.base import VectorSpec
+from service.index.base import VectorIndex, VectorSpec
 from service.index.spaces import resolve_space, rows_with_problems
 from service.jobs.kinds import JobKind, register
 from service.jobs.runner import JobContext, execute
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 
 COUNTS = ("received", "imported", "unknown_asset", "invalid")
 MAX_ERRORS = 1000
+PRESENCE = ("vectors", "vectors_stale")  # all a write reads of an asset
 
 
 def import_dir(catalog: Catalog) -> Path:
@@ -106,15 +108,25 @@ def validate(path: Path, fmt: str, spec: VectorSpec) -> int:
     return total
 
 
-def _run(ctx: JobContext) -> None:
-    catalog, opts = ctx.catalog, ctx.options
-    spec = resolve_space(catalog.index, opts["space"])
-    unit = "line" if opts["format"] == "jsonl" else "row"
+def write_file(
+    index: VectorIndex,
+    *,
+    path: Path,
+    fmt: str,
+    spec: VectorSpec,
+    on_batch: Callable[[dict[str, int], list[dict[str, str]]], None] = lambda _c, _e: None,
+) -> dict[str, int]:
+    """Write a validated file's vectors into `spec`'s named vector, batch by batch; the counts.
+
+    Each batch: which of its assets exist (one retrieve), their vectors (the engine's vector
+    update: the encoder's vector and the payload stay), their `vectors` lists. `on_batch` sees
+    the counts and errors so far after each (a job reports there, and may be stopped there).
+    """
+    unit = "line" if fmt == "jsonl" else "row"
     counts = dict.fromkeys(COUNTS, 0)
     errors: list[dict[str, str]] = []
-    total = max(1, int(opts.get("total") or 1))
-    for batch in read_batches(Path(opts["path"]), opts["format"], dim=spec.dim):
-        found = {r.id: r.payload for r in catalog.index.retrieve(batch.ids)}
+    for batch in read_batches(path, fmt, dim=spec.dim):
+        found = {r.id: r.payload for r in index.retrieve(batch.ids, fields=PRESENCE)}
         items = []
         for line, pid, vector in zip(batch.lines.tolist(), batch.ids, batch.vectors, strict=True):
             if pid in found:
@@ -123,16 +135,24 @@ def _run(ctx: JobContext) -> None:
             counts["unknown_asset"] += 1
             if len(errors) < MAX_ERRORS:
                 errors.append({"key": f"{unit} {line}", "reason": f"no asset with id {pid} in the catalog"})
-        catalog.index.update_vectors(spec.name, items)
-        mark_present(catalog.index, {pid: found[pid] for pid, _ in items}, spec.name)
+        index.update_vectors(spec.name, items)
+        mark_present(index, {pid: found[pid] for pid, _ in items}, spec.name)
         counts["received"] += len(batch.ids)
         counts["imported"] += len(items)
-        ctx.report(
-            counts=counts,
-            progress=min(1.0, counts["received"] / total),
-            errors=errors,
-            error_count=counts["unknown_asset"],
-        )
+        on_batch(counts, errors)
+    return counts
+
+
+def _run(ctx: JobContext) -> None:
+    catalog, opts = ctx.catalog, ctx.options
+    spec = resolve_space(catalog.index, opts["space"])
+    total = max(1, int(opts.get("total") or 1))
+
+    def report(counts: dict[str, int], errors: list[dict[str, str]]) -> None:
+        progress = min(1.0, counts["received"] / total)
+        ctx.report(counts=counts, progress=progress, errors=errors, error_count=counts["unknown_asset"])
+
+    write_file(catalog.index, path=Path(opts["path"]), fmt=opts["format"], spec=spec, on_batch=report)
     catalog.index.flush()
     catalog.optimize_soon()  # the space's own search graph
 
