@@ -1,4 +1,5 @@
-"""Model diagnostics at scale (issue 14): evaluations of 100,000 classification predictions with
+"""Model diagnostics at scale (issue 14): the label imports (benchmarks/bench_label_imports.py), then
+evaluations of 100,000 classification predictions with
 three slice fields, and of COCO-val-scale detection (5,000 images, ~36,000 boxes, up to 100
 detections each), with FiftyOne's evaluate_classifications / evaluate_detections on the same
 data in the same run.
@@ -338,11 +339,22 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--full", action="store_true")
     p.add_argument("--fiftyone-detection-images", type=int, default=None, help="cap FiftyOne's detection run")
+    p.add_argument("--evaluations-only", action="store_true", help="skip the import half")
     args = p.parse_args(argv)
     profile = Profile("full" if args.full else "quick")
     started = loadavg()
     with tempfile.TemporaryDirectory(prefix="loupe-bench-diag-") as tmp:
         work = Path(tmp)
+        if not args.evaluations_only:
+            from benchmarks import bench_label_imports  # the import half (issue 14 part 1)
+
+            with tempfile.TemporaryDirectory(prefix="loupe-bench-imports-") as imports:
+                report(
+                    "diagnostics: label imports",
+                    profile,
+                    bench_label_imports.tables(profile, Path(imports)),
+                    started_load=started,
+                )
         fo = FiftyOne(work / "fiftyone-db")
         try:
             from benchmarks import bench_label_imports  # the import half (issue 14 part 1)
