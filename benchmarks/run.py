@@ -27,6 +27,7 @@ BENCHES: dict[str, tuple[str, str]] = {
     "sql": ("benchmarks.bench_sql", "SQL connector listing (issue 5)"),
     "projector": ("benchmarks.bench_projector", "the 2-D map of the catalog (issue 7)"),
     "jobs": ("benchmarks.bench_jobs", "the durable job queue on SQLite and PostgreSQL (issue 13)"),
+    "distributed": ("benchmarks.bench_distributed", "a sync on Ray Data vs the in-process sync (issue 18)"),
     "diagnostics": ("benchmarks.bench_diagnostics", "evaluations at scale, beside FiftyOne (issue 14)"),
     "vectors": ("benchmarks.bench_vectors", "vector imports from Parquet, search in a user space (issue 17)"),
 }

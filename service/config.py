@@ -74,6 +74,9 @@ class SyncSettings(BaseModel):
     # Changed assets per Ray dataset: the cursor is saved and the actors start again after each.
     ray_chunk: int = Field(default=50_000, ge=1)
     ray_connect_timeout_s: float = Field(default=5.0, gt=0.0, le=120.0)
+    # How long a sync asking for GPUs waits for the first to join (an autoscaled GPU group starting
+    # from zero); 0: a cluster without GPUs fails the sync at once.
+    ray_wait_for_gpus_s: float = Field(default=0.0, ge=0.0, le=3600.0)
 
 
 class Settings(BaseSettings):

@@ -122,6 +122,14 @@ class Catalog:
         """Queue a sync of `name` for a runner; Conflict while one is queued or running."""
         self.state.get_source(name)
         options = self._sync_options(full=full, prune=prune, engine=engine, address=address)
+        if options["engine"] == "ray" and options["address"] is None and address != "local":
+            # A server starts no Ray runtime of its own unless told to: it would take the cores its
+            # searches need. The in-process CLI sync does (`loupe sync --engine ray` without a server).
+            raise InvalidQuery(
+                "engine ray needs a Ray cluster: give `address` (HOST:PORT of its head, or auto), set "
+                "LOUPE_SYNC__RAY_ADDRESS, or pass address `local` to start Ray inside the server",
+                path="address",
+            )
         return self.jobs.create("sync", source=name, options=options, lock_key=sync_lock(name))
 
     def _sync_options(

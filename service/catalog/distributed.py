@@ -20,6 +20,7 @@ import logging
 import math
 import os
 import pickle
+import re
 import socket
 import threading
 import time
@@ -34,9 +35,6 @@ from service.config import Settings
 from service.errors import EncoderError, InvalidConfig, LoupeError, SourceError
 
 log = logging.getLogger(__name__)
-# Ray 2.60 takes task retries and actor restarts only as `ray_remote_args` (max_retries, max_restarts,
-# max_task_retries), which it calls deprecated; those are the fault-tolerance knobs this engine needs.
-warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated", category=DeprecationWarning)
 _LOCK = threading.Lock()
 _CONNECTED: list[str] = []  # the address this process's Ray driver is connected to ("" = started here)
 
@@ -95,6 +93,10 @@ def connect(address: str | None, *, timeout_s: float) -> None:
                 f"cannot connect to Ray at {address or 'a local instance'}: {str(exc).splitlines()[0][:300]}"
             ) from None
         _CONNECTED.append(want)
+    # Ray 2.60 takes task retries and actor restarts only as `ray_remote_args` (max_retries,
+    # max_restarts, max_task_retries), which it calls deprecated; they are the fault-tolerance knobs
+    # this engine needs. Set after Ray's import, which installs its own filter for that warning.
+    warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
@@ -112,11 +114,19 @@ def _probe(address: str, *, timeout_s: float) -> None:
         ) from None
 
 
-def check_resources(*, num_gpus: float, actors: int) -> None:
-    """Refuse at once a pool the cluster can never place (Ray would wait for it forever)."""
+def check_resources(*, num_gpus: float, actors: int, wait_s: float = 0.0) -> None:
+    """Refuse a pool the cluster cannot place (Ray would wait for it forever).
+
+    `wait_s` gives an autoscaling cluster (a KubeRay GPU group scaled to zero) time to
+    bring its first GPU node up; without it the answer is immediate.
+    """
     import ray
 
+    deadline = time.monotonic() + wait_s
     have = ray.cluster_resources().get("GPU", 0.0)
+    while num_gpus > 0 and have < num_gpus and time.monotonic() < deadline:
+        time.sleep(min(5.0, max(0.1, deadline - time.monotonic())))
+        have = ray.cluster_resources().get("GPU", 0.0)
     if num_gpus > 0 and have < num_gpus:
         raise InvalidConfig(
             f"LOUPE_SYNC__RAY_NUM_GPUS={num_gpus:g} per encoder actor, but the Ray cluster has "
@@ -124,7 +134,10 @@ def check_resources(*, num_gpus: float, actors: int) -> None:
         )
     if num_gpus > 0 and have < num_gpus * actors:
         log.warning(
-            "%d actors x %g GPUs asked, %g in the cluster: fewer actors will run", actors, num_gpus, have
+            "%d actors x %g GPUs asked, %g in the cluster now: the pool grows as GPUs join",
+            actors,
+            num_gpus,
+            have,
         )
 
 
@@ -154,7 +167,7 @@ class RaySync(SyncPipeline):
     def run(self, *, cursor: str | None = None, full: bool = False, prune: bool = False) -> Any:
         s = self.sync_settings
         connect(self.address, timeout_s=s.ray_connect_timeout_s)
-        check_resources(num_gpus=s.ray_num_gpus, actors=s.ray_actors)
+        check_resources(num_gpus=s.ray_num_gpus, actors=s.ray_actors, wait_s=s.ray_wait_for_gpus_s)
         return super().run(cursor=cursor, full=full, prune=prune)
 
     def _worker_settings(self) -> Settings:
@@ -191,7 +204,9 @@ class RaySync(SyncPipeline):
         return ds.map_batches(
             EncodeActor,
             batch_size=s.ray_batch_size,
-            compute=ray.data.ActorPoolStrategy(size=s.ray_actors),
+            # An autoscaling pool: it starts as soon as one actor is up and grows to `ray_actors`
+            # as the cluster's GPUs (or CPUs) allow, instead of waiting for all of them.
+            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=s.ray_actors),
             num_cpus=s.ray_cpus_per_actor,
             num_gpus=s.ray_num_gpus or None,
             fn_constructor_kwargs={
@@ -211,6 +226,7 @@ class RaySync(SyncPipeline):
     def _process(self, todo: list[_Work]) -> None:
         if not todo:
             return
+        self.on_progress(self.report)  # what the listing found, while the actors start
         by_id = {w.id: w for w in todo}
         written: set[str] = set()  # a block retried after a worker died comes back once more: count it once
         try:
@@ -220,9 +236,8 @@ class RaySync(SyncPipeline):
             raise
         except Exception as exc:
             raise _reason(exc) from None
-        for w in (
-            w for w in todo if w.id not in written
-        ):  # never silently: an asset the engine did not hand back is a report line
+        # Never silently: an asset the engine did not hand back is a report line.
+        for w in (w for w in todo if w.id not in written):
             self.report.fail(w.record.key, "the Ray engine returned no result for this asset")
             self.report.done += 1
 
@@ -256,18 +271,26 @@ class RaySync(SyncPipeline):
 
 
 def _reason(exc: BaseException) -> LoupeError:
-    """A Ray failure as the LoupeError it carries (a model that cannot load), or one naming it."""
+    """A Ray failure as a LoupeError: the one a worker raised (a model that cannot load), or one naming it.
+
+    Ray wraps a task's exception (RayTaskError, whose `cause` is the original) and reports an
+    actor that failed to start by the text of its traceback only.
+    """
     seen: BaseException | None = exc
-    while seen is not None:
-        cause = getattr(seen, "cause", None) or seen.__cause__
+    for _ in range(8):
+        if seen is None:
+            break
         if isinstance(seen, LoupeError):
-            return (
-                type(seen)(seen.detail) if not isinstance(seen, EncoderError) else EncoderError(seen.detail)
+            ours = next(
+                c
+                for c in type(seen).__mro__
+                if issubclass(c, LoupeError) and c.__module__ == "service.errors"
             )
-        seen = cause if cause is not seen else None
-    text = str(exc)
-    for marker in ("EncoderError: ", "InvalidConfig: "):
-        if marker in text:
-            detail = text.split(marker, 1)[1].strip().splitlines()[0]
-            return EncoderError(f"an encoder actor could not start: {detail}")
-    return LoupeError(f"the Ray engine failed: {type(exc).__name__}: {text.strip().splitlines()[-1][:500]}")
+            return ours(seen.detail)
+        seen = getattr(seen, "cause", None) or seen.__cause__
+    found = re.search(r"\b(EncoderError|InvalidConfig|SourceError): (.+)", str(exc))
+    if found is not None:
+        kind = {"EncoderError": EncoderError, "InvalidConfig": InvalidConfig, "SourceError": SourceError}
+        return kind[found.group(1)](f"a Ray worker failed: {found.group(2).strip()[:500]}")
+    last = str(exc).strip().splitlines()[-1][:500] if str(exc).strip() else ""
+    return LoupeError(f"the Ray engine failed: {type(exc).__name__}: {last}")

@@ -23,7 +23,7 @@ import pytest
 
 from service.catalog.catalog import Catalog
 from service.config import OFFLINE_MODEL, Settings
-from service.errors import InvalidConfig
+from service.errors import InvalidConfig, InvalidQuery
 from service.schemas import job_public
 from service.state import StateStore
 from service.synth import generate
@@ -114,6 +114,7 @@ def test_a_distributed_sync_through_the_api_gives_the_local_catalog(
         assert resp.status_code == 202, resp.text
         job = resp.json()
         assert job["engine"] == "ray"
+        _watch_on_the_page(server.url)
         deadline = time.monotonic() + 90
         while job["state"] in ("queued", "running") and time.monotonic() < deadline:
             time.sleep(0.3)
@@ -126,6 +127,32 @@ def test_a_distributed_sync_through_the_api_gives_the_local_catalog(
         assert set(job["timings"]) == {"list", "read", "decode", "encode", "upsert"}
         assert all(job["timings"][s] > 0 for s in ("read", "decode", "encode", "upsert")), job["timings"]
         _assert_same_catalog(_catalog_of(cat), reference["catalog"])
+
+
+def _watch_on_the_page(url: str) -> None:
+    """The page's job bar names the engine while the sync runs and once it is done (real Chromium)."""
+    from tests.integration.web.test_page import ARGS, ARTIFACTS, CHROMIUM
+
+    if CHROMIUM is None:
+        print("chromium is not installed: the page's view of the Ray sync is not checked")
+        return
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(url + "/")
+        running = page.locator("#jobs .job.running", has_text="Syncing imgs on Ray")
+        running.wait_for(timeout=60_000)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "web-sync-on-ray.png"))
+        done = page.locator("#jobs .job.succeeded", has_text="Synced imgs on Ray: 50 added")
+        done.wait_for(timeout=90_000)
+        page.screenshot(path=str(ARTIFACTS / "web-synced-on-ray.png"))
+        browser.close()
+    assert not errors, errors
 
 
 def _encoder_actor_pids() -> list[int]:
@@ -246,10 +273,17 @@ def test_an_unreachable_address_fails_the_job_at_once(folder: Path, tmp_path: Pa
     cat.close()
 
 
-def test_a_ray_client_address_is_refused_before_a_job_exists(fake_catalog: Any) -> None:
+def test_addresses_that_cannot_work_are_refused_before_a_job_exists(fake_catalog: Any) -> None:
     fake_catalog.add_source("imgs", "local", {"path": str(Path(__file__).parent)})
     with pytest.raises(InvalidConfig, match="Ray Client"):
         fake_catalog.sync("imgs", engine="ray", address="ray://127.0.0.1:10001")
+    with pytest.raises(InvalidConfig, match="not HOST:PORT"):
+        fake_catalog.submit_sync("imgs", engine="ray", address="no-port")
+    # A server starts no Ray of its own unless asked to (address "local").
+    with pytest.raises(InvalidQuery, match="engine ray needs a Ray cluster"):
+        fake_catalog.submit_sync("imgs", engine="ray")
+    with pytest.raises(InvalidQuery, match="add engine=ray"):
+        fake_catalog.submit_sync("imgs", address="127.0.0.1:6379")
     assert fake_catalog.jobs.list(kind="sync") == []
 
 
@@ -279,3 +313,37 @@ def test_a_model_that_cannot_load_on_a_worker_fails_the_job_with_the_reason(
     assert time.monotonic() - t0 < 60
     assert cat.index.count(None) == 0
     cat.close()
+
+
+def _no_docker() -> str | None:
+    try:
+        import docker
+
+        docker.from_env(timeout=3).ping()
+        return None
+    except Exception as exc:  # docker missing, engine absent or unreachable
+        return f"no Docker engine for a Qdrant server container ({type(exc).__name__}: {exc})"
+
+
+def test_with_a_qdrant_server_the_workers_write_and_the_catalog_is_the_local_one(
+    address: str | None, folder: Path, reference: dict[str, Any], tmp_path: Path
+) -> None:
+    reason = _no_docker()
+    if reason is not None:
+        pytest.skip(reason)
+    from testcontainers.qdrant import QdrantContainer
+
+    from tests.integration.index.test_congruence import QDRANT_IMAGE
+
+    with QdrantContainer(image=QDRANT_IMAGE) as qdrant:
+        settings = _settings(tmp_path / "home", address).model_copy(
+            update={"qdrant_url": f"http://{qdrant.rest_host_address}"}
+        )
+        cat = Catalog(settings)
+        cat.add_source("imgs", "local", {"path": str(folder)})
+        job = job_public(cat.sync("imgs", engine="ray"))
+        assert job.state == "succeeded", job.detail
+        assert job.counts == reference["job"].counts
+        assert job.timings["upsert"] > 0  # the actors' writes, timed where they ran
+        _assert_same_catalog(_catalog_of(cat), reference["catalog"])
+        cat.close()

@@ -8,6 +8,7 @@ const ACTIVE = new Set(["queued", "running"]);
 const FAST_MS = 1500; // while a sync runs
 const SLOW_MS = 10000; // otherwise: notices syncs started elsewhere (CLI, another tab)
 const KEEP_DONE_MS = 8000; // a finished sync stays on show this long
+const ENGINES = { ray: "Ray" }; // a sync's engine other than the in-process one, as the page names it
 
 export class Jobs extends EventTarget {
   constructor(root) {
@@ -103,7 +104,7 @@ export class Jobs extends EventTarget {
 
 function describe(job) {
   if (job.kind === "export") return "export";
-  if (job.source) return `${job.kind || "sync"} of ${job.source}`;
+  if (job.source) return `${job.kind || "sync"} of ${job.source}${onEngine(job)}`;
   return `${job.kind} job`;
 }
 
@@ -115,14 +116,20 @@ function summary(job, pct) {
   if (job.state === "cancelled") return `${title} cancelled: ${counts(job)} before it stopped`;
   if (ACTIVE.has(job.state)) {
     if (job.state === "queued") return `${title}: waiting to start`;
-    return `${job.kind === "sync" || !job.kind ? "Syncing " + job.source : title}: ${pct}% · ${counts(job)}`;
+    const label = job.kind === "sync" || !job.kind ? `Syncing ${job.source}${onEngine(job)}` : title;
+    return `${label}: ${pct}% · ${counts(job)}`;
   }
   if (!job.kind || job.kind === "sync") {
     const unread = c.failed ? ` · ${fmtCount(c.failed)} could not be read` : "";
-    return `Synced ${job.source}: ${fmtCount(c.added || 0)} added, ${fmtCount(c.updated || 0)} updated${unread}`;
+    return `Synced ${job.source}${onEngine(job)}: ${fmtCount(c.added || 0)} added, ${fmtCount(c.updated || 0)} updated${unread}`;
   }
   const failures = c.failed ? ` · ${fmtCount(c.failed)} failed` : "";
   return `${title} done: ${counts(job)}${failures}`;
+}
+
+function onEngine(job) {
+  const name = ENGINES[job.engine];
+  return name ? ` on ${name}` : "";
 }
 
 function counts(job) {
