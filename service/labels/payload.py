@@ -32,6 +32,7 @@ Uncertainty (higher = less sure, all in [0, 1]):
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -126,8 +127,25 @@ def _unit(value: float) -> float:
 
 
 def write(index: VectorIndex, name: str, items: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
-    """Set `labels.<name>` on each asset, replacing the set's previous value there (other sets stay)."""
-    index.set_payloads([(asset, {name: value}) for asset, value in items], key=ROOT)
+    """Set `labels.<name>` on each asset, replacing the set's previous value there (other sets stay).
+
+    Assets that get the same value (ground-truth labels without scores: one value per class)
+    are written by one set-payload of all their ids; the rest one operation per asset.
+    """
+    groups: dict[str, tuple[Mapping[str, Any], list[str]]] = {}
+    single: list[tuple[str, Mapping[str, Any]]] = []
+    for asset, value in items:
+        if "scores" in value or value.get("boxes"):
+            single.append((asset, {name: value}))  # as good as unique: not worth comparing
+        else:
+            groups.setdefault(json.dumps(value, sort_keys=True), (value, []))[1].append(asset)
+    for value, assets in groups.values():
+        if len(assets) > 1:
+            index.set_payload(assets, {name: value}, key=ROOT)
+        else:
+            single.append((assets[0], {name: value}))
+    if single:
+        index.set_payloads(single, key=ROOT)
 
 
 def remove_set(index: VectorIndex, name: str) -> None:
