@@ -91,12 +91,21 @@ def _quiet(gt: COCO, dt: COCO, *, extra: bool = False) -> COCOeval_faster:
     return COCOeval_faster(gt, dt, "bbox", print_function=lambda *_: None, extra_calc=extra)
 
 
-def average_precision(data: DetectionData, *, images: Sequence[int] | None = None) -> dict[str, Any]:
-    """`map`, `map_50` and each class's `ap` (None where a class has no box to find)."""
+Marked = tuple[COCO, COCO]  # ground truth and detections, each annotation marked tp / fp / fn
+
+
+def average_precision(
+    data: DetectionData, *, images: Sequence[int] | None = None, marks: bool = False
+) -> dict[str, Any]:
+    """`map`, `map_50` and each class's `ap` (None where a class has no box to find).
+
+    With `marks`, also "marked": the annotations marked at IoU 0.5 by the same run (COCO's
+    matches at its first threshold), which spares `matches` a second run at the default IoU.
+    """
     if not data.truth or not data.predicted:
         return {"map": None if not data.truth else 0.0, "map_50": None if not data.truth else 0.0, "ap": {}}
     gt, dt = _coco(data)
-    ev = _quiet(gt, dt)
+    ev = _quiet(gt, dt, extra=marks)
     if images is not None:
         ev.params.imgIds = list(images)
     ev.evaluate()
@@ -109,15 +118,21 @@ def average_precision(data: DetectionData, *, images: Sequence[int] | None = Non
         p = precision[:, :, k, 0, -1]
         p = p[p > -1]
         ap[name] = float(np.mean(p)) if p.size else None
-    return {"map": _stat(stats[0]), "map_50": _stat(stats[1]), "ap": ap}
+    out: dict[str, Any] = {"map": _stat(stats[0]), "map_50": _stat(stats[1]), "ap": ap}
+    if marks and ev.matched:
+        out["marked"] = (gt, dt)
+    return out
 
 
 def _stat(value: float) -> float | None:
     return None if value < 0 else value  # COCO's -1: nothing to measure
 
 
-def matches(data: DetectionData, *, iou: float) -> tuple[list[Outcome], dict[str, Outcome]]:
-    """Per asset (in input order) and per class: tp, fp, fn at `iou` (see the module docstring)."""
+def matches(
+    data: DetectionData, *, iou: float, marked: Marked | None = None
+) -> tuple[list[Outcome], dict[str, Outcome]]:
+    """Per asset (in input order) and per class: tp, fp, fn at `iou` (see the module docstring);
+    `marked` (from average_precision) is used when `iou` is COCO's first threshold, 0.5."""
     per_image = [Outcome() for _ in range(data.images)]
     per_class = {name: Outcome() for name in data.classes}
     if not data.truth and not data.predicted:
@@ -130,14 +145,17 @@ def matches(data: DetectionData, *, iou: float) -> tuple[list[Outcome], dict[str
             per_image[a["image_id"] - 1].fp += 1
             per_class[data.classes[a["category_id"] - 1]].fp += 1
         return per_image, per_class
-    gt, dt = _coco(data)
-    ev = _quiet(gt, dt, extra=True)
-    ev.params.iouThrs = np.array([iou])
-    ev.params.areaRng = ALL_AREAS
-    ev.params.areaRngLbl = ["all"]
-    ev.params.maxDets = [MAX_DETS]
-    ev.evaluate()
-    ev.accumulate()  # marks each annotation tp / fp / fn (math_matches)
+    if marked is not None and np.isclose(iou, 0.5):
+        gt, dt = marked
+    else:
+        gt, dt = _coco(data)
+        ev = _quiet(gt, dt, extra=True)
+        ev.params.iouThrs = np.array([iou])
+        ev.params.areaRng = ALL_AREAS
+        ev.params.areaRngLbl = ["all"]
+        ev.params.maxDets = [MAX_DETS]
+        ev.evaluate()
+        ev.accumulate()  # marks each annotation tp / fp / fn (math_matches)
     for ann in dt.anns.values():
         image, cls = per_image[ann["image_id"] - 1], per_class[data.classes[ann["category_id"] - 1]]
         if ann.get("tp"):

@@ -130,8 +130,8 @@ def _classification(
 
 def _detection(index: VectorIndex, plan: Plan, rows: Rows) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     data = detection.coco_data(list(zip(rows.truth, rows.predicted, strict=True)))
-    ap = detection.average_precision(data)
-    per_image, per_class = detection.matches(data, iou=plan.iou)
+    ap = detection.average_precision(data, marks=True)
+    per_image, per_class = detection.matches(data, iou=plan.iou, marked=ap.get("marked"))
     total = detection.Outcome(
         tp=sum(o.tp for o in per_image), fp=sum(o.fp for o in per_image), fn=sum(o.fn for o in per_image)
     )
