@@ -49,10 +49,9 @@ class Client(Protocol):
     def list_evaluations(self, *, limit: int) -> list[dict[str, Any]]: ...
     def get_evaluation(self, evaluation_id: str) -> dict[str, Any]: ...
     def compare_evaluations(self, a: str, b: str) -> dict[str, Any]: ...
-    def apply_labeling_function(self, body: dict[str, Any], *, progress: Progress) -> dict[str, Any]: ...
-    def list_labeling_functions(self) -> list[dict[str, Any]]: ...
-    def get_labeling_function(self, name: str) -> dict[str, Any]: ...
-    def label_assets(self, name: str, body: dict[str, Any]) -> dict[str, Any]: ...
+    def compute_signal(self, kind: str, body: dict[str, Any], *, progress: Progress) -> dict[str, Any]: ...
+    def list_signals(self) -> list[dict[str, Any]]: ...
+    def list_duplicates(self, *, filter: dict[str, Any] | None, limit: int) -> list[dict[str, Any]]: ...
     def list_spaces(self) -> list[dict[str, Any]]: ...
     def add_space(self, name: str, *, dim: int, distance: str) -> dict[str, Any]: ...
     def remove_space(self, name: str) -> None: ...
@@ -175,31 +174,24 @@ class LocalClient:
 
         return compare(self.catalog, a, b).model_dump(mode="json")
 
-    def apply_labeling_function(self, body: dict[str, Any], *, progress: Progress) -> dict[str, Any]:
-        from service.labelfns.runner import run_now
-        from service.labelfns.schemas import LabelingFunctionCreate
-        from service.labelfns.store import function_public
+    def compute_signal(self, kind: str, body: dict[str, Any], *, progress: Progress) -> dict[str, Any]:
+        from service.schemas import job_public
+        from service.signals.plan import run_now
+        from service.signals.schemas import SignalRequest
 
-        row = run_now(self.catalog, LabelingFunctionCreate.model_validate(body))
-        return function_public(row).model_dump(mode="json")
+        row = run_now(self.catalog, kind, SignalRequest.model_validate(body))
+        return job_public(row).model_dump(mode="json")
 
-    def list_labeling_functions(self) -> list[dict[str, Any]]:
-        from service.labelfns.store import LabelingFunctionStore, function_public
+    def list_signals(self) -> list[dict[str, Any]]:
+        from service.signals.views import list_signals
 
-        return [
-            function_public(r).model_dump(mode="json")
-            for r in LabelingFunctionStore(self.catalog.state).all()
-        ]
+        return [s.model_dump(mode="json") for s in list_signals(self.catalog)]
 
-    def get_labeling_function(self, name: str) -> dict[str, Any]:
-        from service.labelfns.store import LabelingFunctionStore, function_public
+    def list_duplicates(self, *, filter: dict[str, Any] | None, limit: int) -> list[dict[str, Any]]:
+        from service.signals.views import duplicate_groups
 
-        return function_public(LabelingFunctionStore(self.catalog.state).get(name)).model_dump(mode="json")
-
-    def label_assets(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
-        from service.labels.bulk import BulkLabel, label
-
-        return label(self.catalog, name, BulkLabel.model_validate(body), who="anonymous").model_dump()
+        page = duplicate_groups(self.catalog, filter=filter, limit=limit, cursor=None)
+        return [g.model_dump(mode="json") for g in page.data]
 
     def list_spaces(self) -> list[dict[str, Any]]:
         from service.spaces.registry import list_spaces
@@ -355,26 +347,25 @@ class RemoteClient:
     def get_evaluation(self, evaluation_id: str) -> dict[str, Any]:
         return self._call("GET", f"/evaluations/{evaluation_id}")  # type: ignore[no-any-return]
 
-    def compare_evaluations(self, a: str, b: str) -> dict[str, Any]:
-        return self._call("POST", "/evaluations/compare", json={"a": a, "b": b})  # type: ignore[no-any-return]
-
-    def apply_labeling_function(self, body: dict[str, Any], *, progress: Progress) -> dict[str, Any]:
-        run = self._call("POST", "/labeling-functions", json=body)
-        while True:
-            job = self._call("GET", f"/jobs/{run['job_id']}")
-            if job["state"] not in ("queued", "running"):
-                return self._call("GET", f"/labeling-functions/{body['name']}")  # type: ignore[no-any-return]
+    def compute_signal(self, kind: str, body: dict[str, Any], *, progress: Progress) -> dict[str, Any]:
+        job = self._call("POST", f"/signals/{kind}", json=body)
+        while job["state"] in ("queued", "running"):
             progress(job)
             time.sleep(0.3)
+            job = self._call("GET", f"/jobs/{job['id']}")
+        return job  # type: ignore[no-any-return]
 
-    def list_labeling_functions(self) -> list[dict[str, Any]]:
-        return self._call("GET", "/labeling-functions")["data"]  # type: ignore[no-any-return]
+    def list_signals(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/signals")["data"]  # type: ignore[no-any-return]
 
-    def get_labeling_function(self, name: str) -> dict[str, Any]:
-        return self._call("GET", f"/labeling-functions/{name}")  # type: ignore[no-any-return]
+    def list_duplicates(self, *, filter: dict[str, Any] | None, limit: int) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": limit}
+        if filter:
+            params["filter"] = json.dumps(filter)
+        return self._call("GET", "/duplicates", params=params)["data"]  # type: ignore[no-any-return]
 
-    def label_assets(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
-        return self._call("POST", f"/labelsets/{name}/labels", json=body)  # type: ignore[no-any-return]
+    def compare_evaluations(self, a: str, b: str) -> dict[str, Any]:
+        return self._call("POST", "/evaluations/compare", json={"a": a, "b": b})  # type: ignore[no-any-return]
 
     def search(self, req: SearchRequest, *, images: Sequence[bytes] = ()) -> dict[str, Any]:
         if not images:

@@ -4,7 +4,8 @@ The index orders a scroll by a payload range index (`scroll_ordered`: qdrant's `
 from a start value on; that start is inclusive, so the cursor carries the last value given
 and the ids already given at that value, which the next page leaves out. The cursor is
 opaque (base64url JSON) and names its field and direction, so it cannot be replayed
-against another order. Assets without the field are not in an ordered listing.
+against another order. An asset id is a cursor too: the order goes on after that asset's
+value. Assets without the field are not in an ordered listing.
 """
 
 from __future__ import annotations
@@ -12,14 +13,17 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from typing import Any
 
 from service.catalog.fields import value_at
-from service.errors import InvalidQuery
+from service.errors import AssetNotFound, InvalidQuery
 from service.index.base import FieldType, Filter, Record, VectorIndex
 from service.index.filters import field_key
+from service.schemas import UUID_PATTERN
 
 ORDERABLE = (FieldType.integer, FieldType.float, FieldType.datetime)
+_UUID = re.compile(UUID_PATTERN)
 MAX_TIES = 5000  # ids of one value a cursor carries: past that, say so rather than loop
 
 
@@ -47,7 +51,10 @@ def ordered_page(
     cursor: str | None,
 ) -> tuple[list[Record], str | None]:
     """One page in order, and the cursor of the next (None at the end)."""
-    start, ties = _decode(cursor, key=key, descending=descending)
+    if cursor and _UUID.match(cursor):
+        start, ties = _at_asset(index, cursor, key=key)
+    else:
+        start, ties = _decode(cursor, key=key, descending=descending)
     recs = index.scroll_ordered(
         key=key, descending=descending, filter=filter, limit=limit + 1, start_from=start, exclude_ids=ties
     )
@@ -64,6 +71,15 @@ def ordered_page(
             path="cursor",
         )
     return page, _encode(key=key, descending=descending, value=last, ids=carried)
+
+
+def _at_asset(index: VectorIndex, asset: str, *, key: str) -> tuple[Any, list[str]]:
+    """An asset id as a cursor: the order goes on from that asset's value, after it."""
+    found = index.retrieve([asset])
+    value = value_at(found[0].payload, key) if found else None
+    if value is None:
+        raise AssetNotFound(f"cursor: no asset {asset} with a value of {key} to continue the order from")
+    return value, [asset]
 
 
 def _encode(*, key: str, descending: bool, value: Any, ids: list[str]) -> str:

@@ -230,10 +230,11 @@ class Projector:
             j.state in ("queued", "running") and now - _utc(j.heartbeat_at or j.created_at) < SYNC_SILENCE
             for j in jobs
         )
-        writes = jobs
+        # A finished signal adds or changes colour columns (signals.cluster, signals.uniqueness...).
+        writes = [*jobs, *queue.list(kind="signal", limit=20)]
         if space is not None:  # a space changes with its imports and model syncs as well
             writes = [
-                *jobs,
+                *writes,
                 *queue.list(kind="vector_import", limit=20),
                 *queue.list(kind="space_sync", limit=20),
             ]

@@ -187,3 +187,21 @@ def begin(catalog: Catalog, kind: str, body: SignalRequest) -> JobRow:
         detail=None,
     )
     return job
+
+
+def run_now(catalog: Catalog, kind: str, body: SignalRequest) -> JobRow:
+    """Check and compute in this thread (the CLI without a server); the job row says how it went."""
+    from service.jobs.runner import execute
+
+    planned = plan(catalog, kind, body)
+    job = catalog.jobs.create(
+        "signal",
+        options={"planned": asdict(planned)},
+        lock_key=f"signal:{planned.row_id}",
+        state="running",
+        owner=catalog.owner,
+    )
+    SignalStore(catalog.state).put(
+        planned.row_id, kind=kind, filter=planned.filter, space=planned.space, state="running", job_id=job.id
+    )
+    return execute(catalog, job)

@@ -20,6 +20,7 @@ import pytest
 from PIL import Image
 from sklearn.datasets import load_digits
 
+from service import cli
 from service.catalog.assets import asset_id
 from service.catalog.catalog import Catalog
 from service.config import Settings
@@ -90,7 +91,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         LiveServer(create_app(settings, catalog=catalog)) as server,
         httpx.Client(base_url=f"{server.url}/api/v1", timeout=60) as client,
     ):
-        yield {"client": client, "catalog": catalog, "root": root, "planted": planted}
+        yield {"client": client, "catalog": catalog, "root": root, "planted": planted, "url": server.url}
     catalog.close()
 
 
@@ -271,3 +272,25 @@ def test_ordering_refuses_unindexed_fields_and_foreign_cursors(world: dict[str, 
     assert resp.status_code == 422 and "another order_by" in resp.json()["detail"]
     resp = client.get("/assets", params={"order_by": "width", "cursor": "abc"})
     assert resp.status_code == 422
+
+
+def test_loupe_signals_and_duplicates_against_the_server(
+    world: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOUPE_URL", world["url"])
+    monkeypatch.setenv("LOUPE_HOME", str(world["catalog"].settings.home))
+    flt = json.dumps({"source": "shapes"})
+    assert cli.main(["signals", "compute", "duplicates", "--filter", flt, "--threshold", str(TIGHT)]) == 0
+    assert "duplicates: succeeded" in capsys.readouterr().out
+    assert cli.main(["duplicates", "--filter", flt, "--json"]) == 0
+    groups = json.loads(capsys.readouterr().out)
+    assert any(asset_id("shapes", "img_00003.png") in g["ids"] for g in groups)
+    assert cli.main(["signals", "list", "--json"]) == 0
+    assert "duplicates" in {r["kind"] for r in json.loads(capsys.readouterr().out)}
+    # Bad input is one line and a non-zero exit, not a traceback.
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["signals", "compute", "uniqueness", "--k", "0"])
+    assert exc.value.code == 1 and "from 1 to" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["signals", "compute", "label_issues"])
+    assert "needs ground_truth" in capsys.readouterr().err

@@ -11,10 +11,10 @@ from service.schemas import UUID_PATTERN, JobPublic, job_public
 from service.signals import views
 from service.signals.plan import begin, check_kind
 from service.signals.schemas import (
-    KINDS,
     DuplicateGroupPublic,
     DuplicatesPublic,
     KeepRequest,
+    SignalKind,
     SignalRequest,
     SignalsPublic,
 )
@@ -42,12 +42,10 @@ def compute_signal(kind: str, body: SignalRequest, catalog: CatalogDep, runner: 
 @router.get("/signals", response_model=SignalsPublic)
 def list_signals(
     catalog: CatalogDep,
-    kind: Annotated[str | None, Query(description=f"One kind: {', '.join(KINDS)}.")] = None,
+    kind: Annotated[SignalKind | None, Query(description="Only this kind.")] = None,
 ) -> SignalsPublic:
     """Each computed signal: its filter, space, parameters, when, over how many assets, and
     whether assets synced since lack it (`stale`, `stale_count`)."""
-    if kind is not None:
-        check_kind(kind)
     return SignalsPublic(data=views.list_signals(catalog, kind=kind))
 
 
