@@ -45,6 +45,10 @@ class Client(Protocol):
     def list_jobs(self, *, kind: str | None, state: str | None, limit: int) -> list[dict[str, Any]]: ...
     def get_job(self, job_id: str) -> dict[str, Any]: ...
     def cancel_job(self, job_id: str) -> dict[str, Any]: ...
+    def select(self, body: dict[str, Any], *, progress: Progress) -> dict[str, Any]: ...
+    def list_selections(self, *, limit: int) -> list[dict[str, Any]]: ...
+    def get_selection(self, name: str) -> dict[str, Any]: ...
+    def remove_selection(self, name: str) -> None: ...
     def evaluate(self, req: EvaluationRequest, *, progress: Progress) -> dict[str, Any]: ...
     def list_evaluations(self, *, limit: int) -> list[dict[str, Any]]: ...
     def get_evaluation(self, evaluation_id: str) -> dict[str, Any]: ...
@@ -52,6 +56,10 @@ class Client(Protocol):
     def compute_signal(self, kind: str, body: dict[str, Any], *, progress: Progress) -> dict[str, Any]: ...
     def list_signals(self) -> list[dict[str, Any]]: ...
     def list_duplicates(self, *, filter: dict[str, Any] | None, limit: int) -> list[dict[str, Any]]: ...
+    def apply_labeling_function(self, body: dict[str, Any], *, progress: Progress) -> dict[str, Any]: ...
+    def list_labeling_functions(self) -> list[dict[str, Any]]: ...
+    def get_labeling_function(self, name: str) -> dict[str, Any]: ...
+    def label_assets(self, name: str, body: dict[str, Any]) -> dict[str, Any]: ...
     def list_spaces(self) -> list[dict[str, Any]]: ...
     def add_space(self, name: str, *, dim: int, distance: str) -> dict[str, Any]: ...
     def remove_space(self, name: str) -> None: ...
@@ -150,6 +158,31 @@ class LocalClient:
 
         return job_public(cancel(self.catalog, job_id)).model_dump()
 
+    def select(self, body: dict[str, Any], *, progress: Progress) -> dict[str, Any]:
+        from service.selections.jobs import run_now, selection_public
+        from service.selections.schemas import SelectionRequest
+
+        row = run_now(self.catalog, SelectionRequest.model_validate(body))
+        return selection_public(row).model_dump(mode="json")
+
+    def list_selections(self, *, limit: int) -> list[dict[str, Any]]:
+        from service.selections.jobs import selection_public
+        from service.selections.store import SelectionStore
+
+        rows = SelectionStore(self.catalog.state).list(limit=limit)
+        return [selection_public(r).model_dump(mode="json") for r in rows]
+
+    def get_selection(self, name: str) -> dict[str, Any]:
+        from service.selections.jobs import selection_public
+        from service.selections.store import SelectionStore
+
+        return selection_public(SelectionStore(self.catalog.state).get(name)).model_dump(mode="json")
+
+    def remove_selection(self, name: str) -> None:
+        from service.selections.jobs import delete
+
+        delete(self.catalog, name)
+
     def evaluate(self, req: EvaluationRequest, *, progress: Progress) -> dict[str, Any]:
         from service.evals.runner import evaluation_public, run_now
 
@@ -192,6 +225,32 @@ class LocalClient:
 
         page = duplicate_groups(self.catalog, filter=filter, limit=limit, cursor=None)
         return [g.model_dump(mode="json") for g in page.data]
+
+    def apply_labeling_function(self, body: dict[str, Any], *, progress: Progress) -> dict[str, Any]:
+        from service.labelfns.runner import run_now
+        from service.labelfns.schemas import LabelingFunctionCreate
+        from service.labelfns.store import function_public
+
+        row = run_now(self.catalog, LabelingFunctionCreate.model_validate(body))
+        return function_public(row).model_dump(mode="json")
+
+    def list_labeling_functions(self) -> list[dict[str, Any]]:
+        from service.labelfns.store import LabelingFunctionStore, function_public
+
+        return [
+            function_public(r).model_dump(mode="json")
+            for r in LabelingFunctionStore(self.catalog.state).all()
+        ]
+
+    def get_labeling_function(self, name: str) -> dict[str, Any]:
+        from service.labelfns.store import LabelingFunctionStore, function_public
+
+        return function_public(LabelingFunctionStore(self.catalog.state).get(name)).model_dump(mode="json")
+
+    def label_assets(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        from service.labels.bulk import BulkLabel, label
+
+        return label(self.catalog, name, BulkLabel.model_validate(body), who="anonymous").model_dump()
 
     def list_spaces(self) -> list[dict[str, Any]]:
         from service.spaces.registry import list_spaces
@@ -333,6 +392,23 @@ class RemoteClient:
     def cancel_job(self, job_id: str) -> dict[str, Any]:
         return self._call("DELETE", f"/jobs/{job_id}")  # type: ignore[no-any-return]
 
+    def select(self, body: dict[str, Any], *, progress: Progress) -> dict[str, Any]:
+        selection = self._call("POST", "/selections", json=body)
+        while selection["state"] in ("queued", "running"):
+            progress(self._call("GET", f"/jobs/{selection['job_id']}"))
+            time.sleep(0.2)
+            selection = self._call("GET", f"/selections/{selection['name']}")
+        return selection  # type: ignore[no-any-return]
+
+    def list_selections(self, *, limit: int) -> list[dict[str, Any]]:
+        return self._call("GET", "/selections", params={"limit": limit})["data"]  # type: ignore[no-any-return]
+
+    def get_selection(self, name: str) -> dict[str, Any]:
+        return self._call("GET", f"/selections/{name}")  # type: ignore[no-any-return]
+
+    def remove_selection(self, name: str) -> None:
+        self._call("DELETE", f"/selections/{name}")
+
     def evaluate(self, req: EvaluationRequest, *, progress: Progress) -> dict[str, Any]:
         evaluation = self._call("POST", "/evaluations", json=req.model_dump(mode="json", exclude_none=True))
         while evaluation["state"] in ("queued", "running"):
@@ -367,6 +443,24 @@ class RemoteClient:
     def compare_evaluations(self, a: str, b: str) -> dict[str, Any]:
         return self._call("POST", "/evaluations/compare", json={"a": a, "b": b})  # type: ignore[no-any-return]
 
+    def apply_labeling_function(self, body: dict[str, Any], *, progress: Progress) -> dict[str, Any]:
+        run = self._call("POST", "/labeling-functions", json=body)
+        while True:
+            job = self._call("GET", f"/jobs/{run['job_id']}")
+            if job["state"] not in ("queued", "running"):
+                return self._call("GET", f"/labeling-functions/{body['name']}")  # type: ignore[no-any-return]
+            progress(job)
+            time.sleep(0.3)
+
+    def list_labeling_functions(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/labeling-functions")["data"]  # type: ignore[no-any-return]
+
+    def get_labeling_function(self, name: str) -> dict[str, Any]:
+        return self._call("GET", f"/labeling-functions/{name}")  # type: ignore[no-any-return]
+
+    def label_assets(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self._call("POST", f"/labelsets/{name}/labels", json=body)  # type: ignore[no-any-return]
+
     def search(self, req: SearchRequest, *, images: Sequence[bytes] = ()) -> dict[str, Any]:
         if not images:
             return self._call("POST", "/search", json=req.model_dump(exclude_none=True))  # type: ignore[no-any-return]
@@ -381,6 +475,8 @@ class RemoteClient:
             form["unlike"] = req.unlike
         if req.score_threshold is not None:
             form["score_threshold"] = str(req.score_threshold)
+        if req.space is not None:
+            form["space"] = req.space
         files = [
             ("images", (f"example{i}", data, "application/octet-stream")) for i, data in enumerate(images)
         ]

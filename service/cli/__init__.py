@@ -10,7 +10,20 @@ from typing import NoReturn
 
 from pydantic import ValidationError
 
-from service.cli import demo, export, jobs, labels, search, serve, signals, sources, spaces, sync
+from service.cli import (
+    demo,
+    export,
+    jobs,
+    labelfn,
+    labels,
+    search,
+    select,
+    serve,
+    signals,
+    sources,
+    spaces,
+    sync,
+)
 from service.cli import eval as evaluations
 from service.cli.common import CliError
 from service.config import Settings
@@ -20,7 +33,21 @@ __all__ = ["CliError", "main"]
 
 # In `loupe --help` order. A command group is a module with `add_parser(subparsers)`, which sets
 # `run(args, settings) -> exit code` as the parser's default: adding a group is one line here.
-COMMAND_GROUPS = (serve, sources, sync, search, export, labels, evaluations, signals, spaces, jobs, demo)
+COMMAND_GROUPS = (
+    serve,
+    sources,
+    sync,
+    search,
+    export,
+    labels,
+    evaluations,
+    select,
+    labelfn,
+    signals,
+    spaces,
+    jobs,
+    demo,
+)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,10 @@ def add_parser(subparsers: Any) -> None:
         "--unlike", action="append", default=[], help="an asset id to steer away from (repeatable)"
     )
     search.add_argument("--filter", help='a JSON filter, e.g. \'{"source": "photos"}\'')
+    search.add_argument(
+        "--space", help="the vector space to search (loupe spaces list); default: the encoder's"
+    )
+    search.add_argument("--vector", help="a raw query vector as a JSON list of numbers, e.g. '[0.1, 0.3]'")
     search.add_argument("--limit", type=int, default=10)
     search.add_argument("--offset", type=int, default=0)
     search.add_argument("--json", action="store_true", help="machine-readable output")
@@ -69,6 +74,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             filter=flt,
             limit=args.limit,
             offset=args.offset,
+            space=args.space,
+            vector=_vector_option(args.vector),
         )
     except ValidationError as exc:
         raise CliError(validation_problems(exc.errors())) from None
@@ -79,3 +86,18 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         client.close()
     print_json(result) if args.json else print_hits(result)
     return 0
+
+
+def _vector_option(raw: str | None) -> list[float] | None:
+    """`--vector JSON` as a list of floats (None when absent)."""
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise CliError(f"--vector is not valid JSON: {exc.msg} at position {exc.pos}") from None
+    if not isinstance(value, list) or not all(
+        isinstance(x, int | float) and not isinstance(x, bool) for x in value
+    ):
+        raise CliError("--vector must be a JSON list of numbers, e.g. '[0.1, 0.3]'")
+    return [float(x) for x in value]
