@@ -37,6 +37,7 @@ def add_parser(subparsers: Any) -> None:
     )
     p.add_argument("--ids", action="append", default=[], help="asset ids, comma-separated (repeatable)")
     p.add_argument("--filter", help='a JSON filter, e.g. \'{"source": "photos"}\'')
+    p.add_argument("--selection", help="a selection's name (loupe select): export exactly its assets")
     p.add_argument("--limit", type=int, help=f"at most N assets (searches: default {DEFAULT_SEARCH_LIMIT})")
     p.add_argument("--fields", action="append", default=[], help="metadata keys to include (default: all)")
     p.add_argument("--path", type=Path, help="file targets: write here (default: ./loupe-TARGET-TIME.EXT)")
@@ -60,6 +61,12 @@ def _split(values: list[str]) -> list[str]:
 def _selection(args: argparse.Namespace) -> dict[str, Any]:
     flt = parse_filter_option(args.filter)
     ids = _split(args.ids)
+    if args.selection:
+        if flt is not None or ids or args.text or args.like:
+            raise CliError(
+                "--selection chooses the assets itself: give it without a search, --ids or --filter"
+            )
+        return {"selection": args.selection, "limit": args.limit}
     if args.text or args.like:
         if ids:
             raise CliError("give a search (TEXT/--like) or --ids, not both")
