@@ -45,7 +45,11 @@ values = ["width", "height", "size_bytes", "modified_at", "synced_at"]
 [dictionaries.cursors]
 values = ["00000000-0000-0000-0000-000000000000", "6f1d8a52-3c1b-5f0e-9a57-4c6f75706521"]
 
+[dictionaries.spaces]
+values = ["SPACE"]
+
 [parameters]
+"query.space" = { dictionary = "spaces" }
 "query.filter" = { dictionary = "filters" }
 "path.field" = { dictionary = "fields" }
 "query.field" = { dictionary = "fields" }
@@ -63,7 +67,7 @@ include-method = "POST"
 generation.mode = "negative"
 
 [[operations]]
-include-path-regex = "^/api/v1/(facets/|projector/colors)"
+include-path-regex = "^/api/v1/(facets/|projector)"
 phases.coverage.enabled = false
 
 # order_by names a field with a numeric index, and an ordered listing's cursor is opaque: both
@@ -90,6 +94,9 @@ def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     catalog.add_source("photos", "local", {"path": str(photos)})
     catalog.sync("photos")
     with LiveServer(create_app(settings, catalog=catalog)) as server:
+        # The encoder's space by name: what the fuzzer's `space` parameters take (spaces are data).
+        spaces = httpx.get(f"{server.url}/api/v1/vector-spaces").json()["data"]
+        server.space = spaces[0]["name"]  # type: ignore[attr-defined]
         yield server
     catalog.close()
 
@@ -98,7 +105,7 @@ def test_every_operation_answers_as_documented_under_every_check(
     fuzz_server: LiveServer, tmp_path: Path
 ) -> None:
     config = tmp_path / "schemathesis.toml"
-    config.write_text(CONFIG)
+    config.write_text(CONFIG.replace('"SPACE"', json.dumps(fuzz_server.space)))  # type: ignore[attr-defined]
     args = [str(SCHEMATHESIS), "--config-file", str(config), "run", f"{fuzz_server.url}/openapi.json"]
     args += ["--checks", "all", "--workers", "1"]
     # cwd: schemathesis keeps its cache and hypothesis its examples there, not in the clone.
