@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -26,6 +26,10 @@ from service.export import label_studio_tasks as tasks
 from service.export.base import ExportContext, Selected, already_exported, register
 from service.export.schemas import MAX_SELECTION, ExportRequest, LabelStudioOptions
 from service.retry import RetryPolicy
+from service.state import LabelSetRow
+
+if TYPE_CHECKING:
+    from service.catalog.catalog import Catalog
 
 log = logging.getLogger(__name__)
 TARGET = "label-studio"
@@ -197,6 +201,7 @@ class LabelStudioExporter:
         self.client: LabelStudioClient | None = None
         self.project_id: int | None = None
         self.shape = tasks.TaskShape()
+        self.pred_set: LabelSetRow | None = None  # label_studio.predictions_set, checked
 
     def check(self, request: ExportRequest) -> None:
         if request.label_studio is None:
@@ -212,6 +217,7 @@ class LabelStudioExporter:
 
     def prepare(self, ctx: ExportContext) -> None:
         opts = self._opts(ctx)
+        self.pred_set = _predictions_set(ctx.catalog, opts.predictions_set)
         self.client = LabelStudioClient(opts.url, opts.token.get_secret_value(), transport=self._transport)
         try:
             self.client.check_access()
@@ -268,6 +274,8 @@ class LabelStudioExporter:
         assert self.client is not None
         opts = self._opts(ctx)
         config = opts.label_config
+        if config is None and self.pred_set is not None:
+            config = _set_config(self.pred_set, items)
         if config is None:
             labels = (
                 tasks.model_label(i.asset.get("metadata") or {}, opts.prediction_field)[0] for i in items
@@ -299,13 +307,18 @@ class LabelStudioExporter:
         opts = self._opts(ctx)
         meta = item.asset.get("metadata") or {}
         prediction = tasks.model_label(meta, opts.prediction_field) if opts.predictions else None
+        from_set = None
+        if self.pred_set is not None and opts.predictions:
+            version = self.pred_set.model or f"loupe:{self.pred_set.name}"
+            from_set = tasks.set_prediction(item.asset, self.pred_set.name, model_version=version)
         return tasks.build_task(
             asset=item.asset,
             image_url=ctx.image_url(item.asset),
             score=item.score,
             metadata=ctx.metadata(item.asset),
             shape=self.shape,
-            prediction=prediction,
+            prediction=None if self.pred_set is not None else prediction,
+            from_set=from_set,
         )
 
     def _push(self, ctx: ExportContext, batch: list[Selected]) -> None:
@@ -339,3 +352,35 @@ class LabelStudioExporter:
         if items:
             ctx.counts.sent += len(items)
             ctx.record(items, project=str(self.project_id), url=self._opts(ctx).url, location=ctx.location)
+
+
+def _predictions_set(catalog: Catalog, name: str | None) -> LabelSetRow | None:
+    """The predictions set a request names, checked; a 422 naming the field otherwise."""
+    if name is None:
+        return None
+    # Read from the state store directly: service.labels imports this module (its Label Studio pulls).
+    with catalog.state.session() as session:
+        row = session.get(LabelSetRow, name)
+    if row is None:
+        raise InvalidQuery(
+            f"no label set named {name!r} (GET /api/v1/labelsets lists them)",
+            path="label_studio.predictions_set",
+        )
+    if row.role != "predictions":
+        raise InvalidQuery(
+            f"label set {name!r} is {row.role}; pre-annotations come from a predictions set",
+            path="label_studio.predictions_set",
+        )
+    return row
+
+
+def _set_config(row: LabelSetRow, items: list[Selected]) -> str:
+    """A new project's config from a predictions set: its classes and the labels the selection has."""
+    seen: set[str] = set(row.classes or [])
+    for item in items:
+        value = (item.asset.get("labels") or {}).get(row.name) or {}
+        if row.task == "detection":
+            seen.update(str(b.get("label")) for b in value.get("boxes") or [])
+        elif isinstance(value.get("label"), str):
+            seen.add(value["label"])
+    return tasks.default_label_config(seen, boxes=seen if row.task == "detection" else None)

@@ -63,6 +63,14 @@ class LabelStudioOptions(BaseModel):
         description="Metadata key holding the model label (default: `prediction`, else `label`); "
         "its score comes from `<key>_score`, else `score`.",
     )
+    predictions_set: str | None = Field(
+        default=None,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$",
+        description="A predictions label set (a model run or a labeling function) to send as "
+        "pre-annotations: classification choices and detection rectangles (in Label Studio's percent "
+        "coordinates). The way to pick pre-annotations; without it, `prediction_field` is read.",
+    )
     batch_size: int = Field(default=100, ge=1, le=1000, description="Tasks per import request.")
 
     @field_validator("url")

@@ -362,3 +362,81 @@ def test_only_batches_label_studio_accepted_are_recorded(label_studio, catalog, 
     landed = {t["data"]["asset_id"] for t in tasks_of(label_studio, int(row.location.split("/")[-2]))}
     recorded = {a["id"] for a in all_assets(catalog, {"exports.export_id": row.id})}
     assert len(landed) == 10 and recorded == landed and set(ids[5:10]).isdisjoint(recorded)
+
+
+def test_a_cancelled_export_records_exactly_what_label_studio_holds(label_studio, catalog):
+    from service.export.runner import begin
+    from service.jobs.runner import execute
+
+    ids = [a["id"] for a in all_assets(catalog)[:8]]
+    options = {"url": label_studio.url, "token": label_studio.token, "title": "Cancelled", "batch_size": 2}
+    request = ExportRequest.model_validate({"target": "label-studio", "ids": ids, "label_studio": options})
+    row = begin(catalog, request, base_url="http://loupe.test", here=True)
+    catalog.jobs.cancel(row.id)  # asked while it runs: it stops after the batch in flight
+    job = execute(catalog, catalog.jobs.get(row.id))
+    assert job.state == "cancelled"
+    export = catalog.state.get_export(row.id)
+    assert export.state == "cancelled" and export.counts["sent"] == 2, export.counts
+    landed = {t["data"]["asset_id"] for t in tasks_of(label_studio, int(export.location.split("/")[-2]))}
+    recorded = {a["id"] for a in all_assets(catalog, {"exports.export_id": row.id})}
+    assert recorded == landed and len(landed) == 2
+
+
+def test_an_export_interrupted_by_sigkill_of_its_server_resumes_after_a_restart(label_studio, tmp_path):
+    """The whole loop with real processes: a Loupe server (FakeEncoder) pushing tasks one per
+    request into the real Label Studio is killed; the restarted server finishes the export
+    into the same project, and every asset is there once."""
+    import os
+
+    from tests.integration.test_replicas import Replica, add_source, photos, submit, wait_done
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOUPE_")}
+    env.update(LOUPE_JOBS_STALE_AFTER_S="120", LOUPE_INDEX__OPTIMIZE_AFTER_SYNC="false")
+    home, n = tmp_path / "home", 40
+    first = Replica("first", home=home, env=env)
+    try:
+        first.wait_ready()
+        add_source(first, "photos", photos(tmp_path / "photos", n))
+        assert wait_done(first, submit(first, "photos")["id"])["state"] == "succeeded"
+        body = {
+            "target": "label-studio",
+            "filter": {},
+            "label_studio": {**ls_options(label_studio), "title": "Killed midway", "batch_size": 1},
+        }
+        resp = first.client.post("/api/v1/exports", json=body)
+        assert resp.status_code == 202, resp.text
+        export_id = resp.json()["id"]
+        deadline = time.monotonic() + 60
+        while (now := first.client.get(f"/api/v1/exports/{export_id}").json())["counts"]["sent"] < 3:
+            assert now["state"] in ("queued", "running") and time.monotonic() < deadline, now
+            time.sleep(0.02)
+        first.kill()
+    finally:
+        first.stop()
+    assert now["counts"]["sent"] < n, "the export finished before the kill: nothing to resume"
+
+    second = Replica("second", home=home, env=env)
+    try:
+        second.wait_ready()
+        deadline = time.monotonic() + 120
+        while (done := second.client.get(f"/api/v1/exports/{export_id}").json())["state"] in (
+            "queued",
+            "running",
+        ):
+            assert time.monotonic() < deadline, done
+            time.sleep(0.1)
+        assert done["state"] == "succeeded", done
+        job = second.client.get(f"/api/v1/jobs/{export_id}").json()
+        assert job["kind"] == "export" and job["state"] == "succeeded"
+    finally:
+        second.stop()
+    counts = done["counts"]
+    assert counts["selected"] == n and counts["sent"] + counts["skipped"] == n and counts["failed"] == 0, (
+        counts
+    )
+    assert counts["skipped"] >= 3, "what the first server sent was not sent again"
+    tasks = tasks_of(label_studio, project_of(done))
+    assert len(tasks) == n and len({t["data"]["asset_id"] for t in tasks}) == n, "one task per asset"
+    with label_studio.api() as api:
+        titles = [p["title"] for p in api.get("/api/projects/", params={"page_size": 1000}).json()["results"]]
+    assert titles.count("Killed midway") == 1, "the resumed export used the project it had created"
