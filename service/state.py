@@ -3,6 +3,7 @@ holds the job queue's logic."""
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -405,3 +406,18 @@ class StateStore:
             q = q.where(ExportRow.state.in_(states))
         with self.session() as s:
             return list(s.scalars(q))
+
+
+_TABLES_READY: set[tuple[int, str]] = set()
+_TABLES_LOCK = threading.Lock()
+
+
+def ensure_table(engine: Engine, table: Any) -> None:
+    """Create a feature's table on first use in this process, so a state store made before the
+    feature existed gains it without a migration step (once per engine and table)."""
+    key = (id(engine), table.name)
+    with _TABLES_LOCK:
+        if key in _TABLES_READY:
+            return
+        table.create(engine, checkfirst=True)
+        _TABLES_READY.add(key)

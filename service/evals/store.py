@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, Float, String, Text, select
-from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapped, mapped_column
 
 from service.errors import NotFound
-from service.state import Base, StateStore, utcnow
+from service.state import Base, StateStore, ensure_table, utcnow
 
 
 class EvaluationNotFound(NotFound):
@@ -34,26 +32,12 @@ class EvaluationRow(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
-_READY: set[int] = set()
-_LOCK = threading.Lock()
-
-
-def _ensure_table(engine: Engine) -> None:
-    # The state store creates the tables it knows at start; this one is created on first use,
-    # so a store made before evaluations existed gains it without a migration step.
-    with _LOCK:
-        if id(engine) in _READY:
-            return
-        EvaluationRow.__table__.create(engine, checkfirst=True)  # type: ignore[attr-defined]
-        _READY.add(id(engine))
-
-
 class EvaluationStore:
     """Typed access to the evaluations table; every method runs in its own transaction."""
 
     def __init__(self, state: StateStore) -> None:
         self.state = state
-        _ensure_table(state.engine)
+        ensure_table(state.engine, EvaluationRow.__table__)
 
     def create(self, row: EvaluationRow) -> EvaluationRow:
         with self.state.session() as s:

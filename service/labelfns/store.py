@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, String, Text, select
-from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapped, mapped_column
 
 from service.errors import NotFound
 from service.labelfns.schemas import LabelingFunctionPublic, LabelingFunctionRun
-from service.state import Base, StateStore, utcnow
+from service.state import Base, StateStore, ensure_table, utcnow
 from service.timestamps import rfc3339
 
 
@@ -34,25 +32,12 @@ class LabelingFunctionRow(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
-_READY: set[int] = set()
-_LOCK = threading.Lock()
-
-
-def _ensure_table(engine: Engine) -> None:
-    # Created on first use, like the evaluations table: an older store gains it without a migration.
-    with _LOCK:
-        if id(engine) in _READY:
-            return
-        LabelingFunctionRow.__table__.create(engine, checkfirst=True)  # type: ignore[attr-defined]
-        _READY.add(id(engine))
-
-
 class LabelingFunctionStore:
     """Typed access to the labeling_functions table; every method runs in its own transaction."""
 
     def __init__(self, state: StateStore) -> None:
         self.state = state
-        _ensure_table(state.engine)
+        ensure_table(state.engine, LabelingFunctionRow.__table__)
 
     def save(self, *, name: str, into: str, definition: dict[str, Any], job_id: str) -> LabelingFunctionRow:
         """Record a (re)definition and its queued run, replacing the previous run."""

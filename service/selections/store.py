@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, Integer, String, Text, select
-from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from service.errors import Conflict, NotFound
-from service.state import Base, StateStore, utcnow
+from service.state import Base, StateStore, ensure_table, utcnow
 
 
 class SelectionNotFound(NotFound):
@@ -38,26 +36,12 @@ class SelectionRow(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
-_READY: set[int] = set()
-_LOCK = threading.Lock()
-
-
-def _ensure_table(engine: Engine) -> None:
-    # Created on first use, so a state store made before selections existed gains the table
-    # without a migration step (as the evaluations table is).
-    with _LOCK:
-        if id(engine) in _READY:
-            return
-        SelectionRow.__table__.create(engine, checkfirst=True)  # type: ignore[attr-defined]
-        _READY.add(id(engine))
-
-
 class SelectionStore:
     """Typed access to the selections table; every method runs in its own transaction."""
 
     def __init__(self, state: StateStore) -> None:
         self.state = state
-        _ensure_table(state.engine)
+        ensure_table(state.engine, SelectionRow.__table__)
 
     def exists(self, name: str) -> bool:
         with self.state.session() as s:

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, Integer, String, Text, select
-from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapped, mapped_column
 
-from service.state import Base, StateStore, utcnow
+from service.state import Base, StateStore, ensure_table, utcnow
 
 
 class SignalRow(Base):
@@ -32,19 +30,6 @@ class SignalRow(Base):
     computed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
-_READY: set[int] = set()
-_LOCK = threading.Lock()
-
-
-def _ensure_table(engine: Engine) -> None:
-    # Created on first use, so a store made before signals existed gains it without a migration.
-    with _LOCK:
-        if id(engine) in _READY:
-            return
-        SignalRow.__table__.create(engine, checkfirst=True)  # type: ignore[attr-defined]
-        _READY.add(id(engine))
-
-
 def scope_id(kind: str, filter: dict[str, Any] | None, space: str) -> str:
     """The row id of `kind` over one filter and space: recomputing the same scope replaces it."""
     text = json.dumps({"filter": filter, "space": space}, sort_keys=True)
@@ -56,7 +41,7 @@ class SignalStore:
 
     def __init__(self, state: StateStore) -> None:
         self.state = state
-        _ensure_table(state.engine)
+        ensure_table(state.engine, SignalRow.__table__)
 
     def get(self, row_id: str) -> SignalRow | None:
         with self.state.session() as s:
