@@ -11,6 +11,9 @@ import { hideError, note, showError } from "./notify.js";
 import { ProjectorView } from "./projector.js";
 import { Search } from "./search.js";
 import { Spaces } from "./spaces.js";
+import { CurationView } from "./curation.js";
+import { LabelingTools } from "./labeling.js";
+import { ModelsView } from "./models.js";
 
 const filters = new Filters($("#filter-fields"));
 const search = new Search(filters);
@@ -20,13 +23,22 @@ const exporter = new Exporter($("#export-dialog"));
 const jobs = new Jobs($("#jobs"));
 const map = new ProjectorView(search);
 const spaces = new Spaces(search, map);
+// The active-learning views get the page's parts and a way to switch view (they open results in the grid).
+const page = { search, grid, filters, detail, exporter, map, showView: (tab) => showView(tab) };
+const curation = new CurationView($("#curation-view"), page);
+const models = new ModelsView($("#models-view"), page);
+const labeling = new LabelingTools(page);
 
 // -- views ----------------------------------------------------------------------
 
 const TABS = [
   ["#tab-results", "#results-view"],
   ["#tab-map", "#map-view"],
+  ["#tab-curation", "#curation-view"],
+  ["#tab-models", "#models-view"],
 ];
+// Each view's address (location.hash); the search has none.
+const HASHES = { "#tab-map": "#map", "#tab-curation": "#curation", "#tab-models": "#models" };
 
 function showView(tabId, focus = false) {
   for (const [tab, view] of TABS) {
@@ -38,7 +50,9 @@ function showView(tabId, focus = false) {
   if (focus) $(tabId).focus();
   if (tabId === "#tab-map") map.show();
   else map.hide();
-  history.replaceState(null, "", tabId === "#tab-map" ? "#map" : "#");
+  if (tabId === "#tab-curation") curation.show();
+  if (tabId === "#tab-models") models.show();
+  history.replaceState(null, "", HASHES[tabId] || "#");
 }
 
 for (const [tab] of TABS) {
@@ -281,7 +295,8 @@ async function start() {
   await spaces.load().catch((err) => showError(err, "Vector spaces"));
   search.run();
   jobs.start();
-  if (location.hash === "#map") showView("#tab-map");
+  const view = Object.keys(HASHES).find((tab) => HASHES[tab] === location.hash);
+  if (view) showView(view);
 }
 
 window.addEventListener("error", (e) => showError(e.error || e.message));
@@ -289,4 +304,4 @@ window.addEventListener("unhandledrejection", (e) => showError(e.reason));
 start();
 
 // The page's parts, for the browser tests and the console (importing this module again returns them).
-export { filters, grid, map, search, spaces };
+export { curation, filters, grid, labeling, map, models, search, spaces };
