@@ -8,7 +8,7 @@ by them and reads their values with the same path rules.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,14 +32,16 @@ class FieldInfo:
     indexed: bool
     distinct: int = 0
     sampled: int = 0
+    derived: bool = False  # written by the catalog itself: a label set's or an evaluation's field
 
     @property
     def builtin(self) -> bool:
-        return not self.name.startswith(f"{METADATA_ROOT}.")
+        return not self.derived and not self.name.startswith(f"{METADATA_ROOT}.")
 
     @property
     def label(self) -> str:
-        return self.name if self.builtin else self.name[len(METADATA_ROOT) + 1 :]
+        meta = self.name.startswith(f"{METADATA_ROOT}.") and not self.derived
+        return self.name[len(METADATA_ROOT) + 1 :] if meta else self.name
 
     def public(self) -> dict[str, Any]:
         return {
@@ -48,15 +50,20 @@ class FieldInfo:
             "type": self.type.value,
             "indexed": self.indexed,
             "builtin": self.builtin,
+            "derived": self.derived,
             "facetable": self.indexed and self.type in _FACETABLE,
             "distinct": self.distinct,
             "sampled": self.sampled,
         }
 
 
-def catalog_fields(index: VectorIndex, *, sample: int = FIELD_SAMPLE) -> list[FieldInfo]:
-    """Built-in fields, then metadata fields: the indexed ones, plus any seen in a sample of payloads."""
+def catalog_fields(
+    index: VectorIndex, *, sample: int = FIELD_SAMPLE, derived: Mapping[str, FieldType] | None = None
+) -> list[FieldInfo]:
+    """Built-in fields, then metadata fields: the indexed ones, plus any seen in a sample of payloads;
+    then `derived`, the fields the catalog writes itself (label sets, evaluations) by payload path."""
     indexed = index.indexed_fields()
+    derived = derived or {}
     records, _ = index.scroll(limit=sample)
     found: dict[str, FieldType] = {}
     seen: dict[str, set[str]] = defaultdict(set)
@@ -67,17 +74,20 @@ def catalog_fields(index: VectorIndex, *, sample: int = FIELD_SAMPLE) -> list[Fi
             if kind is not None:
                 found.setdefault(name, kind)
     for record in records:
-        for name in (*BUILTIN_FIELDS, *found):
+        for name in (*BUILTIN_FIELDS, *found, *derived):
             value = value_at(record.payload, name)
             if value is not None:
                 seen[name].add(repr(value))
 
-    def info(name: str, kind: FieldType) -> FieldInfo:
-        return FieldInfo(name, kind, name in indexed, distinct=len(seen[name]), sampled=len(records))
+    def info(name: str, kind: FieldType, *, made: bool = False) -> FieldInfo:
+        return FieldInfo(
+            name, kind, name in indexed, distinct=len(seen[name]), sampled=len(records), derived=made
+        )
 
     builtins = [info(n, indexed.get(n, t)) for n, t in BUILTIN_FIELDS.items()]
     meta_names = sorted({n for n in indexed if n.startswith(f"{METADATA_ROOT}.")} | set(found))
-    return builtins + [info(n, indexed.get(n) or found[n]) for n in meta_names]
+    metadata = [info(n, indexed.get(n) or found[n]) for n in meta_names]
+    return builtins + metadata + [info(n, indexed.get(n, t), made=True) for n, t in derived.items()]
 
 
 def _flatten(obj: dict[str, Any], prefix: str, depth: int = 0) -> Iterable[tuple[str, Any]]:

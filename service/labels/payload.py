@@ -57,6 +57,15 @@ def field_types(name: str) -> dict[str, FieldType]:
     return {f"{ROOT}.{name}.{leaf}": kind for leaf, kind in _INDEXED.items()}
 
 
+def public_fields(name: str, *, task: str, role: str) -> dict[str, FieldType]:
+    """The indexed fields a set of this task and role fills (GET /fields lists them): every set's
+    indexes are created alike, but a classification set has no `count`, ground truth no margin."""
+    leaves = ["label"] if task == "classification" else ["classes", "count"]
+    if role == "predictions":
+        leaves += ["score", "margin", "entropy", "least_confidence"]
+    return {f"{ROOT}.{name}.{leaf}": _INDEXED[leaf] for leaf in leaves}
+
+
 def ensure_indexes(index: VectorIndex, name: str) -> None:
     for key, kind in field_types(name).items():
         index.ensure_field(key, kind)

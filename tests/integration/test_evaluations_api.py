@@ -180,6 +180,33 @@ def test_classification_numbers_equal_scikit_learn_and_wrong_assets_are_a_filter
     assert asset["evals"][ev["id"]] == {"correct": False}
 
 
+def test_fields_list_the_label_sets_and_evaluations_fields(world, classified):
+    """GET /fields names the fields the sets and evaluations write (the filter sidebar's controls),
+    typed as indexed, by each set's task and role, and no longer once a set is removed."""
+    client = world["client"]
+    ev = evaluate(client, {"predictions": "m1", "ground_truth": "shape"})
+    fields = {f["name"]: f for f in client.get("/fields").json()["data"]}
+    gt, pr = fields["labels.shape.label"], fields["labels.m1.label"]
+    outcome = fields[f"evals.{ev['id']}.correct"]
+    assert gt["type"] == pr["type"] == "keyword" and gt["facetable"] and gt["derived"] and not gt["builtin"]
+    assert gt["label"] == "labels.shape.label" and gt["distinct"] == len(SHAPES)
+    for leaf in ("score", "margin", "entropy", "least_confidence"):
+        assert fields[f"labels.m1.{leaf}"]["type"] == "float", leaf
+        assert f"labels.shape.{leaf}" not in fields  # ground truth has no uncertainty
+    assert "labels.m1.count" not in fields and "labels.m1.classes" not in fields  # detection only
+    assert outcome["type"] == "bool" and outcome["facetable"] and outcome["indexed"]
+    # Each one filters as listed.
+    wrong = client.get("/assets/count", params={"filter": json.dumps({outcome["name"]: False})}).json()
+    assert wrong["count"] == round(N * (1 - ev["metrics"]["accuracy"]))
+    sure = {"labels.m1.margin": {"gte": 0.6}}  # score 0.8: margin |2p - 1| = 0.6 on every asset
+    assert client.get("/assets/count", params={"filter": json.dumps(sure)}).json()["count"] == N
+    create_set(client, "gone", "predictions", "detection")
+    names = {f["name"] for f in client.get("/fields").json()["data"]}
+    assert {"labels.gone.classes", "labels.gone.count", "labels.gone.margin"} <= names
+    assert client.delete("/labelsets/gone").status_code == 204
+    assert not any(f["name"].startswith("labels.gone.") for f in client.get("/fields").json()["data"])
+
+
 def test_compare_and_more_like_a_cell_ready_to_export(world, classified):
     client, meta = world["client"], classified["meta"]
     a = evaluate(client, {"predictions": "m1", "ground_truth": "shape", "slice_by": ["background"]})

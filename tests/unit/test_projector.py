@@ -371,6 +371,7 @@ def test_fields_list_indexed_and_sampled_metadata(memory_index: MemoryIndex) -> 
         "type": "keyword",
         "indexed": True,
         "builtin": False,
+        "derived": False,
         "facetable": True,
         "distinct": 3,
         "sampled": 256,

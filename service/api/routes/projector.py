@@ -26,7 +26,8 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from service.api.deps import CatalogDep
 from service.catalog.catalog import Catalog
 from service.catalog.fields import catalog_fields
-from service.catalog.projector import Projector, methods
+from service.catalog.model_fields import model_fields
+from service.catalog.projector import DEFAULT_METHOD, Projector, methods
 from service.index.filters import field_key
 from service.index.spaces import resolve_space
 from service.schemas import Page
@@ -34,12 +35,13 @@ from service.schemas import Page
 router = APIRouter(tags=["projector"])
 
 MAGIC = b"LPJ1"
-# Only the methods this installation can run: UMAP appears once umap-learn is installed (and the
-# server restarted), so a generated client never offers a method that can only answer 422.
 METHODS = tuple(methods())
 Method = Annotated[
     Literal[METHODS],  # type: ignore[valid-type]
-    Query(description="pca (default), or umap when umap-learn is installed (pip install umap-learn)"),
+    Query(
+        description="umap (default: fitted on a sample of 20,000, the rest placed by transform; "
+        "deterministic) or pca (linear, faster)"
+    ),
 ]
 
 
@@ -100,13 +102,15 @@ def _binary(request: Request, frame_of: Any, etag: str) -> Response:
 
 @router.get("/fields", response_model=Page)
 def list_fields(catalog: CatalogDep) -> Page:
-    """Filterable fields (built-in, then metadata) with their type, whether indexed and facetable."""
-    return Page(data=[f.public() for f in catalog_fields(catalog.index)])
+    """Filterable fields (built-in, metadata, then those of label sets and evaluations: `labels.<set>.*`,
+    `evals.<id>.*`, marked `derived`) with their type, whether indexed and facetable."""
+    fields = catalog_fields(catalog.index, derived=model_fields(catalog.state))
+    return Page(data=[f.public() for f in fields])
 
 
 @router.get("/projector")
 def projector_status(
-    projector: ProjectorDep, catalog: CatalogDep, method: Method = "pca", space: SpaceQuery = None
+    projector: ProjectorDep, catalog: CatalogDep, method: Method = DEFAULT_METHOD, space: SpaceQuery = None
 ) -> dict[str, Any]:
     """The 2-D layout's state (computing with progress, ready, stale, failed); starts it when needed."""
     return projector.status(method, _space(catalog, space))
@@ -121,7 +125,7 @@ def projector_points(
     request: Request,
     projector: ProjectorDep,
     catalog: CatalogDep,
-    method: Method = "pca",
+    method: Method = DEFAULT_METHOD,
     space: SpaceQuery = None,
 ) -> Response:
     """Every point's x, y and asset id as one binary frame; 409 until a layout is available."""
@@ -149,7 +153,7 @@ def projector_colors(
     projector: ProjectorDep,
     field: Annotated[str, Query(max_length=300, description="A field from GET /projector `colors`")],
     catalog: CatalogDep,
-    method: Method = "pca",
+    method: Method = DEFAULT_METHOD,
     space: SpaceQuery = None,
 ) -> Response:
     """One field's value per point (category codes or numbers) as a binary frame, in layout order."""
