@@ -86,10 +86,11 @@ class Client(Protocol):
 class LocalClient:
     """The catalog opened in this process."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, catalog: Any = None) -> None:
+        """Open the catalog of `settings`, or use `catalog`, one this process already holds."""
         from service.catalog.catalog import Catalog
 
-        self.catalog = Catalog(settings)
+        self.catalog = catalog if catalog is not None else Catalog(settings)
 
     def add_source(self, name: str, kind: str, config: dict[str, Any]) -> dict[str, Any]:
         return self.catalog.public_source(self.catalog.add_source(name, kind, config))

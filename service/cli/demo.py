@@ -1,4 +1,4 @@
-"""`loupe demo`: a synthetic image set, ingested with the offline model, searched, served."""
+"""`loupe demo`: a synthetic image set, ingested with the offline model, searched, the loop run, served."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ def add_parser(subparsers: Any) -> None:
         "demo", help="build a synthetic image set, ingest it with the offline model, serve it"
     )
     demo.add_argument("--n", type=int, default=3000, help="how many images (default 3000)")
-    demo.add_argument("--no-serve", action="store_true", help="ingest, print the example searches, and exit")
+    demo.add_argument(
+        "--no-serve", action="store_true", help="ingest, print the example searches and the loop, and exit"
+    )
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8000)
     demo.set_defaults(run=run)
@@ -23,8 +25,10 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from service.catalog.catalog import Catalog
+    from service.client import LocalClient
     from service.config import OFFLINE_MODEL
     from service.demo import DEMO_SOURCE, ensure_dataset, ensure_source, print_examples
+    from service.demo_loop import print_loop, run_loop
 
     if args.n < 10 or args.n > 1_000_000:
         raise CliError("--n must be between 10 and 1,000,000")
@@ -39,6 +43,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         sync_with_bar(args, catalog)
         url = None if args.no_serve else f"http://{args.host}:{args.port}"
         print_examples(catalog, url)
+        loop = run_loop(LocalClient(settings, catalog=catalog), source=DEMO_SOURCE)
+        if loop is None:
+            print("\n(too few labelled training images for the active-learning loop: try --n 300 or more)")
+        else:
+            print_loop(loop)
         if args.no_serve:
             return 0
         from service.server import serve
