@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from service.evals import classification, detection
+from service.evals.confusion import cell_key
+from service.evals.confusion import confusion as detection_confusion
 from service.evals.slices import payload_values, slice_values
 from service.index.base import Filter, VectorIndex
 from service.index.filters import parse_filter
@@ -98,6 +100,11 @@ def cell_filter(plan: Plan, truth: str, predicted: str) -> dict[str, Any]:
     return scope({f"labels.{plan.ground_truth}.label": truth}, pred, plan.filter)
 
 
+def detection_cell_filter(plan: Plan, truth: str, predicted: str) -> dict[str, Any]:
+    """The images that hold at least one box pair of a detection confusion cell."""
+    return scope({f"evals.{plan.evaluation_id}.confusion": cell_key(truth, predicted)}, plan.filter)
+
+
 def score(index: VectorIndex, plan: Plan, rows: Rows) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The evaluation's results, and each matched asset's outcome fields (in `rows.ids` order)."""
     if plan.task == "classification":
@@ -129,7 +136,8 @@ def _classification(
 
 
 def _detection(index: VectorIndex, plan: Plan, rows: Rows) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    data = detection.coco_data(list(zip(rows.truth, rows.predicted, strict=True)))
+    pairs = list(zip(rows.truth, rows.predicted, strict=True))
+    data = detection.coco_data(pairs)
     ap = detection.average_precision(data, marks=True)
     per_image, per_class = detection.matches(data, iou=plan.iou, marked=ap.get("marked"))
     total = detection.Outcome(
@@ -141,7 +149,12 @@ def _detection(index: VectorIndex, plan: Plan, rows: Rows) -> tuple[dict[str, An
             name: {**detection.summary(c), "support": c.tp + c.fn, "ap": ap["ap"].get(name)}
             for name, c in per_class.items()
         },
-        "confusion": None,
+    }
+    matrix = detection_confusion(pairs, iou=plan.iou, classes=data.classes)
+    result["confusion"] = {
+        "labels": matrix.labels,
+        "matrix": matrix.matrix,
+        "filters": [[detection_cell_filter(plan, a, b) for b in matrix.labels] for a in matrix.labels],
     }
 
     def metrics_of(members: Sequence[int]) -> dict[str, Any]:
@@ -154,7 +167,10 @@ def _detection(index: VectorIndex, plan: Plan, rows: Rows) -> tuple[dict[str, An
         return {"map": sub["map"], "map_50": sub["map_50"], **detection.summary(counts)}
 
     result["slices"] = _slices(index, plan, rows, metrics_of)
-    outcomes = [{"tp": o.tp, "fp": o.fp, "fn": o.fn} for o in per_image]
+    outcomes = [
+        {"tp": o.tp, "fp": o.fp, "fn": o.fn, "confusion": cells}
+        for o, cells in zip(per_image, matrix.cells, strict=True)
+    ]
     return result, outcomes
 
 

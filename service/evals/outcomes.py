@@ -1,7 +1,8 @@
 """Per-asset outcomes written back as payload fields `evals.<id>.*`, indexed for filters.
 
 Classification writes `correct` (bool); detection `tp`, `fp`, `fn` (integers at the
-evaluation's IoU). `{"evals.<id>.correct": false}` is then every wrong prediction, as a
+evaluation's IoU) and `confusion` (the keys of the confusion cells the image's boxes fall in,
+service/evals/confusion.py). `{"evals.<id>.correct": false}` is then every wrong prediction, as a
 search filter, a listing and an export selection.
 """
 
@@ -16,7 +17,7 @@ from service.index.base import FieldType, VectorIndex
 BATCH = 10_000
 FIELDS = {
     "classification": {"correct": FieldType.bool},
-    "detection": dict.fromkeys(("tp", "fp", "fn"), FieldType.integer),
+    "detection": {**dict.fromkeys(("tp", "fp", "fn"), FieldType.integer), "confusion": FieldType.keyword},
 }
 
 
@@ -39,11 +40,14 @@ def write(
         index.ensure_field(f"{key}.{name}", kind)
     groups: dict[tuple[Any, ...], list[str]] = {}
     for asset, outcome in zip(ids, outcomes, strict=True):
-        groups.setdefault(tuple(sorted(outcome.items())), []).append(asset)
+        # Lists (a detection's cells) as tuples, so that equal outcomes group.
+        value = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in sorted(outcome.items()))
+        groups.setdefault(value, []).append(asset)
     done = 0
     for values, members in groups.items():
+        payload = {k: list(v) if isinstance(v, tuple) else v for k, v in values}
         for start in range(0, len(members), BATCH):
-            index.set_payload(members[start : start + BATCH], dict(values), key=key)
+            index.set_payload(members[start : start + BATCH], payload, key=key)
             done += len(members[start : start + BATCH])
             on_batch(done / max(1, len(ids)))
 

@@ -72,7 +72,12 @@ class EvaluationPublic(BaseModel):
     counts: EvaluationCounts = Field(default_factory=EvaluationCounts)
     metrics: dict[str, Any] = Field(default_factory=dict)
     per_class: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    confusion: Confusion | None = Field(default=None, description="Classification only.")
+    confusion: Confusion | None = Field(
+        default=None,
+        description="Classification: assets by true and predicted label. Detection: boxes matched at the "
+        "IoU regardless of class, with a `(none)` row (unmatched predictions) and column (unmatched "
+        "ground truth); a cell's filter selects the images holding at least one of its box pairs.",
+    )
     slices: list[Slice] = Field(default_factory=list)
     outcomes: dict[str, Any] = Field(
         default_factory=dict, description="The per-asset fields written back and the filters over them."

@@ -263,7 +263,18 @@ def test_detection_from_coco_files_equals_pycocotools(world):
     assert ev["counts"]["matched"] == len(names)
     assert ev["metrics"]["map"] == pytest.approx(ref.stats[0], abs=1e-9)
     assert ev["metrics"]["map_50"] == pytest.approx(ref.stats[1], abs=1e-9)
-    assert ev["confusion"] is None and ev["metrics"]["fp"] > 0
+    assert ev["metrics"]["fp"] > 0
+    # The class confusion: a row per ground-truth class adds up to its boxes, a column to its
+    # detections, and each cell's filter lists the images holding one of its box pairs.
+    labels, matrix, filters = (ev["confusion"][k] for k in ("labels", "matrix", "filters"))
+    assert labels[-1] == "(none)" and matrix[-1][-1] == 0
+    for k, name in enumerate(labels[:-1]):
+        c = ev["per_class"][name]
+        assert sum(matrix[k]) == c["tp"] + c["fn"] and sum(row[k] for row in matrix) == c["tp"] + c["fp"]
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            found = len(ids_of(client, filters[i][j]))
+            assert (found > 0) == (matrix[i][j] > 0) and found <= matrix[i][j], (labels[i], labels[j])
     assert len(ids_of(client, ev["outcomes"]["wrong"])) > 0
 
 

@@ -190,5 +190,9 @@ def test_compare_detection_runs_and_more_like_a_slice(world):
     out = similar(catalog, a["id"], SimilarRequest(slice=SliceChoice(field="site", value="east"), limit=10))
     assert out.search.filter == {"and": [{"not": {"labels.boxes.count": {"exists": True}}}, {"status": "ok"}]}
     assert {h.id for h in out.hits} <= set(world["ids"][N:])
-    with pytest.raises(Exception, match="no confusion cells"):
-        similar(catalog, a["id"], SimilarRequest(cell=["star", "star"]))
+    # A detection confusion cell works too: unlabeled images like those holding its box pairs.
+    labels, matrix = a["confusion"]["labels"], a["confusion"]["matrix"]
+    i, j = next((i, j) for i in range(len(labels) - 1) for j in range(len(labels)) if i != j and matrix[i][j])
+    cell = similar(catalog, a["id"], SimilarRequest(cell=[labels[i], labels[j]], limit=10))
+    assert cell.errors == catalog.count(a["confusion"]["filters"][i][j]) > 0
+    assert cell.hits and {h.id for h in cell.hits} <= set(world["ids"][N:])
