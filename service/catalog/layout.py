@@ -1,4 +1,4 @@
-"""Projector layouts: 2-D PCA (exact, from streamed sums) or UMAP, colour columns, and their cache file.
+"""Projector layouts: colour columns, the cache file, and 2-D PCA or UMAP of arrays in memory.
 
 Pure numpy: `service/catalog/projector.py` reads the index and runs these in
 the background; tests call them on plain arrays.
@@ -18,12 +18,12 @@ from typing import Any, TypeGuard
 
 import numpy as np
 
+from service.catalog.reduce import UMAP_FIT_SAMPLE, PcaReduction, Streamed, UmapReduction
 from service.index.base import FieldType
 from service.index.filters import parse_timestamp
 
 MAX_CATEGORIES = 64  # per colour column; rarer values share the last code, "(other)"
 OTHER = "(other)"
-UMAP_FIT_SAMPLE = 20_000
 _UTC_SECONDS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 
 
@@ -137,45 +137,18 @@ def _epoch(value: str) -> float | None:
 # -- layouts -----------------------------------------------------------------
 
 
-def pca_axes(total: np.ndarray, gram: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and the top two principal axes (d, 2) from a sum and a Gram matrix of `n` vectors.
-
-    Each axis is signed so its largest loading is positive: the same data always
-    gives the same picture, not a mirror image of it.
-    """
-    mean = total / n
-    cov = gram / n - np.outer(mean, mean)
-    eigenvalues, eigenvectors = np.linalg.eigh(cov)  # ascending order
-    axes = eigenvectors[:, np.argsort(eigenvalues)[::-1][:2]]
-    if axes.shape[1] < 2:
-        axes = np.pad(axes, ((0, 0), (0, 2 - axes.shape[1])))
-    signs = np.sign(axes[np.abs(axes).argmax(axis=0), np.arange(2)])
-    return mean, axes * np.where(signs == 0, 1.0, signs)
-
-
 def pca_layout(vectors: np.ndarray) -> np.ndarray:
-    """2-D PCA of `vectors` (n, d) as float32 (n, 2)."""
-    x = np.asarray(vectors, dtype=np.float64)
-    if len(x) == 0:
+    """2-D PCA of `vectors` (n, d) as float32 (n, 2), fitted on all of them."""
+    if len(vectors) == 0:
         return np.zeros((0, 2), np.float32)
-    mean, axes = pca_axes(x.sum(axis=0), x.T @ x, len(x))
-    return ((x - mean) @ axes).astype(np.float32)
+    return PcaReduction(2).fit(vectors)
 
 
 def umap_layout(vectors: np.ndarray, *, seed: int = 0, sample: int = UMAP_FIT_SAMPLE) -> np.ndarray:
-    """2-D UMAP (cosine), fitted on at most `sample` vectors and applied to the rest."""
-    import umap  # optional: umap-learn
-
-    n = len(vectors)
-    if n < 4:
-        return pca_layout(vectors)
-    reducer = umap.UMAP(n_components=2, n_neighbors=min(15, n - 1), metric="cosine", random_state=seed)
-    if n <= sample:
-        return np.asarray(reducer.fit_transform(vectors), dtype=np.float32)
-    fit = np.sort(np.random.default_rng(seed).choice(n, sample, replace=False))
-    reducer.fit(vectors[fit])
-    parts = [reducer.transform(vectors[i : i + 10_000]) for i in range(0, n, 10_000)]
-    return np.concatenate(parts).astype(np.float32)
+    """2-D UMAP (cosine) of `vectors`, fitted on the first `sample` and placed by transform for the rest."""
+    streamed = Streamed(UmapReduction(2, seed=seed), fit=sample)
+    streamed.add(vectors)
+    return streamed.result()
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """The embedding projector: every asset's vector laid out in 2-D, computed in the background and cached.
 
 One pass over the index (page by page, vectors and the colourable payload
-fields) feeds the layout math of `service/catalog/layout.py`: exact PCA from
-streamed sums by default, UMAP when `umap-learn` is installed. The result is
+fields) feeds a streamed reduction (`service/catalog/reduce.py`): UMAP by default
+(fitted on a bounded sample, deterministic, the rest placed by `transform` batch
+by batch), PCA on request. The result is
 cached under `<home>/projector/<method>.npz` and keyed by a fingerprint of the
 index (vector name, point count, the last finished sync), so a finished sync
 makes the next status request recompute. While a sync runs, the previous
@@ -13,7 +14,6 @@ recomputation per poll. One computation runs at a time, at a lowered priority.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import logging
 import threading
 import time
@@ -27,7 +27,15 @@ from typing import Any
 import numpy as np
 
 from service.catalog.fields import FieldInfo, catalog_fields, first, value_at
-from service.catalog.layout import Column, Layout, build_column, pca_axes, umap_layout
+from service.catalog.layout import Column, Layout, build_column
+from service.catalog.reduce import (
+    PCA_FIT_SAMPLE,
+    UMAP_FIT_SAMPLE,
+    PcaReduction,
+    Reduction,
+    Streamed,
+    UmapReduction,
+)
 from service.errors import Conflict, InvalidQuery, LoupeError
 from service.index.base import FieldType, Filter, HasVector, Record, VectorIndex
 from service.jobs.queue import JobQueue
@@ -37,21 +45,19 @@ from service.timestamps import rfc3339
 
 log = logging.getLogger(__name__)
 
-LAYOUT_VERSION = 1  # bump when a layout or its cache file changes meaning
+LAYOUT_VERSION = 2  # bump when a layout or its cache file changes meaning
 PAGE = 2048
-PCA_FIT_SAMPLE = 25_000  # vectors the axes are fitted on (see _Scan)
+METHODS = ("umap", "pca")  # the first is the default
+DEFAULT_METHOD = METHODS[0]
 # Built-ins worth colouring by; `key`, `filename` and export ids are unique per asset.
 COLOUR_BUILTINS = ("source", "media_type", "status", "width", "height", "size_bytes", "modified_at")
 # A job that has not reported for this long belongs to a process that died.
 SYNC_SILENCE = timedelta(minutes=10)
 
 
-def umap_available() -> bool:
-    return importlib.util.find_spec("umap") is not None
-
-
 def methods() -> list[str]:
-    return ["pca", "umap"] if umap_available() else ["pca"]
+    """The layout methods, the default first (umap-learn is a dependency)."""
+    return list(METHODS)
 
 
 def _colourable(info: FieldInfo) -> bool:
@@ -66,41 +72,26 @@ class _Stopped(Exception):
 
 
 class _Scan:
-    """What one pass over the index collects: ids, float16 vectors, PCA sums, raw field values.
+    """What one pass over the index collects: ids, raw field values, and the reduced 2-D points.
 
-    The PCA is fitted on the first `fit` vectors: the scroll runs in id order and
-    asset ids are hashes (UUID5), so those are a uniform sample, and the fit then
-    costs the same at 100k or 10M assets. The sums are of `x - shift` (the first
-    page's mean): a covariance taken as E[xxᵀ] - μμᵀ of unshifted unit vectors
-    loses its small entries to rounding.
+    The vectors go straight into a `Streamed` reduction (`service/catalog/reduce.py`):
+    it holds the first `fit` of them (a uniform sample: the scroll runs in id order and
+    asset ids are hashes), fits on them, then places every later batch as it arrives,
+    so the scan never holds more than the sample and one batch of full vectors.
     """
 
-    def __init__(self, names: Sequence[str], *, fit: int = PCA_FIT_SAMPLE) -> None:
+    def __init__(self, names: Sequence[str], *, method: str = DEFAULT_METHOD, fit: int | None = None) -> None:
         self.ids: list[bytes] = []
-        self.chunks: list[np.ndarray] = []
         self.values: dict[str, list[Any]] = {n: [] for n in names}
-        self.fit = fit
-        self.fitted = 0
-        self.shift: np.ndarray | None = None
-        self.total: np.ndarray | None = None
-        self.gram: np.ndarray | None = None
+        reduction: Reduction = UmapReduction(2) if method == "umap" else PcaReduction(2)
+        default = UMAP_FIT_SAMPLE if method == "umap" else PCA_FIT_SAMPLE
+        self.reduced = Streamed(reduction, fit=fit or default)
 
     def add(self, records: Sequence[Record]) -> None:
         kept = [r for r in records if r.vector is not None]
         if not kept:
             return
-        x = np.stack([np.asarray(r.vector, dtype=np.float32) for r in kept])
-        if self.shift is None:
-            self.shift = x.mean(axis=0, dtype=np.float64).astype(np.float32)
-            self.total = np.zeros(x.shape[1])
-            self.gram = np.zeros((x.shape[1], x.shape[1]))
-        if self.fitted < self.fit:
-            centred = x[: self.fit - self.fitted] - self.shift
-            # float32 products per page (twice as fast), float64 sums across pages.
-            self.total += centred.sum(axis=0, dtype=np.float64)  # type: ignore[operator]
-            self.gram += centred.T @ centred  # type: ignore[operator]
-            self.fitted += len(centred)
-        self.chunks.append(x.astype(np.float16))  # half the memory; ample for a 2-D picture
+        self.reduced.add(np.stack([np.asarray(r.vector, dtype=np.float32) for r in kept]))
         self.ids.extend(uuid.UUID(r.id).bytes for r in kept)
         for name, column in self.values.items():
             root, _, rest = name.partition(".")
@@ -113,19 +104,16 @@ class _Scan:
     def count(self) -> int:
         return len(self.ids)
 
+    @property
+    def fitted(self) -> int:
+        return self.reduced.fitted
+
     def id_array(self) -> np.ndarray:
         return np.frombuffer(b"".join(self.ids), np.uint8).reshape(-1, 16).copy()
 
-    def vectors(self) -> np.ndarray:
-        return np.concatenate(self.chunks).astype(np.float32)
-
-    def pca(self) -> np.ndarray:
-        if self.shift is None or self.total is None or self.gram is None:
-            return np.zeros((0, 2), np.float32)
-        mean, axes = pca_axes(self.total, self.gram, self.fitted)
-        centre = (self.shift + mean).astype(np.float32)
-        axes32 = axes.astype(np.float32)
-        return np.concatenate([(c.astype(np.float32) - centre) @ axes32 for c in self.chunks])
+    def xy(self) -> np.ndarray:
+        """The 2-D point of every vector added, in scan order."""
+        return self.reduced.result()
 
 
 # -- the projector -------------------------------------------------------------
@@ -153,7 +141,7 @@ class Projector:
         self._task: _Task | None = None
         self._stop = threading.Event()
 
-    def status(self, method: str = "pca", space: str | None = None) -> dict[str, Any]:
+    def status(self, method: str = DEFAULT_METHOD, space: str | None = None) -> dict[str, Any]:
         """Where the layout of `method` stands; starts computing it when it is missing or out of date.
 
         `space`: the layout of a user vector space's vectors (its assets only); None = the encoder's.
@@ -190,7 +178,7 @@ class Projector:
             **(_describe(layout) if layout is not None else {"count": 0, "colors": []}),
         }
 
-    def layout(self, method: str = "pca", space: str | None = None) -> Layout:
+    def layout(self, method: str = DEFAULT_METHOD, space: str | None = None) -> Layout:
         """The latest layout of `method` (possibly stale); Conflict while there is none yet."""
         _check_method(method)
         with self._lock:
@@ -288,10 +276,7 @@ class Projector:
         started = time.monotonic()
         fields = [f for f in catalog_fields(self._index) if _colourable(f)]
         scan = self._scan(task, [f.name for f in fields])
-        if task.method == "umap" and scan.count:
-            xy = umap_layout(scan.vectors())
-        else:
-            xy = scan.pca()
+        xy = scan.xy()
         columns = {}
         for info in fields:
             column = build_column(info.name, info.type, scan.values[info.name])
@@ -308,7 +293,7 @@ class Projector:
         )
 
     def _scan(self, task: _Task, names: Sequence[str]) -> _Scan:
-        scan = _Scan(names)
+        scan = _Scan(names, method=task.method)
         roots = sorted({n.split(".")[0] for n in names})
         held = None if task.space is None else Filter(must=[HasVector(task.space)])
         total = max(self._index.count(held), 1)
@@ -348,10 +333,8 @@ def _describe(layout: Layout) -> dict[str, Any]:
 
 
 def _check_method(method: str) -> None:
-    if method not in ("pca", "umap"):
-        raise InvalidQuery(f"unknown method {method!r}; choose pca or umap", path="method")
-    if method == "umap" and not umap_available():
-        raise InvalidQuery("UMAP needs the umap-learn package: pip install umap-learn", path="method")
+    if method not in METHODS:
+        raise InvalidQuery(f"unknown method {method!r}; choose {' or '.join(METHODS)}", path="method")
 
 
 def _lower_priority() -> None:

@@ -1,8 +1,13 @@
-"""Clusters: HDBSCAN (scikit-learn) on a PCA reduction of the vectors, fitted on a sample.
+"""Clusters: HDBSCAN (scikit-learn) on a UMAP reduction of the vectors, fitted on a sample.
 
-UMAP is the planned reduction (it keeps local structure that PCA smears) once umap-learn
-is a dependency; until then the vectors are reduced by PCA to `DIMS` components, fitted
-on the first `FIT` vectors of the scan (streamed, so memory is n x DIMS, not n x dim).
+As umap-learn's "Using UMAP for Clustering" advises, the reduction is for density, not
+for the eye: `DIMS` = 10 components (HDBSCAN suffers the curse of dimensionality on the
+raw 512, and 2-d throws structure away), `N_NEIGHBORS` = 30 (twice the map's, so noise
+does not split clusters) and `min_dist` = 0 (points packed densely, gaps between clusters
+clean). It is fitted on the first `FIT` vectors of the scan and places the rest by
+`transform`, batch by batch (`service/catalog/reduce.py`: memory is the sample plus one
+batch of full vectors; n x DIMS floats are kept), with a fixed seed, so a rerun gives the
+same clusters. Below a handful of points UMAP has nothing to learn and PCA reduces instead.
 HDBSCAN runs on at most `SAMPLE` reduced points (evenly spaced through the scan: its
 cost grows faster than linearly); every other asset takes the cluster of its nearest
 sampled point in the reduced space (a KD-tree), or -1 (noise) when that point is noise
@@ -14,46 +19,20 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.cluster import HDBSCAN
-from sklearn.decomposition import PCA
 from sklearn.neighbors import NearestNeighbors
 
-DIMS = 16
+from service.catalog.reduce import Streamed, UmapReduction
+
+DIMS = 10
+N_NEIGHBORS = 30
 FIT = 20_000
 SAMPLE = 20_000
 MIN_CLUSTER_SIZE = 10
 
 
-class StreamedPCA:
-    """PCA fitted on the first `fit` vectors seen, then applied page by page."""
-
-    def __init__(self, *, dims: int = DIMS, fit: int = FIT) -> None:
-        self.dims = dims
-        self.fit = fit
-        self._held: list[np.ndarray] = []
-        self._pca: PCA | None = None
-        self._pending: list[np.ndarray] = []
-
-    def add(self, page: np.ndarray) -> None:
-        if self._pca is None:
-            self._held.append(page)
-            if sum(len(p) for p in self._held) >= self.fit:
-                self._fit()
-        else:
-            self._pending.append(self._pca.transform(page).astype(np.float32))
-
-    def _fit(self) -> None:
-        held = np.concatenate(self._held)
-        dims = max(1, min(self.dims, held.shape[0], held.shape[1]))
-        self._pca = PCA(n_components=dims, random_state=0).fit(held)
-        self._pending = [self._pca.transform(p).astype(np.float32) for p in self._held]
-        self._held = []
-
-    def result(self) -> np.ndarray:
-        if self._pca is None:
-            if not self._held:
-                return np.zeros((0, self.dims), dtype=np.float32)
-            self._fit()
-        return np.concatenate(self._pending) if self._pending else np.zeros((0, self.dims), np.float32)
+def reduction(*, fit: int = FIT, seed: int = 0) -> Streamed:
+    """The streamed reduction the clusters are found in (`.reduction.name` says which it became)."""
+    return Streamed(UmapReduction(DIMS, n_neighbors=N_NEIGHBORS, min_dist=0.0, seed=seed), fit=fit)
 
 
 def cluster(

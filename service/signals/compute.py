@@ -224,13 +224,13 @@ def _clusters(ctx: JobContext, planned: Planned, space: VectorSpec, flt: Filter 
     index = ctx.catalog.index
     index.ensure_field("signals.cluster", FieldType.integer)
     total = index.count(with_vector(flt, space))
-    pca = clusters.StreamedPCA()
+    reduced = clusters.reduction()
     ids: list[str] = []
     for page in scan(index, space=space, filter=flt):
-        pca.add(page.vectors)
+        reduced.add(page.vectors)
         ids.extend(page.ids)
-        ctx.report(counts={"assets": len(ids)}, progress=0.4 * len(ids) / max(1, total))
-    labels = clusters.cluster(pca.result(), min_cluster_size=planned.k)
+        ctx.report(counts={"assets": len(ids)}, progress=0.6 * len(ids) / max(1, total))
+    labels = clusters.cluster(reduced.result(), min_cluster_size=planned.k)
     ctx.report(progress=0.8)
     _write(ctx, [(pid, {"cluster": int(c)}) for pid, c in zip(ids, labels, strict=True)])
     sizes = np.bincount(labels[labels >= 0]) if (labels >= 0).any() else np.zeros(0, dtype=np.int64)
@@ -239,5 +239,5 @@ def _clusters(ctx: JobContext, planned: Planned, space: VectorSpec, flt: Filter 
         "scored": len(ids),
         "clusters": int(sizes.size),
         "noise": int(np.sum(labels < 0)),
-        "params": {"reduction": f"pca-{clusters.DIMS}", "sizes": [int(s) for s in sizes[:50]]},
+        "params": {"reduction": reduced.reduction.name, "sizes": [int(s) for s in sizes[:50]]},
     }

@@ -1,12 +1,10 @@
-"""The projector: PCA layout correctness and determinism, colour columns, the cache, the binary frames."""
+"""The projector: UMAP (default) and PCA layouts' correctness and determinism, the streamed sample, colour
+columns, the cache, the binary frames."""
 
 from __future__ import annotations
 
-import importlib.machinery
-import sys
 import threading
 import time
-import types
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,12 +12,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from sklearn.metrics import silhouette_score
 
 from service.api.routes.projector import MAGIC, decode_frame, encode_frame
-from service.catalog import layout as layout_mod
 from service.catalog.fields import catalog_fields
-from service.catalog.layout import MAX_CATEGORIES, OTHER, Layout, build_column, pca_layout
+from service.catalog.layout import MAX_CATEGORIES, OTHER, Layout, build_column, pca_layout, umap_layout
 from service.catalog.projector import Projector, _Scan
+from service.catalog.reduce import PcaReduction, Streamed
 from service.errors import Conflict, InvalidQuery
 from service.index.base import FieldType, Record
 from service.jobs.queue import JobQueue
@@ -69,22 +68,21 @@ def test_pca_is_deterministic_and_order_independent() -> None:
 
 def test_streamed_pca_equals_pca_of_all_vectors() -> None:
     x, _ = clusters(n_per=700, seed=7)
-    scan = _Scan([])
+    scan = _Scan([], method="pca")
     for start in range(0, len(x), 256):  # pages, as the index scrolls them
         scan.add([Record(id=str(uuid.uuid4()), payload={}, vector=v) for v in x[start : start + 256]])
-    # float16 storage for the projection pass: ample for a picture, not bit-exact.
-    np.testing.assert_allclose(scan.pca(), pca_layout(x), atol=2e-3)
+    np.testing.assert_allclose(scan.xy(), pca_layout(x), atol=1e-5)
 
 
 def test_axes_fitted_on_a_sample_match_the_full_fit() -> None:
     x, labels = clusters(n_per=700, seed=9)
     order = np.random.default_rng(2).permutation(len(x))  # ids are hashes: id order is random order
     x, labels = x[order], labels[order]
-    scan = _Scan([], fit=300)
+    scan = _Scan([], method="pca", fit=300)
     for start in range(0, len(x), 256):
         scan.add([Record(id=str(uuid.uuid4()), payload={}, vector=v) for v in x[start : start + 256]])
     assert scan.fitted == 300
-    sampled, full = scan.pca(), pca_layout(x)
+    sampled, full = scan.xy(), pca_layout(x)
     for axis in range(2):  # nearly the same plane (a sample tilts it a little) ...
         assert abs(np.corrcoef(sampled[:, axis], full[:, axis])[0, 1]) > 0.97
     assert_separated(sampled, labels)  # ... and the same story
@@ -102,7 +100,40 @@ def test_degenerate_inputs() -> None:
     assert pca_layout(np.zeros((0, DIM), np.float32)).shape == (0, 2)
     one = pca_layout(np.ones((1, DIM), np.float32))
     np.testing.assert_array_equal(one, np.zeros((1, 2), np.float32))
-    assert _Scan([]).pca().shape == (0, 2)
+    assert _Scan([], method="pca").xy().shape == (0, 2)
+    assert _Scan([]).xy().shape == (0, 2)  # UMAP, the default
+    few = clusters(n_per=3)[0]  # too few points for UMAP's neighbourhoods: PCA places them
+    np.testing.assert_allclose(umap_layout(few), pca_layout(few), atol=1e-5)
+
+
+class CountingPCA(PcaReduction):
+    """The real PCA, recording how many vectors each call is handed (the memory bound)."""
+
+    def __init__(self) -> None:
+        super().__init__(2)
+        self.calls: list[tuple[str, int]] = []
+
+    def fit(self, sample: np.ndarray) -> np.ndarray:
+        self.calls.append(("fit", len(sample)))
+        return super().fit(sample)
+
+    def transform(self, batch: np.ndarray) -> np.ndarray:
+        self.calls.append(("transform", len(batch)))
+        return super().transform(batch)
+
+
+def test_a_streamed_reduction_holds_the_sample_and_one_batch_at_most() -> None:
+    x, _ = clusters(n_per=700, seed=3)  # 2,100 vectors in pages of 256
+    pca = CountingPCA()
+    streamed = Streamed(pca, fit=500, batch=600)
+    for start in range(0, len(x), 256):
+        streamed.add(x[start : start + 256])
+    out = streamed.result()
+    assert pca.calls[0] == ("fit", 500) and all(kind == "transform" for kind, _ in pca.calls[1:])
+    assert max(n for _, n in pca.calls[1:]) < 600 + 256 and sum(n for _, n in pca.calls) == len(x)
+    reference = PcaReduction(2)
+    reference.fit(x[:500])
+    np.testing.assert_allclose(out, reference.transform(x), atol=1e-5)  # in scan order
 
 
 # -- colour columns ------------------------------------------------------------------------
@@ -246,8 +277,9 @@ def state(tmp_path: Path) -> StateStore:
     return StateStore(f"sqlite:///{tmp_path / 'state.db'}")
 
 
-def ready(projector: Projector, method: str = "pca") -> dict[str, Any]:
-    deadline = time.monotonic() + 30
+def ready(projector: Projector, method: str = "umap") -> dict[str, Any]:
+    # UMAP's first fit in a process compiles (numba): seconds, minutes on a busy machine.
+    deadline = time.monotonic() + 600
     while True:
         st = projector.status(method)
         if st["state"] in ("ready", "failed"):
@@ -313,53 +345,36 @@ def test_unknown_columns_and_methods_are_422(
     projector = Projector(index=memory_index, state=state, directory=tmp_path / "proj")
     ready(projector)
     with pytest.raises(InvalidQuery, match="no colour column 'meta.nope'; choose one of: source"):
-        projector.column("pca", "meta.nope")
+        projector.column("umap", "meta.nope")
     with pytest.raises(InvalidQuery, match="unknown method"):
         projector.status("tsne")
 
 
-def test_umap_is_used_when_installed(
-    memory_index: MemoryIndex, state: StateStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_umap_is_the_default_layout_and_is_deterministic(
+    memory_index: MemoryIndex, state: StateStore, tmp_path: Path
 ) -> None:
-    calls: list[int] = []
-
-    class FakeUMAP:
-        def __init__(self, **kwargs: Any) -> None:
-            assert kwargs["random_state"] == 0 and kwargs["metric"] == "cosine"
-
-        def fit_transform(self, x: np.ndarray) -> np.ndarray:
-            calls.append(len(x))
-            return x[:, :2] * 10
-
-    fake = types.ModuleType("umap")
-    fake.UMAP = FakeUMAP  # type: ignore[attr-defined]
-    fake.__spec__ = importlib.machinery.ModuleSpec("umap", None)
-    monkeypatch.setitem(sys.modules, "umap", fake)
     projector = Projector(index=memory_index, state=state, directory=tmp_path / "proj")
-    st = ready(projector, "umap")
-    assert st["methods"] == ["pca", "umap"] and st["method"] == "umap" and calls == [300]
-    np.testing.assert_allclose(projector.layout("umap").xy, memory_index.vectors[:, :2] * 10, atol=1e-2)
+    st = ready(projector)
+    assert st["methods"] == ["umap", "pca"] and st["method"] == "umap" and st["state"] == "ready"
     assert (tmp_path / "proj" / "umap.npz").exists()
+    xy = projector.layout().xy
+    # The same vectors, the same seed: the same map (a reload draws the same picture).
+    np.testing.assert_array_equal(xy, umap_layout(memory_index.vectors))
+    labels = np.array([p["meta"]["label"] for p in memory_index.payloads])
+    assert silhouette_score(xy, labels) > 0.7  # the three planted groups stay apart
+    pca = ready(projector, "pca")
+    assert pca["method"] == "pca" and (tmp_path / "proj" / "pca.npz").exists()
+    np.testing.assert_allclose(projector.layout("pca").xy, pca_layout(memory_index.vectors), atol=1e-5)
 
 
-def test_umap_fits_a_sample_and_transforms_the_rest(monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: dict[str, int] = {}
-
-    class FakeUMAP:
-        def __init__(self, **kwargs: Any) -> None:
-            pass
-
-        def fit(self, x: np.ndarray) -> FakeUMAP:
-            seen["fit"] = len(x)
-            return self
-
-        def transform(self, x: np.ndarray) -> np.ndarray:
-            seen["transformed"] = seen.get("transformed", 0) + len(x)
-            return np.zeros((len(x), 2))
-
-    monkeypatch.setitem(sys.modules, "umap", types.SimpleNamespace(UMAP=FakeUMAP))
-    out = layout_mod.umap_layout(np.zeros((250, 4), np.float32), sample=100)
-    assert out.shape == (250, 2) and seen == {"fit": 100, "transformed": 250}
+def test_umap_fitted_on_a_sample_places_the_rest_by_transform() -> None:
+    x, labels = clusters(n_per=150, seed=11)
+    order = np.random.default_rng(4).permutation(len(x))  # id order is random order
+    x, labels = x[order], labels[order]
+    xy = umap_layout(x, sample=200)  # 200 fitted, 250 transformed
+    assert xy.shape == (450, 2) and np.isfinite(xy).all()
+    assert silhouette_score(xy[200:], labels[200:]) > 0.7  # transformed points land by their group
+    np.testing.assert_array_equal(xy, umap_layout(x, sample=200))
 
 
 def test_fields_list_indexed_and_sampled_metadata(memory_index: MemoryIndex) -> None:

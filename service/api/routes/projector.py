@@ -28,6 +28,7 @@ from service.catalog.catalog import Catalog
 from service.catalog.fields import catalog_fields
 from service.catalog.model_fields import model_fields
 from service.catalog.projector import DEFAULT_METHOD, Projector, methods
+from service.catalog.reduce import UMAP_FIT_SAMPLE
 from service.index.filters import field_key
 from service.index.spaces import resolve_space
 from service.schemas import Page
@@ -39,8 +40,8 @@ METHODS = tuple(methods())
 Method = Annotated[
     Literal[METHODS],  # type: ignore[valid-type]
     Query(
-        description="umap (default: fitted on a sample of 20,000, the rest placed by transform; "
-        "deterministic) or pca (linear, faster)"
+        description=f"umap (default: fitted on a sample of {UMAP_FIT_SAMPLE:,} vectors, the rest placed "
+        "by transform; deterministic) or pca (linear, faster, smears classes together)"
     ),
 ]
 

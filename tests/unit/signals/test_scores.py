@@ -10,6 +10,7 @@ from scipy.sparse.csgraph import connected_components
 from sklearn.cluster import HDBSCAN
 from sklearn.neighbors import NearestNeighbors
 
+from service.catalog.reduce import PcaReduction, Streamed
 from service.signals import clusters, duplicates, scores
 from service.signals.neighbours import NeighbourGraph
 
@@ -121,8 +122,44 @@ def test_streamed_pca_is_scikit_learns_pca_fitted_on_the_first_vectors() -> None
     from sklearn.decomposition import PCA
 
     vectors = RNG.normal(size=(500, 20)).astype(np.float32)
-    pca = clusters.StreamedPCA(dims=4, fit=200)
+    pca = Streamed(PcaReduction(4), fit=200, batch=100)
     for start in range(0, 500, 64):
         pca.add(vectors[start : start + 64])
-    reference = PCA(n_components=4, random_state=0).fit(vectors[:256]).transform(vectors)
+    reference = PCA(n_components=4, random_state=0).fit(vectors[:200]).transform(vectors)
     np.testing.assert_allclose(np.abs(pca.result()), np.abs(reference), rtol=1e-3, atol=1e-3)
+
+
+def _planted(groups: int = 6, per: int = 150, dim: int = 64, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Well-separated groups of unit vectors around a shared direction (as CLIP vectors are), shuffled."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=dim) * 2 + rng.normal(size=(groups, dim))
+    truth = np.repeat(np.arange(groups), per)
+    x = _unit(centres[truth] + rng.normal(scale=0.15, size=(groups * per, dim)))
+    order = rng.permutation(len(x))  # the index scrolls in (hashed) id order: groups interleave
+    return x[order], truth[order]
+
+
+def _umap_clusters(x: np.ndarray, *, fit: int) -> tuple[np.ndarray, str]:
+    reduced = clusters.reduction(fit=fit)
+    for start in range(0, len(x), 128):  # pages, as the scan gives them
+        reduced.add(x[start : start + 128])
+    return clusters.cluster(reduced.result(), min_cluster_size=10), reduced.reduction.name
+
+
+def test_clusters_on_umap_find_each_planted_group_deterministically() -> None:
+    from sklearn.metrics import adjusted_rand_score
+
+    x, truth = _planted()
+    # Fitted on 400 of the 900, the other 500 placed by transform.
+    labels, name = _umap_clusters(x, fit=400)
+    assert name == f"umap-{clusters.DIMS}"
+    assert adjusted_rand_score(truth, labels) >= 0.95, adjusted_rand_score(truth, labels)
+    assert len(set(labels[labels >= 0].tolist())) == 6 and np.mean(labels < 0) < 0.05
+    again, _ = _umap_clusters(x, fit=400)
+    np.testing.assert_array_equal(labels, again)
+
+
+def test_clusters_of_a_handful_of_points_use_pca() -> None:
+    x, _ = _planted(groups=2, per=5)
+    labels, name = _umap_clusters(x, fit=400)
+    assert name == f"pca-{clusters.DIMS}" and labels.shape == (10,)

@@ -63,7 +63,7 @@ export class ProjectorView extends EventTarget {
   }
 
   get method() {
-    return $("#map-method").value || "pca";
+    return $("#map-method").value || "umap";
   }
 
   /** The query of every projector call: the method, and the vector space when it is a user space. */
@@ -107,7 +107,7 @@ export class ProjectorView extends EventTarget {
   fillMethods(methods) {
     const select = $("#map-method");
     if (select.options.length === methods.length) return;
-    const current = select.value || "pca";
+    const current = select.value || "umap";
     clear(select).append(...methods.map((m) => h("option", { value: m, selected: m === current }, m.toUpperCase())));
   }
 
