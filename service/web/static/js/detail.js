@@ -2,6 +2,7 @@
 
 import { contentUrl, showImage, thumbnailUrl } from "./api.js";
 import { basename, clear, fmtBytes, fmtDate, fmtValue, h } from "./dom.js";
+import { boxLegend, boxOverlay, verdictLine } from "./verdict.js";
 
 function flatten(obj, prefix = "", out = []) {
   for (const [key, value] of Object.entries(obj || {})) {
@@ -89,6 +90,9 @@ export class Detail {
       ["status", fmtValue(a.status)],
     ];
     if (hit.score !== null && hit.score !== undefined) rows.unshift(["score", hit.score.toFixed(4)]);
+    // Opened from the Models view: ground truth beside prediction, and both sets' boxes over the image.
+    const context = this.search.where?.context;
+    const boxes = boxOverlay(a, context);
     const exports = (a.exports || []).map((x) => h("li", {}, flatten(x).map(([k, v]) => `${k}: ${v}`).join(" · ")));
     clear(this.dialog).append(
       h("header", { class: "dialog-head" },
@@ -96,8 +100,9 @@ export class Detail {
         h("span", { class: "muted" }, this.hits ? "" : `${this.index + 1} of ${this.search.hits.length}${this.search.next !== null ? "+" : ""}`),
         h("button", { type: "button", class: "ghost close", dataset: { role: "close" }, "aria-label": "Close", onclick: () => this.dialog.close() }, "×")),
       h("div", { class: "detail-body" },
-        h("figure", { class: "detail-image" }, img),
+        h("figure", { class: boxes ? "detail-image boxed" : "detail-image" }, img, boxes),
         h("div", { class: "detail-meta" },
+          context ? h("div", { class: "detail-verdict" }, verdictLine(a, context), boxLegend(context)) : null,
           h("div", { class: "actions" },
             action("like", "More like this", kind === "like", () => this.mark(a, "like")),
             action("unlike", "Less like this", kind === "unlike", () => this.mark(a, "unlike")),

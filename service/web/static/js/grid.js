@@ -3,6 +3,8 @@
 
 import { showImage, thumbnailUrl } from "./api.js";
 import { basename, clear, fmtValue, h, plural } from "./dom.js";
+import { fieldLabel, fieldValue, formatSorted } from "./sorting.js";
+import { verdictLine } from "./verdict.js";
 
 const CARD_FIELDS = 3; // metadata values shown under a thumbnail
 const TIMESTAMP = /^\d{4}-\d{2}-\d{2}T/; // too long for a card; the detail view shows them
@@ -29,6 +31,14 @@ function scoreBadge(score) {
   if (score >= -1) return h("span", { class: "score", title: "cosine similarity to the query" }, score.toFixed(3));
   const cos = (-2 - score).toFixed(3);
   return h("span", { class: "score below", title: `nearer a “less like” example (cosine ${cos}) than to the query` }, score.toFixed(3));
+}
+
+/** When browsing sorted by a field (sorting.js): that field's value on the card. */
+function sortBadge(search, asset) {
+  if (!search.order || search.mode !== "browse") return null;
+  const { field, type } = search.order;
+  const value = fieldValue(asset, field);
+  return h("span", { class: "score sorted", title: `${fieldLabel(field)}: ${value ?? "no value"}` }, formatSorted(value, type));
 }
 
 export class Grid extends EventTarget {
@@ -83,8 +93,9 @@ export class Grid extends EventTarget {
         "div",
         { class: "caption" },
         h("div", { class: "line" },
-          scoreBadge(hit.score),
+          scoreBadge(hit.score) || sortBadge(this.search, asset),
           h("span", { class: "name", title: asset.key }, name)),
+        verdictLine(asset, this.search.where?.context),
         h("div", { class: "kv" }, keyMetadata(asset).map(([k, v]) => h("span", { title: `${k}: ${v}` }, `${k}: ${fmtValue(v)}`))),
       ),
       h("div", { class: "marks" }, mark("like", "More like this", "+"), mark("unlike", "Less like this", "−")),

@@ -14,6 +14,8 @@ import { Spaces } from "./spaces.js";
 import { CurationView } from "./curation.js";
 import { LabelingTools } from "./labeling.js";
 import { ModelsView } from "./models.js";
+import { Sorting } from "./sorting.js";
+import { BatchDialog } from "./batch.js";
 
 const filters = new Filters($("#filter-fields"));
 const search = new Search(filters);
@@ -23,11 +25,18 @@ const exporter = new Exporter($("#export-dialog"));
 const jobs = new Jobs($("#jobs"));
 const map = new ProjectorView(search);
 const spaces = new Spaces(search, map);
+const sorting = new Sorting(search, filters);
 // The active-learning views get the page's parts and a way to switch view (they open results in the grid).
-const page = { search, grid, filters, detail, exporter, map, showView: (tab) => showView(tab) };
+const page = {
+  search, grid, filters, detail, exporter, map, sorting,
+  showView: (tab) => showView(tab),
+  browseWith: (conds) => browseWith(conds),
+};
 const curation = new CurationView($("#curation-view"), page);
 const models = new ModelsView($("#models-view"), page);
 const labeling = new LabelingTools(page);
+const batch = new BatchDialog(page);
+page.batch = batch; // the Curation view opens it too
 
 // -- views ----------------------------------------------------------------------
 
@@ -76,14 +85,34 @@ $("#search-form").addEventListener("submit", (e) => {
 });
 
 $("#reset-search").addEventListener("click", () => {
+  clearQuery();
+  search.run();
+});
+
+/** No text, example images, map selection or marks: the next run browses. */
+function clearQuery() {
   $("#q").value = "";
   search.text = "";
   search.images = [];
   search.scope = null;
+  search.where = null;
   search.clearMarks();
   renderExamples();
+}
+
+/**
+ * Browse exactly the assets under `conds` ({field: condition} as filters.js holds them): the
+ * Curation view's clusters and a selection's members open in the grid this way.
+ */
+function browseWith(conds) {
+  clearQuery();
+  filters.conds.clear();
+  for (const [name, cond] of Object.entries(conds)) filters.conds.set(name, cond);
+  filters.render();
+  filters.loadFacets();
+  showView("#tab-results");
   search.run();
-});
+}
 
 function addImages(files) {
   const images = [...files].filter((f) => f.type.startsWith("image/") || !f.type);
@@ -182,6 +211,7 @@ function summary() {
   if (search.mode === "scope") text = `${plural(search.scope.ids.length, "point")} selected on the map`;
   else if (search.mode === "search") text = `Best matches among ${total} assets that pass the filters`;
   else text = `${total} assets match the filters`;
+  if (search.mode === "browse" && search.order) text += ` · sorted by ${sorting.describe()}`;
   // An empty catalog says what to do, not just "nothing".
   $("#empty-catalog").hidden = !(search.mode === "browse" && search.total === 0 && !filters.active);
   if (search.loading && !shown) text += " · searching…";
@@ -191,8 +221,9 @@ function summary() {
   $("#more").hidden = search.next === null;
   $("#more").disabled = search.loading;
   const scope = search.scope;
-  $("#scope-banner").hidden = !scope;
+  $("#scope-banner").hidden = !scope && !search.where;
   if (scope) $("#scope-text").textContent = `Showing the ${plural(scope.ids.length, "asset")} ${scope.label}.`;
+  else if (search.where) $("#scope-text").textContent = `Showing ${search.where.label}.`;
 }
 
 search.addEventListener("reset", () => {
@@ -213,14 +244,22 @@ grid.addEventListener("selection", () => {
 $("#select-all").addEventListener("click", () => grid.selectAll());
 $("#select-none").addEventListener("click", () => grid.selectNone());
 $("#more").addEventListener("click", () => search.more());
-$("#scope-clear").addEventListener("click", () => search.setScope(null));
+$("#scope-clear").addEventListener("click", () => (search.where ? search.setWhere(null) : search.setScope(null)));
 $("#export-open").addEventListener("click", () => exporter.open({ ids: [...grid.selection], label: "The selected assets", wide: wideSelection() }));
+$("#batch-open").addEventListener("click", () => batch.open());
 
 /** The export alternative to a hand-made selection: the whole search, or everything under the filters. */
 function wideSelection() {
+  // Browsing one selection's members (a batch opened from the Select next batch dialog): export it by name.
+  const chosen = filters.conds.get("selections");
+  if (search.mode === "browse" && chosen && chosen.type === "in" && chosen.values.length === 1 && filters.active === 1) {
+    const total = search.total === null ? "" : ` (${fmtCount(search.total)})`;
+    return { label: `The selection “${chosen.values[0]}”${total}`, selection: { selection: chosen.values[0] } };
+  }
   if (search.mode === "browse") {
     const total = search.total === null ? "" : ` (${fmtCount(search.total)})`;
-    return { label: `Every asset that passes the filters${total}`, selection: { filter: filters.filter() } };
+    const what = search.where ? `Every asset of ${search.where.label}` : "Every asset that passes the filters";
+    return { label: `${what}${total}`, selection: { filter: search.filter() } };
   }
   // Uploaded images and map selections cannot be replayed by the export API: ids only.
   if (search.mode === "search" && !search.images.length) {
@@ -266,7 +305,7 @@ map.addEventListener("open", (e) => detail.open(0, [e.detail.hit]));
 
 jobs.addEventListener("changed", () => {
   note("A sync finished: fields, counts and the map are up to date.");
-  filters.load();
+  filters.load().then(() => sorting.load());
   spaces.load().catch(() => {}); // counts per space; an error shows at the next search
   search.count();
   if (!$("#map-view").hidden) map.refresh();
@@ -292,6 +331,7 @@ $("#key-form").addEventListener("submit", (e) => {
 async function start() {
   hideError();
   await filters.load();
+  await sorting.load();
   await spaces.load().catch((err) => showError(err, "Vector spaces"));
   search.run();
   jobs.start();
@@ -304,4 +344,4 @@ window.addEventListener("unhandledrejection", (e) => showError(e.reason));
 start();
 
 // The page's parts, for the browser tests and the console (importing this module again returns them).
-export { curation, filters, grid, labeling, map, models, search, spaces };
+export { batch, curation, filters, grid, labeling, map, models, search, sorting, spaces };

@@ -17,6 +17,11 @@ export class Search extends EventTarget {
     this.unlike = new Map();
     this.scope = null; // {ids: [...], label}: assets chosen on the map
     this.space = null; // a user vector space's name; null = the encoder's
+    // {filter, label, like?, context?}: the assets one filter names (a confusion cell, the runs'
+    // fixed assets), with a banner; `like` makes it a search ("find more like these"); `context`
+    // tells the cards what to show (e.g. an evaluation's ground truth and prediction).
+    this.where = null;
+    this.order = null; // {field, dir}: browsing sorted by a numeric or datetime field (sorting.js)
     this.hits = [];
     this.next = null;
     this.total = null;
@@ -27,12 +32,13 @@ export class Search extends EventTarget {
 
   get mode() {
     if (this.scope) return "scope";
-    return this.text.trim() || this.images.length || this.like.size ? "search" : "browse";
+    return this.text.trim() || this.images.length || this.like.size || this.where?.like?.length ? "search" : "browse";
   }
 
-  /** The filter, narrowed in a user space to the assets that have a vector in it. */
+  /** The filter, narrowed to `where` and, in a user space, to the assets that have a vector in it. */
   filter() {
-    const own = this.filters.filter();
+    let own = this.filters.filter();
+    if (this.where) own = own && Object.keys(own).length ? { and: [own, this.where.filter] } : this.where.filter;
     if (!this.space) return own;
     const held = { vectors: this.space };
     return own ? { and: [own, held] } : held;
@@ -42,7 +48,7 @@ export class Search extends EventTarget {
   body(offset = 0) {
     const body = {
       text: this.text.trim() || null,
-      like: [...this.like.keys()],
+      like: [...new Set([...this.like.keys(), ...(this.where?.like || [])])].slice(0, MAX_EXAMPLES),
       unlike: [...this.unlike.keys()],
       filter: this.filter(),
       limit: PAGE_SIZE,
@@ -74,6 +80,13 @@ export class Search extends EventTarget {
 
   setScope(ids, label) {
     this.scope = ids ? { ids, label } : null;
+    return this.run();
+  }
+
+  /** Show the assets `where.filter` selects (null: back to the plain search); see the constructor. */
+  setWhere(where) {
+    this.where = where;
+    this.scope = null;
     return this.run();
   }
 
@@ -121,6 +134,7 @@ export class Search extends EventTarget {
     if (mode === "scope") return this.scopePage(next ?? 0, signal);
     if (mode === "browse") {
       const params = { filter: this.filter(), limit: PAGE_SIZE, cursor: next };
+      if (this.order) Object.assign(params, { order_by: this.order.field, order: this.order.dir });
       const res = await getJSON("/assets", params, { signal });
       return { hits: res.data.map((a) => ({ id: a.id, score: null, asset: a })), next: res.next_cursor };
     }
