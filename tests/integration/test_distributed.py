@@ -166,6 +166,71 @@ def _encoder_actor_pids() -> list[int]:
     ]
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_a_cancelled_ray_sync_stops_its_actors_keeps_its_batches_and_the_next_sync_finishes(
+    address: str | None, folder: Path, reference: dict[str, Any], tmp_path: Path
+) -> None:
+    from service.api.app import create_app
+
+    want = reference["catalog"]
+    # Blocks of two, so that the cancel lands with most of the folder still to do.
+    cat = Catalog(_settings(tmp_path / "home", address, ray_batch_size=2, ray_read_batch=2))
+    with (
+        LiveServer(create_app(cat.settings, catalog=cat)) as server,
+        httpx.Client(base_url=server.url) as http,
+    ):
+        http.post("/api/v1/sources", json={"name": "imgs", "kind": "local", "config": {"path": str(folder)}})
+        job = http.post(
+            "/api/v1/sources/imgs/sync", json={"engine": "ray", "address": address or "local"}
+        ).json()
+        deadline = time.monotonic() + 120
+        while job["counts"].get("added", 0) == 0 and job["state"] in ("queued", "running"):
+            assert time.monotonic() < deadline, f"the sync committed nothing in time: {job}"
+            time.sleep(0.02)
+            job = http.get(f"/api/v1/jobs/{job['id']}").json()
+        actors = _encoder_actor_pids()
+        assert actors, "no encoder actor while the sync runs"
+        assert http.delete(f"/api/v1/jobs/{job['id']}").status_code in (200, 202)
+        while job["state"] in ("queued", "running"):
+            assert time.monotonic() < deadline, f"the cancelled sync did not stop: {job}"
+            time.sleep(0.05)
+            job = http.get(f"/api/v1/jobs/{job['id']}").json()
+        assert job["state"] == "cancelled", job
+        kept = job["counts"]["added"]
+        assert 0 < kept < len(want), job["counts"]
+        # The Ray work stops: the pool's actors exit, and nothing more reaches the index.
+        stop_by = time.monotonic() + 30
+        while (_encoder_actor_pids() or any(map(_alive, actors))) and time.monotonic() < stop_by:
+            time.sleep(0.2)
+        assert _encoder_actor_pids() == [] and not any(map(_alive, actors)), (
+            "the encoder actors outlived the cancel"
+        )
+        assert cat.index.count(None) == kept  # the committed batches, kept
+        time.sleep(1.0)
+        assert cat.index.count(None) == kept
+        # The next sync skips what the cancelled one wrote and finishes the rest, once each.
+        resp = http.post("/api/v1/sources/imgs/sync", json={"engine": "ray", "address": address or "local"})
+        nxt = resp.json()
+        while nxt["state"] in ("queued", "running"):
+            assert time.monotonic() < deadline + 120, f"the next sync did not finish: {nxt}"
+            time.sleep(0.2)
+            nxt = http.get(f"/api/v1/jobs/{nxt['id']}").json()
+    assert nxt["state"] == "succeeded", nxt
+    assert nxt["counts"]["unchanged"] == kept
+    assert nxt["counts"]["added"] + kept == len(want)
+    assert nxt["counts"]["failed"] == reference["job"].counts["failed"]
+    assert cat.index.count(None) == len(want)  # no duplicate points
+    _assert_same_catalog(_catalog_of(cat), want)
+    cat.close()
+
+
 def test_an_encoder_actor_killed_mid_run_is_replaced_and_every_asset_lands_once(
     address: str | None, folder: Path, reference: dict[str, Any], tmp_path: Path
 ) -> None:
