@@ -61,9 +61,10 @@ def catalog_fields(
     index: VectorIndex, *, sample: int = FIELD_SAMPLE, derived: Mapping[str, FieldType] | None = None
 ) -> list[FieldInfo]:
     """Built-in fields, then metadata fields: the indexed ones, plus any seen in a sample of payloads;
-    then `derived`, the fields the catalog writes itself (label sets, evaluations) by payload path."""
+    then `derived`, the fields the catalog writes itself (label sets, evaluations) by payload path,
+    and the signals' (`signals.uniqueness`, `signals.cluster`...: indexed once computed)."""
     indexed = index.indexed_fields()
-    derived = derived or {}
+    derived = {**signal_fields(indexed), **(derived or {})}
     records, _ = index.scroll(limit=sample)
     found: dict[str, FieldType] = {}
     seen: dict[str, set[str]] = defaultdict(set)
@@ -88,6 +89,12 @@ def catalog_fields(
     meta_names = sorted({n for n in indexed if n.startswith(f"{METADATA_ROOT}.")} | set(found))
     metadata = [info(n, indexed.get(n) or found[n]) for n in meta_names]
     return builtins + metadata + [info(n, indexed.get(n, t), made=True) for n, t in derived.items()]
+
+
+def signal_fields(indexed: Mapping[str, FieldType]) -> dict[str, FieldType]:
+    """The fields computed signals wrote (service/signals indexes each before writing it)."""
+    prefix = "signals."
+    return {n: t for n, t in sorted(indexed.items()) if n.startswith(prefix) and n not in BUILTIN_FIELDS}
 
 
 def _flatten(obj: dict[str, Any], prefix: str, depth: int = 0) -> Iterable[tuple[str, Any]]:

@@ -59,8 +59,9 @@ export class Exporter {
     const body = { target };
     const limit = Number($("#export-limit", this.dialog).value) || 1000;
     if ($("#export-what-search", this.dialog).checked && this.wide) {
-      const { search, filter } = this.wide.selection;
+      const { search, filter, selection } = this.wide.selection;
       if (search) body.search = { ...search, offset: 0, limit: Math.min(limit, 1000) };
+      else if (selection) Object.assign(body, { selection, limit }); // a named selection (POST /selections)
       else Object.assign(body, { filter, limit });
     } else {
       body.ids = this.ids;

@@ -6,7 +6,7 @@ import { $, clear, debounce, fmtCount, fmtValue, h } from "./dom.js";
 import { showError } from "./notify.js";
 
 // Unique per asset or internal: no use as a filter control.
-const HIDDEN = new Set(["key", "exports.export_id", "exports.project", "synced_at"]);
+const HIDDEN = new Set(["key", "exports.export_id", "exports.project", "synced_at", "signals.duplicate_of"]);
 const OPEN_FIRST = 4; // value lists open at start; the rest wait behind their summary
 const SHOWN_VALUES = 10;
 

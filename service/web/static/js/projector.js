@@ -3,14 +3,17 @@
 
 import { decodeFrame, getBinary, getJSON, showImage, thumbnailUrl } from "./api.js";
 import { categoryColor, css, pointColors, RAMP } from "./colors.js";
-import { $, basename, clear, fmtCount, fmtDate, fmtValue, h, plural } from "./dom.js";
+import { $, basename, clear, fill, fmtCount, fmtDate, fmtValue, h, plural } from "./dom.js";
 import { showError } from "./notify.js";
 import { Scatter } from "./scatter.js";
+import { fieldLabel } from "./sorting.js";
 
 const POLL_MS = 1000;
 const CLICK_SLOP = 4; // px a press may move and still be a click
 const MAX_RINGS = 400; // search results marked on the map
 const MAX_LIKE = 64; // the API's limit on example ids
+// Signal fields that name assets or groups: as colours they say nothing.
+const NO_COLOUR = new Set(["signals.duplicate_of", "signals.duplicate_group", "signals.duplicate_keep"]);
 const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
 
 export class ProjectorView extends EventTarget {
@@ -160,10 +163,13 @@ export class ProjectorView extends EventTarget {
   fillColors(colors) {
     const select = $("#map-color");
     const current = this.colorField || (colors.find((c) => c.field === "meta.label") || colors.find((c) => c.kind === "category" && c.field.startsWith("meta.")) || colors[0] || {}).field;
-    clear(select).append(
+    const option = (c) => h("option", { value: c.field, selected: c.field === current }, fieldLabel(c.field));
+    // The signals (uniqueness, outliers, clusters...) apart: a ramp for scores, categories for clusters.
+    const signals = colors.filter((c) => c.field.startsWith("signals.") && !NO_COLOUR.has(c.field));
+    fill(select,
       h("option", { value: "" }, "(one colour)"),
-      ...colors.map((c) => h("option", { value: c.field, selected: c.field === current }, c.field.replace(/^meta\./, ""))),
-    );
+      colors.filter((c) => !c.field.startsWith("signals.")).map(option),
+      signals.length ? h("optgroup", { label: "Signals" }, signals.map(option)) : null);
   }
 
   async loadColors(field) {
@@ -201,13 +207,13 @@ export class ProjectorView extends EventTarget {
             title: "Select these points (Shift adds to the selection)",
             onclick: (e) => this.selectCategory(i + 1, e.shiftKey ? "add" : "replace"),
           }, h("span", { class: "swatch", style: `background:${css(categoryColor(i + 1, head.values))}` }),
-          `${fmtValue(value)} `, h("span", { class: "count" }, fmtCount(head.counts[i])))));
+          `${head.field === "signals.cluster" && value === -1 ? "noise (−1)" : fmtValue(value)} `, h("span", { class: "count" }, fmtCount(head.counts[i])))));
       });
       return;
     }
     const label = (v) => (head.kind === "time" ? fmtDate(v) : Number(v.toPrecision(4)).toString());
     const stops = [0, 64, 128, 192, 255].map((i) => css(RAMP[i])).join(", ");
-    legend.append(h("li", { class: "ramp" }, h("span", {}, label(head.min)),
+    legend.append(h("li", { class: "ramp" }, h("span", { class: "legend-title" }, fieldLabel(head.field)), h("span", {}, label(head.min)),
       h("span", { class: "ramp-bar", style: `background: linear-gradient(to right, ${stops})` }),
       h("span", {}, label(head.max))));
   }
