@@ -287,3 +287,21 @@ def test_batch_errors_are_shown_in_plain_words(ui: Page, api: httpx.Client, sign
     )
     ui.shot("batch-error")
     assert api.get("/selections/bad-batch").status_code == 404
+
+
+# -- last: a sync makes the signals stale (it adds an asset, so this module's other tests come first) --
+
+
+def test_a_sync_makes_the_signals_stale(
+    ui: Page, api: httpx.Client, signals: dict[str, Any], data_dir: Path
+) -> None:
+    shutil.copyfile(data_dir / "img_00005.jpg", data_dir / "added_after.jpg")
+    _wait(api, api.post("/sources/shapes/sync").json())
+    page = open_curation(ui)
+    line = page.locator("tr[data-kind='uniqueness'] .signal-line[data-state='stale']")
+    line.wait_for()
+    listed = api.get("/signals", params={"kind": "uniqueness"}).json()["data"][0]
+    assert listed["stale"] and listed["stale_count"] == 1
+    assert "stale: 1 asset synced since" in line.inner_text()
+    page.locator("tr[data-kind='uniqueness']").scroll_into_view_if_needed()
+    ui.shot("curation-stale")
