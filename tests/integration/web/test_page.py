@@ -386,7 +386,16 @@ def drag(page: Any, box: dict[str, float], start: tuple[float, float], end: tupl
     page.mouse.up()
 
 
+def map_computed(ui: Page) -> None:
+    """Wait for the default (UMAP) layout: its first fit in a process compiles (numba), seconds to minutes."""
+    deadline = time.monotonic() + 600
+    while not httpx.get(f"{ui.url}/api/v1/projector", timeout=30).json()["available"]:
+        assert time.monotonic() < deadline, "the map's layout was not computed in 10 minutes"
+        time.sleep(0.5)
+
+
 def test_projector_box_and_lasso_selection(ui: Page) -> None:
+    map_computed(ui)
     page = ui.open()
     page.click("#tab-map")
     page.wait_for_function("document.querySelector('#map-status').textContent.includes('points')")
@@ -418,6 +427,7 @@ def test_projector_box_and_lasso_selection(ui: Page) -> None:
 
 
 def test_projector_hover_click_colour_and_keyboard(ui: Page) -> None:
+    map_computed(ui)
     page = ui.open()
     page.click("#tab-map")
     page.wait_for_function("document.querySelector('#map-status').textContent.includes('points')")
