@@ -262,12 +262,10 @@ export class ModelsView {
   fillCompareA() {
     const done = this.evaluations.filter((e) => e.state === "succeeded");
     const a = this.cmpA.value;
-    const label = (e) => `${runName(e)} · ${e.id.slice(0, 8)} · ${MAIN_METRIC[e.task][1]} ${fmtMetric(e.metrics[MAIN_METRIC[e.task][0]], MAIN_METRIC[e.task][0])}`;
     // Oldest first as A: comparisons usually read "before, after".
     const ordered = [...done].reverse();
-    this.cmpA.replaceChildren(...ordered.map((e) => h("option", { value: e.id }, label(e))));
+    this.cmpA.replaceChildren(...ordered.map((e) => h("option", { value: e.id }, runLabel(e))));
     if (done.some((e) => e.id === a)) this.cmpA.value = a;
-    this.labelOf = label;
     this.fillCompareB();
   }
 
@@ -275,10 +273,10 @@ export class ModelsView {
     const a = this.evaluations.find((e) => e.id === this.cmpA.value);
     const b = this.cmpB.value;
     const others = this.evaluations.filter((e) => e.state === "succeeded" && a && e.id !== a.id && e.ground_truth === a.ground_truth && e.task === a.task);
-    this.cmpB.replaceChildren(...[...others].reverse().map((e) => h("option", { value: e.id }, this.labelOf(e))));
+    this.cmpB.replaceChildren(...[...others].reverse().map((e) => h("option", { value: e.id }, runLabel(e))));
     if (others.some((e) => e.id === b)) this.cmpB.value = b;
     else if (others.length) this.cmpB.value = others[0].id; // the newest other run
-    $compareButton(this.root).disabled = !others.length;
+    this.root.querySelector("#compare-run").disabled = !others.length;
     if (a && !others.length) fill(this.cmpBox, h("p", { class: "muted" }, `No other evaluation on “${a.ground_truth}” to compare with: run one.`));
   }
 
@@ -297,8 +295,10 @@ export class ModelsView {
   }
 }
 
-function $compareButton(root) {
-  return root.querySelector("#compare-run");
+/** An evaluation in a list of choices: its run, short id and headline metric. */
+function runLabel(e) {
+  const [key, name] = MAIN_METRIC[e.task];
+  return `${runName(e)} · ${e.id.slice(0, 8)} · ${name} ${fmtMetric(e.metrics[key], key)}`;
 }
 
 function comparisonPanel(cmp, a, b, open) {
