@@ -57,6 +57,11 @@ class Column:
         return head
 
 
+# Integer fields whose values name classes (a cluster id): always categories, however many there
+# are (the largest MAX_CATEGORIES - 1 their own colour, the rest "(other)").
+CLASS_FIELDS = frozenset({"signals.cluster"})
+
+
 def build_column(name: str, kind: FieldType, raw: list[Any]) -> Column | None:
     """The colour column of field `name` (of index type `kind`) from one raw value per point.
 
@@ -67,6 +72,8 @@ def build_column(name: str, kind: FieldType, raw: list[Any]) -> Column | None:
     distinct = Counter(v for v in values if v is not None)
     if not distinct:
         return None
+    if name in CLASS_FIELDS:  # ids of groups, not quantities: a ramp would invent an order
+        return _category_column(name, values, distinct)
     many = kind is FieldType.integer and len(distinct) > MAX_CATEGORIES
     if kind is FieldType.datetime:
         return _number_column(name, "time", _epochs(values))

@@ -150,6 +150,16 @@ def test_category_column_ranks_values_and_lumps_the_rare_ones() -> None:
     assert sum(col.counts) == 2000 and col.data.max() == MAX_CATEGORIES
 
 
+def test_clusters_colour_as_categories_however_many() -> None:
+    # 200 clusters of 1-3 assets: an integer field like that would be a ramp (or nothing, as
+    # near-unique), but cluster ids name groups: the largest get their own colour, the rest (other).
+    ids = [c for c in range(200) for _ in range(1 + c % 3)] + [-1] * 50
+    col = build_column("signals.cluster", FieldType.integer, ids)
+    assert col is not None and col.kind == "category"
+    assert col.values[0] == -1 and col.counts[0] == 50  # noise, the largest
+    assert len(col.values) == MAX_CATEGORIES and col.values[-1] == OTHER and sum(col.counts) == len(ids)
+
+
 def test_near_unique_and_text_fields_colour_nothing() -> None:
     assert build_column("meta.caption", FieldType.keyword, [f"a caption {i}" for i in range(500)]) is None
     assert build_column("filename", FieldType.text, ["a.jpg", "b.jpg"]) is None
