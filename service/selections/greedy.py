@@ -84,7 +84,8 @@ def pick(
     out: list[int] = []
     if diversity is not None and vectors is not None:
         # d_max scales every candidate alike, so the argmax of w * d**b is that of the rule.
-        sq = (vectors.astype(np.float32) ** 2).sum(axis=1)
+        vectors = np.asarray(vectors, dtype=np.float32)  # no copy when it already is
+        sq = np.einsum("ij,ij->i", vectors, vectors)  # without a pool-sized temporary
         dist = _seed_distances(vectors, seeds, sq)
         while len(out) < budget:
             if not open_.any():

@@ -104,8 +104,24 @@ def _run(job: JobContext) -> None:
             f"the budget ({request.budget}) is larger than the {counts['candidates']} candidates: "
             f"all {counts['candidates']} were selected"
         )
+    elif batch_hint(request):
+        detail = batch_hint(request)
     job.remember(counts=counts)
     store.update(request.name, ids=ids, counts=counts, detail=detail)
+
+
+def batch_hint(request: SelectionRequest) -> str | None:
+    """Uncertainty alone over a batch takes the model's most doubtful region many times over (and
+    entropy, at a cold start, the points unlike every class): benchmarks/bench_active_learning.py
+    measured entropy alone worse than random on digits, and either measure with diversity the best.
+    So a batch chosen that way says how to spread it; the request itself is honoured as asked."""
+    kinds = {s.kind for s in request.strategies}
+    if request.budget > 1 and "uncertainty" in kinds and "diversity" not in kinds:
+        return (
+            'uncertainty alone picks near neighbours together in a batch; add {"kind": "diversity"} '
+            "to spread the batch (uncertainty x diversity labelled less data than either alone)"
+        )
+    return None
 
 
 def _closed(catalog: object, row: JobRow) -> None:

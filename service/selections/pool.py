@@ -54,12 +54,17 @@ def _group(value: Any) -> Any:
     return value if isinstance(value, str | int | bool) else None
 
 
-def prepare(vectors: np.ndarray, distance: Distance) -> np.ndarray:
+def prepare(vectors: np.ndarray, distance: Distance, *, in_place: bool = False) -> np.ndarray:
     """Vectors compared by euclidean distance; cosine spaces are normalised first (so that the
-    distance is a monotone function of the cosine)."""
+    distance is a monotone function of the cosine). `in_place` normalises the given float32
+    array itself (the pool's: a second pool-sized array would double the peak memory)."""
     arr = np.asarray(vectors, dtype=np.float32)
     if distance == Distance.cosine:
-        arr = arr / np.maximum(np.linalg.norm(arr, axis=1, keepdims=True), 1e-12)
+        if arr is vectors and not in_place:
+            arr = arr.copy()
+        for at in range(0, len(arr), BATCH):
+            part = arr[at : at + BATCH]
+            part /= np.maximum(np.linalg.norm(part, axis=1, keepdims=True), 1e-12)
     return arr
 
 
@@ -69,9 +74,12 @@ def read(index: VectorIndex, plan: Plan, *, on_batch: Callable[[int], None] = la
     space = plan.space.name
     pool = Pool()
     values: list[list[float]] = [[] for _ in plan.weights]
-    rows: list[np.ndarray] = []
+    rows: np.ndarray | None = None  # filled in place: one pool-sized array, never a list of rows
+    placed = 0
     cursor: str | None = None
     flt = parse_filter(plan.pool)
+    if plan.needs_vectors:
+        rows = np.empty((index.count(flt), plan.space.dim), dtype=np.float32)  # an upper bound
     while True:
         recs, cursor = index.scroll(
             filter=flt,
@@ -86,7 +94,11 @@ def read(index: VectorIndex, plan: Plan, *, on_batch: Callable[[int], None] = la
                 if vec is None:
                     pool.no_vector += 1  # not in this space: it cannot be placed, so not chosen
                     continue
-                rows.append(np.asarray(vec, dtype=np.float32))
+                assert rows is not None
+                if placed == len(rows):  # points added since the count
+                    rows = np.concatenate([rows, np.empty_like(rows[: max(BATCH, len(rows) // 4)])])
+                rows[placed] = vec
+                placed += 1
             pool.ids.append(rec.id)
             for n, weight in enumerate(plan.weights):
                 values[n].append(_number(lookup(rec.payload, weight.path)))
@@ -96,8 +108,8 @@ def read(index: VectorIndex, plan: Plan, *, on_batch: Callable[[int], None] = la
         if cursor is None:
             break
     pool.values = [np.asarray(v, dtype=np.float64) for v in values]
-    if plan.needs_vectors and rows:
-        pool.vectors = prepare(np.stack(rows), plan.space.distance)
+    if rows is not None and placed:
+        pool.vectors = prepare(rows[:placed], plan.space.distance, in_place=True)
     if plan.diversity is not None and plan.seeds is not None:
         pool.seeds, pool.seed_count = _seeds(index, plan)
     return pool

@@ -25,7 +25,10 @@ class _Strategy(BaseModel):
 
 
 class UncertaintyStrategy(_Strategy):
-    """Prefer the assets a predictions set is least sure about."""
+    """Prefer the assets a predictions set is least sure about. For a batch, combine it with
+    diversity: alone it takes near neighbours together (and entropy, at a cold start, the points
+    unlike every class); uncertainty x diversity is what labelled the least data in
+    benchmarks/bench_active_learning.py."""
 
     kind: Literal["uncertainty"]
     predictions: str = Field(min_length=1, max_length=200, pattern=NAME, description="A predictions set.")

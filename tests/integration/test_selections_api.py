@@ -116,6 +116,7 @@ def test_diversity_takes_one_from_each_cluster_before_a_second(world: dict[str, 
     client = world["client"]
     sel = select(client, {"name": "div", "budget": 2 * CLUSTERS, "strategies": [{"kind": "diversity"}]})
     assert sel["count"] == 2 * CLUSTERS and len(set(sel["ids"])) == 2 * CLUSTERS
+    assert sel["detail"] is None
     first = [cluster_of(world, i) for i in sel["ids"][:CLUSTERS]]
     assert sorted(first) == sorted(f"c{c}" for c in range(CLUSTERS)), first
     # The selection is a filter: exactly its assets, each carrying its name.
@@ -173,6 +174,8 @@ def test_uncertainty_takes_the_lowest_margins_first_and_exclude_labeled_excludes
     assert sel["ids"] == [i for _, i in left[:8]]
     assert not {world["keys"][i] for i in sel["ids"]} & set(labelled)
     assert sel["counts"]["candidates"] == len(keys) - len(labelled)
+    # A batch by uncertainty alone says how to spread it (a diversity selection has no such detail).
+    assert '{"kind": "diversity"}' in (sel["detail"] or "")
 
     entropy = select(
         client,
