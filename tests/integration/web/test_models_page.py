@@ -406,3 +406,26 @@ def test_the_models_view_works_under_the_content_security_policy(
         )
         assert heat not in ("rgba(0, 0, 0, 0)", "transparent")
         assert not [e for e in strict.errors if "Content Security Policy" in e]
+
+
+def test_a_slices_errors_and_every_error_open_in_the_grid(
+    ui: Page, server: LiveServer, world: dict[str, Any]
+) -> None:
+    page = open_models(ui)
+    ev = world["evals"]["run1"]
+    open_evaluation(page, ev)
+    wrong = ev["outcomes"]["wrong"]
+    with api(server) as c:
+        noisy = keys_of(c, {"and": [{"background": "noisy"}, wrong]})
+        every = keys_of(c, wrong)
+    assert noisy and len(every) > len(noisy)
+    row = page.locator(f".evaluation[data-id='{ev['id']}'] table.slices tbody tr", has_text="noisy")
+    row.get_by_role("button", name="Show errors").click()
+    wait_grid(page, len(noisy))
+    assert sorted(card_ids(page)) == sorted(noisy)
+    assert "where background = noisy" in page.locator("#scope-text").inner_text()
+    page.click("#tab-models")
+    page.click(f".evaluation[data-id='{ev['id']}'] .open-wrong")
+    wait_grid(page, len(every))
+    assert sorted(card_ids(page)) == sorted(every) and count_in(summary(page)) == len(every)
+    assert page.locator("#results .card .verdict.wrong").count() == len(every)
