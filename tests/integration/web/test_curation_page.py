@@ -85,7 +85,9 @@ def card_ids(page: Any) -> list[str]:
 
 def open_curation(ui: Page) -> Any:
     page = ui.page
-    page.goto(ui.url + "/#curation")
+    page.goto(ui.url + "/#curation")  # the view's address opens it
+    if page.locator("#tab-curation").get_attribute("aria-selected") != "true":
+        page.click("#tab-curation")  # already on the page: a hash change alone does not reload it
     page.locator("#curation-view .signals-table tbody tr").first.wait_for()
     return page
 
@@ -297,6 +299,16 @@ def test_a_sync_makes_the_signals_stale(
 ) -> None:
     shutil.copyfile(data_dir / "img_00005.jpg", data_dir / "added_after.jpg")
     _wait(api, api.post("/sources/shapes/sync").json())
+    # Sorted by uniqueness, the grid lists and counts only the assets that have it: not the new one.
+    page = ui.open()
+    assert count_in(summary(page)) == N_IMAGES + 1
+    page.locator("#sort-by option[value='signals.uniqueness']").wait_for(state="attached")
+    page.select_option("#sort-by", "signals.uniqueness")
+    page.wait_for_function(
+        "/sorted by uniqueness/.test(document.querySelector('#summary').textContent)"
+        " && !document.querySelector('#summary').textContent.includes('…')"
+    )
+    assert count_in(summary(page)) == N_IMAGES
     page = open_curation(ui)
     line = page.locator("tr[data-kind='uniqueness'] .signal-line[data-state='stale']")
     line.wait_for()

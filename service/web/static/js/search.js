@@ -184,7 +184,13 @@ export class Search extends EventTarget {
       return;
     }
     try {
-      const res = await getJSON("/assets/count", { filter: this.filter() }, { signal: this.controller.signal });
+      let filter = this.filter();
+      // A sorted listing holds only the assets that have the field: count those.
+      if (this.order && this.mode === "browse") {
+        const held = { [this.order.field]: { exists: true } };
+        filter = filter && Object.keys(filter).length ? { and: [filter, held] } : held;
+      }
+      const res = await getJSON("/assets/count", { filter }, { signal: this.controller.signal });
       if (generation !== this.generation) return;
       this.total = res.count;
       this.emit("count");
