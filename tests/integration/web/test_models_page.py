@@ -292,7 +292,7 @@ def test_running_an_evaluation_from_the_page_shows_its_progress_and_result(
 
 
 def test_find_more_like_these_shows_unlabeled_look_alikes_ready_to_export(
-    ui: Page, server: LiveServer, world: dict[str, Any]
+    ui: Page, server: LiveServer, world: dict[str, Any], tmp_path: Path
 ) -> None:
     page = open_models(ui)
     ev = world["evals"]["run1"]
@@ -315,9 +315,18 @@ def test_find_more_like_these_shows_unlabeled_look_alikes_ready_to_export(
         t.startswith("GT: unlabeled") for t in page.locator("#results .card .verdict").all_inner_texts()
     )
     ui.shot("models-similar")
+    # Export: all results of that search, to a file; exactly the look-alikes, none labeled.
     page.click("#export-open")
-    assert "All results of the current search" in page.locator("#export-what-search-label").inner_text()
-    assert page.locator("#export-what-search").is_enabled()
+    dialog = page.locator("#export-dialog")
+    assert "All results of the current search" in dialog.locator("#export-what-search-label").inner_text()
+    dialog.locator("#export-what-search").check()
+    dialog.locator("#export-target").select_option("jsonl")
+    out = tmp_path / "look-alikes.jsonl"
+    dialog.locator("#export-path").fill(str(out))
+    dialog.locator("#export-submit").click()
+    dialog.locator("#export-result .ok").wait_for()
+    exported = [json.loads(line)["id"] for line in out.read_text().splitlines()]
+    assert exported == hits and not set(exported) & world["labeled"]
     page.click("#export-cancel")
     # A slice's errors work the same way.
     page.click("#tab-models")
