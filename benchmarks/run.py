@@ -30,6 +30,9 @@ BENCHES: dict[str, tuple[str, str]] = {
     "distributed": ("benchmarks.bench_distributed", "a sync on Ray Data vs the in-process sync (issue 18)"),
     "diagnostics": ("benchmarks.bench_diagnostics", "evaluations at scale, beside FiftyOne (issue 14)"),
     "vectors": ("benchmarks.bench_vectors", "vector imports from Parquet, search in a user space (issue 17)"),
+    "curation": ("benchmarks.bench_curation", "signals, FiftyOne Brain beside, diversity at 1M (issue 15)"),
+    "active_learning": ("benchmarks.bench_active_learning", "labels saved by selections (issue 15)"),
+    "labeling": ("benchmarks.bench_labeling", "propagation's precision vs its target, speed (issue 16)"),
 }
 
 
