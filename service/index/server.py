@@ -292,7 +292,7 @@ class ServerIndex:
             self._client.retrieve,
             self.collection,
             point_ids,
-            with_payload=list(fields) if fields is not None else True,
+            with_payload=_payload_selector(fields),
             with_vectors=names or False,
         )
         found = {str(r.id): r for r in records}
@@ -532,7 +532,7 @@ class ServerIndex:
             scroll_filter=to_qdrant(filter),
             limit=limit,
             offset=start,
-            with_payload=list(fields) if fields is not None else True,
+            with_payload=_payload_selector(fields),
             with_vectors=names or False,
         )
         return [self._record(r, with_vectors, None) for r in records], None if nxt is None else str(nxt)
@@ -577,3 +577,11 @@ class ServerIndex:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self._client.close()
+
+
+def _payload_selector(fields: Sequence[str] | None) -> bool | list[str]:
+    """All of the payload (None), some top-level keys, or none of it (an empty list), as the
+    embedded index reads them (edge.py)."""
+    if fields is None:
+        return True
+    return list(fields) if fields else False

@@ -396,6 +396,29 @@ def test_writes(fresh: VectorIndex) -> None:
     assert fresh.query(positive=[VECTORS[5]], limit=2)[0].score == pytest.approx(1.0, abs=1e-5)
 
 
+def test_per_point_payloads_skip_missing_points_and_reads_can_skip_payloads(fresh: VectorIndex) -> None:
+    fresh.upsert(POINTS)
+    gone = str(uuid.uuid4())
+    # More writes than one run of the embedded engine's (256), a missing point in the middle;
+    # a point written twice keeps the later value.
+    items = [(IDS[i % N], {"gt": {"label": LABELS[i % 5], "n": i}}) for i in range(N + 40)]
+    fresh.set_payloads([*items[:100], (gone, {"gt": {"label": "x"}}), *items[100:]], key="labels")
+    fresh.set_payloads([(IDS[0], {"gt": {"label": "car"}})], key="labels")  # replaces labels.gt
+    assert fresh.count(parse_filter({"labels.gt.label": {"exists": True}})) == N
+    assert fresh.retrieve([gone]) == []
+    first, second, last = fresh.retrieve([IDS[0], IDS[1], IDS[N - 1]])
+    assert first.payload == {**PAYLOADS[0], "labels": {"gt": {"label": "car"}}}
+    assert second.payload["labels"] == {"gt": {"label": LABELS[(N + 1) % 5], "n": N + 1}}
+    assert last.payload["labels"] == {"gt": {"label": LABELS[(N - 1) % 5], "n": N - 1}}
+    # An empty field list: the ids alone.
+    assert [(r.id, r.payload) for r in fresh.retrieve([IDS[3], gone, IDS[1]], fields=[])] == [
+        (IDS[3], {}),
+        (IDS[1], {}),
+    ]
+    page, _ = fresh.scroll(limit=5, fields=[])
+    assert len(page) == 5 and all(r.payload == {} for r in page)
+
+
 def test_indexed_fields_survive_and_are_idempotent(fresh: VectorIndex) -> None:
     assert set(fresh.indexed_fields()) >= {"source", "filename", "exports.target", "modified_at"}
     fresh.ensure_field("meta.camera.make", FieldType.keyword)

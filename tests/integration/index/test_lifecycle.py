@@ -34,6 +34,30 @@ def _points(n: int) -> list[Point]:
     return [Point(id=str(uuid.uuid4()), vector=v, payload={"source": "s"}) for v in vectors]
 
 
+def test_per_point_writes_during_an_optimize_are_journaled_for_its_copy(tmp_path: Path) -> None:
+    index = _edge(tmp_path / "index")
+    try:
+        points = _points(3)
+        index.upsert(points)
+        index._store._journal = []  # as optimize() keeps it while the copy is being built
+        gone = str(uuid.uuid4())
+        index.set_payloads([(points[0].id, {"a": 1}), (gone, {"a": 2}), (points[2].id, {"a": 3})], key="x")
+        assert len(index._store._journal) == 2  # the missing point's write was skipped, not kept
+        fresh = _edge(tmp_path / "replayed")
+        try:
+            fresh.upsert(points)
+            with fresh._store.shard() as shard:
+                for op in index._store._journal:
+                    shard.update(op)
+            replayed = fresh.retrieve([p.id for p in points])
+            assert [r.payload.get("x") for r in replayed] == [{"a": 1}, None, {"a": 3}]
+        finally:
+            fresh.close()
+    finally:
+        index._store._journal = None
+        index.close()
+
+
 def test_a_second_open_in_this_process_is_refused(tmp_path: Path) -> None:
     index = _edge(tmp_path)
     try:
