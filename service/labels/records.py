@@ -94,12 +94,13 @@ def check_record(rec: Record, *, task: str, classes: frozenset[str] | None) -> N
         if rec.scores is not None:
             if not isinstance(rec.scores, dict) or not rec.scores:
                 raise fail(w, "scores", "expected an object of class -> probability")
-            rec.scores = {
-                class_name(k, where=w, name="scores", classes=classes): probability(
-                    v, where=w, name=f"scores.{k}"
-                )
-                for k, v in rec.scores.items()
-            }
+            if not _plain_scores(rec.scores, classes):
+                rec.scores = {
+                    class_name(k, where=w, name="scores", classes=classes): probability(
+                        v, where=w, name=f"scores.{k}"
+                    )
+                    for k, v in rec.scores.items()
+                }
             if rec.label is None:
                 rec.label = max(rec.scores, key=lambda k: rec.scores[k])  # type: ignore[index]
         if rec.label is None:
@@ -118,6 +119,17 @@ def check_record(rec: Record, *, task: str, classes: frozenset[str] | None) -> N
     if len(boxes) > MAX_BOXES:
         raise fail(w, "boxes", f"at most {MAX_BOXES} boxes per asset, got {len(boxes)}")
     rec.boxes = [_box(b, where=w, name=f"boxes[{i}]", classes=classes) for i, b in enumerate(boxes)]
+
+
+def _plain_scores(scores: dict[Any, Any], classes: frozenset[str] | None) -> bool:
+    """Whether a probability vector is valid as it stands: class-name keys (of the set's classes,
+    when declared) and float values in [0, 1]. The common case, checked in one pass; anything
+    else (integers to convert, NaN, a bad key) goes through the checks that name the field."""
+    if not all(type(v) is float and 0.0 <= v <= 1.0 for v in scores.values()):
+        return False
+    if classes is not None:
+        return scores.keys() <= classes
+    return all(type(k) is str and k.strip() for k in scores)
 
 
 def _box(raw: Any, *, where: str, name: str, classes: frozenset[str] | None) -> dict[str, Any]:
