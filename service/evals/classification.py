@@ -24,11 +24,24 @@ def _encode(truth: Sequence[str], predicted: Sequence[str]) -> tuple[np.ndarray,
     return t, p, code
 
 
+def encode(truth: Sequence[str], predicted: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Both sides as integer codes in sorted label order, for `coded_metrics` of many subsets."""
+    t, p, _ = _encode(truth, predicted)
+    return t, p
+
+
 def metrics(truth: Sequence[str], predicted: Sequence[str]) -> dict[str, float | None]:
     """`accuracy`, `macro_f1`, `weighted_f1` over the labels either side names (sklearn's default)."""
     if not truth:
         return {"accuracy": None, "macro_f1": None, "weighted_f1": None}
-    t, p, _ = _encode(truth, predicted)
+    return coded_metrics(*encode(truth, predicted))
+
+
+def coded_metrics(t: np.ndarray, p: np.ndarray) -> dict[str, float | None]:
+    """`metrics` of pairs already coded by `encode` (any subset of them: the codes keep the
+    labels' order, so each number is the one the strings give)."""
+    if not len(t):
+        return {"accuracy": None, "macro_f1": None, "weighted_f1": None}
     return {
         "accuracy": float(accuracy_score(t, p)),
         "macro_f1": float(f1_score(t, p, average="macro", zero_division=0)),

@@ -6,6 +6,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from service.evals import classification, detection
 from service.evals.confusion import cell_key
 from service.evals.confusion import confusion as detection_confusion
@@ -65,25 +67,28 @@ def read(index: VectorIndex, plan: Plan, *, on_batch: Callable[[int], None] = la
     fields += [key for _, key in plan.slices]
     flt = parse_filter(scope(plan.filter, in_set(plan.ground_truth, plan.task)))
     rows = Rows(slice_values=[[] for _ in plan.slices])
+    # Per asset this loop runs once: the slice paths are split once, the lists bound once.
+    slices = [(tuple(key.split(".")), rows.slice_values[i].append) for i, (_, key) in enumerate(plan.slices)]
+    classify = plan.task == "classification"
     cursor: str | None = None
     while True:
         recs, cursor = index.scroll(filter=flt, limit=BATCH, cursor=cursor, fields=fields)
+        rows.assets += len(recs)
         for rec in recs:
-            rows.assets += 1
             labels = rec.payload.get("labels") or {}
             gt, pr = labels.get(plan.ground_truth) or {}, labels.get(plan.predictions)
             if pr is None:
                 continue  # not scored: the predictions set says nothing about this asset
             rows.ids.append(rec.id)
-            if plan.task == "classification":
+            if classify:
                 rows.truth.append(str(gt.get("label")))
                 label = pr.get("label")
                 rows.predicted.append(classification.NO_LABEL if label is None else str(label))
             else:
                 rows.truth.append(gt.get("boxes") or [])
                 rows.predicted.append(pr.get("boxes") or [])
-            for i, (_, key) in enumerate(plan.slices):
-                rows.slice_values[i].append(payload_values(rec.payload, key))
+            for parts, append in slices:
+                append(payload_values(rec.payload, parts))
         on_batch(rows.assets)
         if cursor is None:
             return rows
@@ -127,8 +132,11 @@ def _classification(
         },
     }
 
+    coded_truth, coded_pred = classification.encode(truth, pred)  # once, not once per slice
+
     def metrics_of(members: Sequence[int]) -> dict[str, Any]:
-        return classification.metrics([truth[i] for i in members], [pred[i] for i in members])
+        at = np.asarray(members, dtype=np.int64)
+        return classification.coded_metrics(coded_truth[at], coded_pred[at])
 
     result["slices"] = _slices(index, plan, rows, metrics_of)
     outcomes = [{"correct": t == p} for t, p in zip(truth, pred, strict=True)]
@@ -186,7 +194,7 @@ def _slices(
         seen = rows.slice_values[i]
         members: dict[Any, list[int]] = {}
         for pos, values in enumerate(seen):
-            for v in set(values):
+            for v in values if len(values) < 2 else set(values):
                 members.setdefault(_hashable(v), []).append(pos)
         for value, _count in slice_values(index, key, scope=scope_filter, seen=seen):
             mine = members.get(_hashable(value), [])

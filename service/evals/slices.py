@@ -11,17 +11,24 @@ from service.index.base import Filter, VectorIndex
 from service.index.filters import field_key
 
 MAX_SLICE_VALUES = 100  # per field: the most frequent values, as the facet orders them
+# A tuple, built once: `str | int | ...` inside the check built a union per value (a fifth of an
+# evaluation's time at 100,000 assets with three slice fields).
+_SCALARS = (str, int, float, bool)
 
 
-def payload_values(payload: dict[str, Any], key: str) -> list[Any]:
-    """The scalar values at a dotted payload path (a list gives each element: one slice each)."""
+def payload_values(payload: dict[str, Any], key: str | Sequence[str]) -> list[Any]:
+    """The scalar values at a dotted payload path (a list gives each element: one slice each).
+
+    `key` may come split already (a tuple of its parts), as a loop over many payloads passes it.
+    """
     value: Any = payload
-    for part in key.split("."):
+    for part in key.split(".") if isinstance(key, str) else key:
         if not isinstance(value, dict):
             return []
         value = value.get(part)
-    items = value if isinstance(value, list) else [value]
-    return [v for v in items if isinstance(v, str | int | float | bool) and v is not None]
+    if isinstance(value, list):
+        return [v for v in value if isinstance(v, _SCALARS)]
+    return [value] if isinstance(value, _SCALARS) else []
 
 
 def slice_values(
