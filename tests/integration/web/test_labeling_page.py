@@ -201,8 +201,14 @@ def test_auto_label_without_ground_truth_says_nothing_was_estimated(
     ui: Page, api: httpx.Client, backgrounds: dict[str, list[str]]
 ) -> None:
     page = ui.open()
+    # Nothing marked, selected or typed: nothing to start from, and the dialog says so.
+    page.click("#autolabel-open")
+    assert page.locator("#auto-run").is_disabled()
+    assert "Nothing to start from" in page.locator("#auto-from").inner_text()
+    page.click("#auto-cancel")
     page.locator("#results .card .pick").first.check()
     page.click("#autolabel-open")
+    assert page.locator("#auto-run").is_enabled()
     page.fill("#auto-label", "near")
     page.check("#auto-mode-threshold")
     page.fill("#auto-threshold", "0.99")
