@@ -49,6 +49,11 @@ def add_parser(subparsers: Any) -> None:
     ls.add_argument("--title", help="create a new project with this title")
     ls.add_argument("--label-config", type=Path, metavar="FILE", help="label config XML for a new project")
     ls.add_argument("--no-predictions", action="store_true", help="send no pre-annotations")
+    ls.add_argument(
+        "--predictions-set",
+        metavar="SET",
+        help="a predictions label set (a model run or a labeling function) to send as pre-annotations",
+    )
     ls.add_argument("--prediction-field", help="metadata key of the model label (default: prediction, label)")
     p.add_argument("--json", action="store_true", help="print the export as JSON")
     p.set_defaults(run=run)
@@ -104,7 +109,11 @@ def _label_studio(args: argparse.Namespace) -> dict[str, Any] | None:
             out["label_config"] = args.label_config.read_text()
         except OSError as exc:
             raise CliError(f"cannot read {args.label_config}: {exc.strerror}") from None
-    out.update(predictions=not args.no_predictions, prediction_field=args.prediction_field)
+    out.update(
+        predictions=not args.no_predictions,
+        prediction_field=args.prediction_field,
+        predictions_set=args.predictions_set,
+    )
     return out
 
 

@@ -377,3 +377,17 @@ def test_model_labels_come_from_prediction_then_label():
     assert tasks.model_label({"cls": ["a", "b"]}, "cls") == (["a", "b"], None)
     assert tasks.model_label({"label": 3, "score": math.inf}, None) == ([], None)
     assert tasks.model_label({"label": "x", "score": True}, None) == (["x"], None)
+
+
+def test_the_cli_picks_a_predictions_set_for_label_studio() -> None:
+    from service.cli import _parser
+    from service.cli.export import build_request
+
+    args = _parser().parse_args(
+        ["export", "--to", "label-studio", "--ids", "a", "--ls-url", "http://127.0.0.1:8080"]
+        + ["--ls-token", "t", "--project-id", "3", "--predictions-set", "run_7"]
+    )
+    request, _ = build_request(args)
+    assert request.label_studio is not None and request.label_studio.predictions_set == "run_7"
+    args.predictions_set = None
+    assert build_request(args)[0].label_studio.predictions_set is None  # type: ignore[union-attr]
