@@ -1,4 +1,4 @@
-"""`loupe labels import|list|show|remove`: label sets (ground truth, predictions) and their imports."""
+"""`loupe labels create|import|list|show|remove`: label sets (ground truth, predictions) and their imports."""
 
 from __future__ import annotations
 
@@ -39,12 +39,21 @@ def add_parser(subparsers: Any) -> None:
     imp.add_argument("--label-studio-url", metavar="URL")
     imp.add_argument("--ls-token", metavar="TOKEN")
     imp.add_argument("--project-id", type=int, metavar="ID")
+    cr = lsub.add_parser(
+        "create",
+        help="an empty set to label into by hand (loupe labels set) or to import into",
+    )
+    cr.add_argument("set", metavar="SET")
+    cr.add_argument("--role", choices=("ground_truth", "predictions"), required=True)
+    cr.add_argument("--task", choices=("classification", "detection"), required=True)
+    cr.add_argument("--classes", help="allowed class names, comma-separated (default: learnt from imports)")
+    cr.add_argument("--model", help="the model or run (free text)")
     ls = lsub.add_parser("list", help="every label set")
     show = lsub.add_parser("show", help="one label set: role, task, classes, assets")
     show.add_argument("set", metavar="SET")
     rm = lsub.add_parser("remove", help="delete a set and its fields from every asset")
     rm.add_argument("set", metavar="SET")
-    for p in (imp, ls, show, rm):
+    for p in (imp, cr, ls, show, rm):
         p.add_argument("--json", action="store_true", help="print the result as JSON")
         p.set_defaults(run=run)
 
@@ -67,6 +76,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if args.action == "show":
             shown = client.get_labelset(args.set)
             print_json(shown) if args.json else _details(shown)
+            return 0
+        if args.action == "create":
+            made = _create(client, args)
+            print_json(made) if args.json else print(f"created label set {_line(made)}")
             return 0
         if args.action == "remove":
             client.remove_labelset(args.set)
@@ -120,6 +133,11 @@ def _ensure_set(client: Any, args: argparse.Namespace) -> None:
         pass
     if args.role is None or args.task is None:
         raise CliError(f"no label set {args.set!r} yet: pass --role and --task to create it")
+    _create(client, args)
+
+
+def _create(client: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """A new set from --role, --task, --classes and --model, checked before anything is sent."""
     body: dict[str, Any] = {"name": args.set, "role": args.role, "task": args.task}
     if args.classes:
         body["classes"] = [c.strip() for c in args.classes.split(",") if c.strip()]
@@ -133,7 +151,8 @@ def _ensure_set(client: Any, args: argparse.Namespace) -> None:
         LabelSetCreate.model_validate(body)
     except ValidationError as exc:
         raise CliError(f"cannot create label set {args.set!r}: {validation_problems(exc.errors())}") from None
-    client.create_labelset(body)
+    made: dict[str, Any] = client.create_labelset(body)
+    return made
 
 
 def _line(s: dict[str, Any]) -> str:

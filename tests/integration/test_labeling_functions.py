@@ -312,8 +312,13 @@ def test_the_cli_applies_lists_shows_and_labels_by_hand(
     assert "labelled 80" in text and "nothing estimated" in text
     assert cli.main(["label-fn", "list", "--json"]) == 0
     assert "cli_rules" in {f["name"] for f in json.loads(capsys.readouterr().out)}
-    body = {"name": "cli_hand", "role": "ground_truth", "task": "classification", "classes": ["x"]}
-    assert client.post("/labelsets", json=body).status_code == 201
+    made = ["labels", "create", "cli_hand", "--role", "ground_truth", "--task", "classification"]
+    assert cli.main([*made, "--classes", "x"]) == 0
+    assert "created label set cli_hand" in capsys.readouterr().out
+    assert client.get("/labelsets/cli_hand").json()["classes"] == ["x"]
+    with pytest.raises(SystemExit):
+        cli.main(made)
+    assert "cli_hand" in capsys.readouterr().err
     flt = json.dumps({"key": {"in": [key(7), key(8)]}})
     assert cli.main(["labels", "set", "cli_hand", "--label", "x", "--filter", flt]) == 0
     assert "labelled 2 asset(s)" in capsys.readouterr().out
