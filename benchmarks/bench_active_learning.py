@@ -122,12 +122,18 @@ def _pool(
 
 
 def wait(client: httpx.Client, path: str, resource: dict[str, Any]) -> dict[str, Any]:
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + 1800
     while resource["state"] in ("queued", "running"):
         if time.monotonic() > deadline:
             raise RuntimeError(f"{path} did not finish: {resource}")
         time.sleep(0.02)
-        resource = client.get(path).json()
+        resp = client.get(path)
+        if resp.status_code >= 500:  # the state store busy (a loaded machine): ask again
+            time.sleep(0.5)
+            continue
+        if resp.status_code != 200:
+            raise RuntimeError(f"GET {path}: {resp.status_code} {resp.text}")
+        resource = resp.json()
     if resource["state"] != "succeeded":
         raise RuntimeError(f"{path} ended {resource['state']}: {resource}")
     return resource
@@ -336,32 +342,54 @@ def draw(plot: dict[str, Any], path: Path) -> str:
 
 
 def _draw_pillow(plot: dict[str, Any], path: Path) -> str:
+    """Axes with ticks, one line per strategy (random dashed), a legend: matplotlib is not a
+    dependency, Pillow is."""
     from PIL import ImageDraw
 
-    w, h, pad = 560, 400, 40
+    w, h, left, right, top, bottom = 640, 440, 56, 16, 64, 44
     img = Image.new("RGB", (w * len(plot), h), "white")
-    draw_ = ImageDraw.Draw(img)
-    colours = ["black", "tab:blue", "red", "green", "purple", "orange"]
-    palette = {
-        "black": (0, 0, 0),
-        "tab:blue": (31, 119, 180),
-        "red": (214, 39, 40),
-        "green": (44, 160, 44),
-        "purple": (148, 103, 189),
-        "orange": (255, 127, 14),
-    }
+    pen = ImageDraw.Draw(img)
+    palette = [(0, 0, 0), (31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14)]
     for n, (name, curves) in enumerate(plot.items()):
         x0 = n * w
-        lo = min(float(m.min()) for _, m, _ in curves.values())
+        lo = max(0.0, np.floor(10 * min(float(m.min()) for _, m, _ in curves.values())) / 10)
         top_x = max(float(xs.max()) for xs, _, _ in curves.values())
-        draw_.text((x0 + pad, 10), f"{name}: accuracy against labels used", fill="black")
+
+        def at(x: float, y: float, x0: int = x0, lo: float = lo, top_x: float = top_x) -> tuple[float, float]:
+            return (
+                x0 + left + (w - left - right) * x / top_x,
+                h - bottom - (h - top - bottom) * (y - lo) / max(1e-9, 1 - lo),
+            )
+
+        (ax, ay), (bx, by) = at(0, 1.0), at(top_x, lo)
+        pen.rectangle([ax, ay, bx, by], outline=(160, 160, 160))
+        for k in range(11):
+            y = lo + (1 - lo) * k / 10
+            px, py = at(0, y)
+            pen.line([(px - 4, py), (px, py)], fill=(0, 0, 0))
+            pen.line([(px + 1, py), (at(top_x, y)[0], py)], fill=(235, 235, 235))
+            pen.text((px - 40, py - 6), f"{y:.2f}", fill=(0, 0, 0))
+        for k in range(6):
+            x = top_x * k / 5
+            px, py = at(x, lo)
+            pen.line([(px, py), (px, py + 4)], fill=(0, 0, 0))
+            pen.text((px - 10, py + 8), f"{x:.0f}", fill=(0, 0, 0))
+        pen.text((x0 + left, 8), f"{name}: test accuracy against labels used", fill=(0, 0, 0))
+        pen.text((x0 + w // 2 - 30, h - 18), "labels used", fill=(0, 0, 0))
         for c, (strategy, (xs, mean, _)) in enumerate(curves.items()):
-            pts = [
-                (x0 + pad + (w - 2 * pad) * x / top_x, h - pad - (h - 2 * pad) * (y - lo) / max(1e-9, 1 - lo))
-                for x, y in zip(xs, mean, strict=True)
-            ]
-            draw_.line(pts, fill=palette[colours[c % len(colours)]], width=2)
-            draw_.text((x0 + pad, 30 + 12 * c), strategy, fill=palette[colours[c % len(colours)]])
+            colour = palette[c % len(palette)]
+            pts = [at(float(x), float(y)) for x, y in zip(xs, mean, strict=True)]
+            if strategy == "random":  # dashed
+                for a, b in zip(pts[:-1], pts[1:], strict=True):
+                    mid = ((a[0] + b[0]) / 2, (a[1] + b[1]) / 2)
+                    pen.line([a, mid], fill=colour, width=2)
+            else:
+                pen.line(pts, fill=colour, width=2)
+            for pt in pts:
+                pen.ellipse([pt[0] - 2, pt[1] - 2, pt[0] + 2, pt[1] + 2], fill=colour)
+            lx, ly = x0 + left + 250 + (c // 3) * 170, 24 + 12 * (c % 3)
+            pen.line([(lx, ly + 6), (lx + 16, ly + 6)], fill=colour, width=3)
+            pen.text((lx + 20, ly), strategy, fill=colour)
     img.save(path)
     return "Pillow"
 

@@ -35,6 +35,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -243,6 +244,20 @@ def build(home: Path, n: int, *, graph: bool, keep: Path | None, labels: bool = 
         "optimize_s": optimize_s,
         **{k: np.concatenate(v) for k, v in truth.items()},
     }
+
+
+def fresh_copy(home: Path, to: Path) -> Path:
+    """A copy of a closed catalog: its index files and its state (SQLite's backup API)."""
+    import sqlite3
+
+    shutil.rmtree(to, ignore_errors=True)
+    shutil.copytree(home / "index", to / "index")
+    src, dst = sqlite3.connect(home / "state.db"), sqlite3.connect(to / "state.db")
+    with dst:
+        src.backup(dst)
+    src.close()
+    dst.close()
+    return to
 
 
 def warm_up() -> None:
@@ -460,9 +475,12 @@ def main(argv: list[str] | None = None) -> int:
         results = {}
         for kind in kinds:
             print(f"  signal {kind}", flush=True)
-            results[kind] = _child(
-                ["--signal-worker", str(work / "home"), kind], work / f"{kind}.json", timeout=1500
-            )
+            # Each signal on a copy of the freshly indexed catalog: a signal's writes move every
+            # point out of the engine's indexed segment (service/signals/jobs.py), so the next
+            # signal would measure exact scans, not the catalog as a sync leaves it.
+            home = fresh_copy(work / "home", work / f"run-{kind}")
+            results[kind] = _child(["--signal-worker", str(home), kind], work / f"{kind}.json", timeout=1500)
+            shutil.rmtree(home, ignore_errors=True)
             print(f"    {results[kind].get('seconds', results[kind].get('error'))}", flush=True)
         fo = {"error": "skipped (--skip-fiftyone)"}
         if not args.skip_fiftyone:
@@ -564,15 +582,28 @@ def _signal_tables(
     else:
         uniq = results.get("uniqueness", {})
         if "uniqueness_s" in fo and "seconds" in uniq:
-            ours = top_share(np.load(work / "uniqueness.npy"))
-            theirs = top_share(np.load(work / "fo.uniq.npy"))
+            ours_s, theirs_s = np.load(work / "uniqueness.npy"), np.load(work / "fo.uniq.npy")
+            ours, theirs = top_share(ours_s), top_share(theirs_s)
+            from scipy.stats import spearmanr
+
+            ok = ~np.isnan(ours_s) & ~np.isnan(theirs_s)
+            rho = float(spearmanr(ours_s[ok], theirs_s[ok]).statistic)
             f.add(
                 "compute_uniqueness vs uniqueness",
                 _both(fo["uniqueness_s"], fo.get("uniqueness_cpu_s")),
                 fo["uniqueness_rss_gib"],
                 _both(uniq["seconds"], uniq.get("cpu_s")),
                 _ratio(uniq, fo, "uniqueness"),
-                f"top 1 % overlap {len(ours & theirs) / max(1, len(ours)):.3f}",
+                f"top 1 % overlap {len(ours & theirs) / max(1, len(ours)):.3f}; Spearman {rho:.3f}",
+            )
+        elif "uniqueness_s" in fo:
+            f.add(
+                "compute_uniqueness vs uniqueness",
+                _both(fo["uniqueness_s"], fo.get("uniqueness_cpu_s")),
+                fo["uniqueness_rss_gib"],
+                "-",
+                "-",
+                "Loupe's uniqueness did not finish (see the signals table)",
             )
         else:
             f.add("compute_uniqueness", "-", "-", "-", "-", fo.get("uniqueness_error", "not run"))
@@ -621,8 +652,6 @@ def truth(n: int) -> dict[str, np.ndarray]:
 
 def _big_measure(work: Path, big: int) -> dict[str, Any]:
     """Write `big` points without the graph and run the diversity selection in a child process."""
-    import shutil
-
     shutil.rmtree(work / "home", ignore_errors=True)
     print(f"writing {big:,} points (no graph) for the big case", flush=True)
     built = build(work / "big", big, graph=False, keep=None, labels=False)
