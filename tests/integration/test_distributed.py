@@ -32,7 +32,7 @@ from tests.images import write_bad, write_zoo
 from tests.integration.ray_head import RayHead
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-SYNTH = 16  # generated images beside the zoo of formats and the bad files: enough blocks to fault
+SYNTH = 40  # generated images beside the zoo of formats and the bad files
 
 
 @pytest.fixture(scope="module")
