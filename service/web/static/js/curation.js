@@ -49,6 +49,8 @@ export class CurationView {
     this.clusterSizes = [];
     this.clustersShown = CLUSTERS_PAGE;
     this.groupsCursor = null;
+    this.groupsToken = 0;
+    this.clustersToken = 0;
     this.build();
   }
 
@@ -89,8 +91,13 @@ export class CurationView {
     );
   }
 
-  /** Called each time the view's tab opens. */
-  async show() {
+  /** Called each time the view's tab opens; a second call while one runs joins it (no list twice). */
+  show() {
+    if (!this.showing) this.showing = this.refresh().finally(() => { this.showing = null; });
+    return this.showing;
+  }
+
+  async refresh() {
     await Promise.all([this.loadSignals(), this.loadLabelSets()]);
     this.renderSignals();
     // A signal computed from elsewhere (the CLI, another tab) shows its progress here too.
@@ -248,6 +255,7 @@ export class CurationView {
   // -- duplicates ---------------------------------------------------------------
 
   async loadGroups(first) {
+    const token = first ? ++this.groupsToken : this.groupsToken; // a newer first page wins
     if (first) {
       this.groupsCursor = null;
       clear(this.dupList);
@@ -259,6 +267,7 @@ export class CurationView {
       showError(err, "Listing the duplicate groups failed");
       return;
     }
+    if (token !== this.groupsToken) return;
     this.groupsCursor = res.next_cursor;
     for (const group of res.data) this.dupList.append(this.groupItem(group));
     this.dupMore.hidden = !res.next_cursor;
@@ -319,6 +328,7 @@ export class CurationView {
   // -- clusters -------------------------------------------------------------------
 
   async loadClusters() {
+    const token = ++this.clustersToken;
     clear(this.clusterList);
     this.clusterMore.hidden = true;
     if (!this.signals.some((s) => s.kind === "clusters" && s.state === "succeeded")) {
@@ -333,6 +343,7 @@ export class CurationView {
       showError(err, "Counting the clusters failed");
       return;
     }
+    if (token !== this.clustersToken) return; // a newer load renders
     this.clusterSizes = values.filter((v) => typeof v.value === "number");
     this.clustersShown = CLUSTERS_PAGE;
     this.renderClusters();
