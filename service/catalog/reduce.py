@@ -24,12 +24,13 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-# Measured on the 2-core machine (benchmarks/RESULTS.md, "UMAP layout"): the fit grows
-# faster than linearly with the sample while transform is linear; 20,000 points fit in
-# about a minute and already place a million points well.
+# Measured on the shared 2-core machine (benchmarks/RESULTS.md, "The map on UMAP"): the fit
+# is a one-time, minute-scale cost past ~10,000 points while transform is linear in N; 20,000
+# is the largest sample whose fit stayed near a minute under load.
 UMAP_FIT_SAMPLE = 20_000
 PCA_FIT_SAMPLE = 25_000
-TRANSFORM_BATCH = 8192  # vectors per transform call (UMAP's per-call overhead wants big batches)
+# Vectors per transform call: umap-learn runs 30 epochs on a batch of over 10,000, 100 below.
+TRANSFORM_BATCH = 16_384
 UMAP_MIN_POINTS = 16
 
 
