@@ -436,13 +436,13 @@ def main(argv: list[str] | None = None) -> int:
         for method in methods:
             print(f"  computing the {method} layout ...", flush=True)
             lays[method] = measure_layout(catalog, home / "projector", method)
-            print(f"    {lays[method]['layout_s']:.1f} s", flush=True)
+            print(f"    {lays[method]}", flush=True)
         clus = None
         if not args.no_clusters:
             print("  running the clusters signal ...", flush=True)
             try:
                 clus = measure_clusters(catalog, n)
-                print(f"    {clus['seconds']:.1f} s", flush=True)
+                print(f"    {clus}", flush=True)  # all of it now: a run stopped later keeps these
             except Exception:  # the layouts' figures still get reported
                 traceback.print_exc()
         curve = []
