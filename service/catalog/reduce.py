@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -102,8 +102,7 @@ class UmapReduction:
             self._pca = PcaReduction(self.dims)
             self.name = self._pca.name
             return self._pca.fit(x)
-        import umap  # seconds to import (numba): only when a layout is computed
-
+        umap = _umap()
         model = umap.UMAP(
             n_components=self.dims,
             n_neighbors=min(self.n_neighbors, len(x) - 1),
@@ -127,6 +126,34 @@ class UmapReduction:
             warnings.simplefilter("ignore", UserWarning)
             out = self._model.transform(np.asarray(batch, dtype=np.float32))  # type: ignore[attr-defined]
         return np.asarray(out, dtype=np.float32)
+
+
+# umap-learn's numba kernels that it compiles with `parallel=True` and no cache: every process
+# compiled them again on its first layout (16 s of a 90-point fit and 7 s of its first transform
+# here, minutes under load). Each of them loops over independent rows, and a seeded UMAP runs
+# single-threaded anyway (n_jobs=1), so the same kernels compiled serially give the same numbers
+# and can be cached on disk: the first layout of a later process takes ~1.5 s.
+_UNCACHED_KERNELS = ("smooth_knn_dist", "compute_membership_strengths", "fast_knn_indices", "submatrix")
+_umap_module: object | None = None
+
+
+def _umap() -> Any:
+    """umap-learn, imported on first use (numba: seconds), its parallel kernels made cached serial ones."""
+    global _umap_module
+    if _umap_module is None:
+        import numba
+        import umap
+        import umap.umap_
+
+        for name in _UNCACHED_KERNELS:
+            kernel = getattr(umap.umap_, name, None)
+            options = getattr(kernel, "targetoptions", None)
+            if options is None or options.get("cache"):
+                continue  # not a numba kernel (a newer umap-learn) or already cached
+            serial = numba.njit(**{**options, "parallel": False, "cache": True})(kernel.py_func)  # type: ignore[union-attr]
+            setattr(umap.umap_, name, serial)
+        _umap_module = umap
+    return _umap_module
 
 
 class Streamed:
