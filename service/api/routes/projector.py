@@ -26,9 +26,9 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from service.api.deps import CatalogDep
 from service.catalog.catalog import Catalog
 from service.catalog.fields import catalog_fields
-from service.evals.fields import model_fields
 from service.catalog.projector import DEFAULT_METHOD, Projector, methods
 from service.catalog.reduce import UMAP_FIT_SAMPLE
+from service.evals.fields import model_fields
 from service.index.filters import field_key
 from service.index.spaces import resolve_space
 from service.schemas import Page
