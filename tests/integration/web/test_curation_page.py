@@ -21,9 +21,10 @@ import pytest
 
 from tests.conftest import LiveServer
 from tests.integration.web import test_page as base
-from tests.integration.web.test_page import CHROMIUM, N_IMAGES, Page, _page, count_in, summary
+from tests.integration.web.test_page import CHROMIUM, N_IMAGES, Page, count_in, summary
 
 server, browser = base.server, base.browser
+ui, strict_ui = base.ui, base.strict_ui  # pages on this module's own server (below)
 
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)"
@@ -72,17 +73,6 @@ def signals(api: httpx.Client) -> dict[str, Any]:
     groups = {a["signals"]["duplicate_group"] for a in planted}
     assert len(planted) == 3 and len(groups) == 1, planted
     return {"group": groups.pop(), "planted": sorted(a["id"] for a in planted)}
-
-
-@pytest.fixture
-def ui(browser: Any, server: LiveServer) -> Iterator[Page]:
-    yield from _page(browser, server, enforce_csp=False)
-
-
-@pytest.fixture
-def strict_ui(browser: Any, server: LiveServer) -> Iterator[Page]:
-    """Under the page's own Content-Security-Policy: a violation is a console error, which fails."""
-    yield from _page(browser, server, enforce_csp=True)
 
 
 def card_ids(page: Any) -> list[str]:

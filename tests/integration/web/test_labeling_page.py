@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
@@ -16,10 +15,11 @@ from playwright.sync_api import expect
 
 from tests.conftest import LiveServer
 from tests.integration.web import test_page as base
-from tests.integration.web.test_page import CHROMIUM, Page, _page, card_ids, drag
+from tests.integration.web.test_page import CHROMIUM, Page, card_ids, drag
 
 # test_page.py's module fixtures, shared: its catalog of shapes and its browser.
 data_dir, server, browser = base.data_dir, base.server, base.browser
+ui, strict_ui = base.ui, base.strict_ui  # pages on this module's server
 
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)"
@@ -30,17 +30,6 @@ pytestmark = pytest.mark.skipif(
 def api(server: LiveServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=f"{server.url}/api/v1", timeout=30) as c:
         yield c
-
-
-@pytest.fixture
-def ui(browser: Any, server: LiveServer) -> Iterator[Page]:
-    yield from _page(browser, server, enforce_csp=False)
-
-
-@pytest.fixture
-def strict_ui(browser: Any, server: LiveServer) -> Iterator[Page]:
-    """Under the page's own CSP (a violation is a console error, which fails the test)."""
-    yield from _page(browser, server, enforce_csp=True)
 
 
 def labelled(api: httpx.Client, field: str, value: str) -> set[str]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from tests.integration.web.test_page import CHROMIUM, Page, _page, card_ids, cou
 
 # test_page.py's module fixtures, shared: its catalog of shapes and its browser.
 data_dir, server, browser = base.data_dir, base.server, base.browser
+ui, strict_ui = base.ui, base.strict_ui  # pages on this module's server
 
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)"
@@ -127,11 +127,6 @@ def world(server: LiveServer, data_dir: Path) -> dict[str, Any]:
         ev = c.post("/evaluations", json={"predictions": "detector", "ground_truth": "boxes", "iou": 0.5})
         evals["detector"] = wait(c, "/evaluations", ev.json())
         return {"assets": assets, "evals": evals, "labeled": {a["id"] for a in assets[:LABELED]}}
-
-
-@pytest.fixture
-def ui(browser: Any, server: LiveServer) -> Iterator[Page]:
-    yield from _page(browser, server, enforce_csp=False)
 
 
 def api(server: LiveServer) -> httpx.Client:
