@@ -150,6 +150,7 @@ def _umap() -> Any:
             options = getattr(kernel, "targetoptions", None)
             if options is None or options.get("cache"):
                 continue  # not a numba kernel (a newer umap-learn) or already cached
+            options = {k: v for k, v in options.items() if k != "nopython"}  # njit implies it (and warns)
             serial = numba.njit(**{**options, "parallel": False, "cache": True})(kernel.py_func)  # type: ignore[union-attr]
             setattr(umap.umap_, name, serial)
         _umap_module = umap
