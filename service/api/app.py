@@ -32,6 +32,7 @@ from service.auth import parse_keys
 from service.catalog.catalog import Catalog
 from service.catalog.projector import Projector
 from service.config import Settings, get_settings
+from service.evals.fields import model_fields
 from service.jobs.runner import JobRunner
 
 API_PREFIX = "/api/v1"
@@ -51,7 +52,9 @@ def create_app(settings: Settings | None = None, *, catalog: Catalog | None = No
         app.state.catalog = cat
         app.state.runner = runner
         layouts = cat.settings.home / "projector"
-        app.state.projector = Projector(index=cat.index, state=cat.state, directory=layouts)
+        app.state.projector = Projector(
+            index=cat.index, state=cat.state, directory=layouts, derived=lambda: model_fields(cat.state)
+        )
         try:
             yield
         finally:

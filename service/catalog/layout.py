@@ -10,7 +10,7 @@ import json
 import os
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
@@ -160,7 +160,12 @@ def umap_layout(vectors: np.ndarray, *, seed: int = 0, sample: int = UMAP_FIT_SA
 
 @dataclass(frozen=True)
 class Layout:
-    """A computed projection: point ids (16-byte UUIDs), coordinates and colour columns."""
+    """A computed projection: point ids (16-byte UUIDs), coordinates and colour columns.
+
+    The points and the colours age apart: `fingerprint`/`computed_at`/`seconds` belong to the
+    reduction (the vectors), `colors_version`/`colors_at`/`colors_seconds` to the last read of
+    the colour columns from the payloads, which a finished signal renews without a new reduction.
+    """
 
     method: str
     fingerprint: str
@@ -169,6 +174,9 @@ class Layout:
     columns: dict[str, Column] = field(default_factory=dict)
     computed_at: str = ""
     seconds: float = 0.0
+    colors_version: str = ""
+    colors_at: str = ""
+    colors_seconds: float = 0.0
 
     @property
     def count(self) -> int:
@@ -184,12 +192,22 @@ class Layout:
         pad = np.maximum((hi - lo) * 0.05, 1e-6)
         return [float(v) for v in (*(lo - pad), *(hi + pad))]
 
+    def recoloured(self, columns: dict[str, Column], *, version: str, at: str, seconds: float) -> Layout:
+        """The same points with new colour columns (the framing box is kept, not recomputed)."""
+        out = replace(self, columns=columns, colors_version=version, colors_at=at, colors_seconds=seconds)
+        if "view" in self.__dict__:
+            out.__dict__["view"] = self.__dict__["view"]
+        return out
+
     def save(self, path: Path) -> None:
         meta = {
             "method": self.method,
             "fingerprint": self.fingerprint,
             "computed_at": self.computed_at,
             "seconds": self.seconds,
+            "colors_version": self.colors_version,
+            "colors_at": self.colors_at,
+            "colors_seconds": self.colors_seconds,
             "columns": [{**c.header(), "offset": c.offset} for c in self.columns.values()],
         }
         arrays: dict[str, Any] = {f"col{i}": c.data for i, c in enumerate(self.columns.values())}
@@ -222,4 +240,8 @@ class Layout:
                 columns=columns,
                 computed_at=meta["computed_at"],
                 seconds=float(meta["seconds"]),
+                # A cache written before the colours aged apart: re-read them (no new reduction).
+                colors_version=meta.get("colors_version", ""),
+                colors_at=meta.get("colors_at", meta["computed_at"]),
+                colors_seconds=float(meta.get("colors_seconds", 0.0)),
             )

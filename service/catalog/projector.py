@@ -4,29 +4,36 @@ One pass over the index (page by page, vectors and the colourable payload
 fields) feeds a streamed reduction (`service/catalog/reduce.py`): UMAP by default
 (fitted on a bounded sample, deterministic, the rest placed by `transform` batch
 by batch), PCA on request. The result is
-cached under `<home>/projector/<method>.npz` and keyed by a fingerprint of the
-index (vector name, point count, the last finished sync), so a finished sync
-makes the next status request recompute. While a sync runs, the previous
-layout keeps being served, marked stale, so a long sync does not set off one
-recomputation per poll. One computation runs at a time, at a lowered priority.
+cached under `<home>/projector/<method>.npz`.
+
+The points and the colours age apart (`service/catalog/versions.py`). The
+points are keyed by a fingerprint of what moves them (vector name, point count,
+the last finished sync, import or space sync), so a finished sync makes the
+next status request recompute. The colour columns are keyed by what only writes
+payload fields (the last finished signal, label import, labeling function or
+evaluation, and the names of the fields they made): after one of those the
+columns are re-read from the layout's assets, batch by batch, and the reduction
+is not run again. While a
+sync runs, the previous layout keeps being served, marked stale, so a long
+sync does not set off one recomputation per poll. One computation runs at a
+time, at a lowered priority.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from service.catalog.fields import FieldInfo, catalog_fields, first, value_at
+from service.catalog.fields import FieldInfo, catalog_fields, first, signal_fields, value_at
 from service.catalog.layout import Column, Layout, build_column
 from service.catalog.reduce import (
     PCA_FIT_SAMPLE,
@@ -36,23 +43,20 @@ from service.catalog.reduce import (
     Streamed,
     UmapReduction,
 )
+from service.catalog.versions import Versions, layout_versions
 from service.errors import Conflict, InvalidQuery, LoupeError
 from service.index.base import FieldType, Filter, HasVector, Record, VectorIndex
-from service.jobs.queue import JobQueue
 from service.processes import background_priority
 from service.state import StateStore
 from service.timestamps import rfc3339
 
 log = logging.getLogger(__name__)
 
-LAYOUT_VERSION = 2  # bump when a layout or its cache file changes meaning
 PAGE = 2048
 METHODS = ("umap", "pca")  # the first is the default
 DEFAULT_METHOD = METHODS[0]
 # Built-ins worth colouring by; `key`, `filename` and export ids are unique per asset.
 COLOUR_BUILTINS = ("source", "media_type", "status", "width", "height", "size_bytes", "modified_at")
-# A job that has not reported for this long belongs to a process that died.
-SYNC_SILENCE = timedelta(minutes=10)
 
 
 def methods() -> list[str]:
@@ -93,12 +97,7 @@ class _Scan:
             return
         self.reduced.add(np.stack([np.asarray(r.vector, dtype=np.float32) for r in kept]))
         self.ids.extend(uuid.UUID(r.id).bytes for r in kept)
-        for name, column in self.values.items():
-            root, _, rest = name.partition(".")
-            if not rest:  # a top-level field: one lookup (this loop runs fields x points times)
-                column.extend(first(r.payload.get(root)) for r in kept)
-            else:
-                column.extend(value_at(r.payload, name) for r in kept)
+        _read_values(self.values, [r.payload for r in kept])
 
     @property
     def count(self) -> int:
@@ -116,30 +115,63 @@ class _Scan:
         return self.reduced.result()
 
 
+def _read_values(values: dict[str, list[Any]], payloads: Sequence[dict[str, Any]]) -> None:
+    """Append each field's value in each payload to `values` (field -> one value per point)."""
+    for name, column in values.items():
+        root, _, rest = name.partition(".")
+        if not rest:  # a top-level field: one lookup (this loop runs fields x points times)
+            column.extend(first(p.get(root)) for p in payloads)
+        else:
+            column.extend(value_at(p, name) for p in payloads)
+
+
+def _columns(fields: Sequence[FieldInfo], values: Mapping[str, list[Any]]) -> dict[str, Column]:
+    columns = {}
+    for info in fields:
+        column = build_column(info.name, info.type, values[info.name])
+        if column is not None:
+            columns[info.name] = column
+    return columns
+
+
 # -- the projector -------------------------------------------------------------
 
 
 @dataclass(slots=True)
 class _Task:
     method: str
-    fingerprint: str
+    versions: Versions
     space: str | None = None  # a user space's named vector; None = the encoder's
+    base: Layout | None = None  # set: re-read the colour columns of this layout; no reduction
     progress: float = 0.0
     thread: threading.Thread | None = None
 
 
 class Projector:
-    """The layouts of one index; computes one at a time in a background thread."""
+    """The layouts of one index; computes one at a time in a background thread.
 
-    def __init__(self, *, index: VectorIndex, state: StateStore, directory: Path) -> None:
+    `derived`: the payload fields the catalog writes beyond the signals' (label sets',
+    evaluations'), by name and type, so that the map can colour by them too.
+    """
+
+    def __init__(
+        self,
+        *,
+        index: VectorIndex,
+        state: StateStore,
+        directory: Path,
+        derived: Callable[[], Mapping[str, FieldType]] | None = None,
+    ) -> None:
         self._index = index
         self._state = state
         self._dir = Path(directory)
+        self._derived = derived or dict
         self._lock = threading.Lock()
         self._layouts: dict[str, Layout] = {}
-        self._failures: dict[str, tuple[str, str]] = {}  # method -> (fingerprint, detail)
+        self._failures: dict[str, tuple[str, str]] = {}  # key -> (both fingerprints, detail)
         self._task: _Task | None = None
         self._stop = threading.Event()
+        self.reductions = 0  # reductions run (UMAP or PCA fits), not colour refreshes: tests read it
 
     def status(self, method: str = DEFAULT_METHOD, space: str | None = None) -> dict[str, Any]:
         """Where the layout of `method` stands; starts computing it when it is missing or out of date.
@@ -148,16 +180,20 @@ class Projector:
         """
         _check_method(method)
         key = _key(method, space)
-        fingerprint, syncing = self._fingerprint(method, space)
+        versions = self._versions(method, space)
+        syncing = versions.syncing
         with self._lock:
             layout = self._cached(key)
             failure = self._failures.get(key)
-            failed = failure is not None and failure[0] == fingerprint
-            fresh = layout is not None and layout.fingerprint == fingerprint
-            # During a sync a layout that exists is served as it is (see the module docstring).
-            wanted = not fresh and not failed and not (syncing and layout is not None)
-            if wanted and self._task is None:
-                self._start(method, fingerprint, space)
+            failed = failure is not None and failure[0] == versions.both
+            fresh = layout is not None and layout.fingerprint == versions.points
+            coloured = layout is not None and layout.colors_version == versions.colours
+            if not failed and self._task is None:
+                # During a sync a layout that exists is served as it is (see the module docstring).
+                if not fresh and not (syncing and layout is not None):
+                    self._start(method, versions, space)
+                elif layout is not None and not coloured:
+                    self._start(method, versions, space, base=layout)
             task = self._task
         mine = task is not None and _key(task.method, task.space) == key
         state = "ready" if layout is not None else "missing"
@@ -172,7 +208,7 @@ class Projector:
             "state": state,
             "progress": task.progress if task is not None and mine else 0.0,
             "available": layout is not None,
-            "stale": layout is not None and not fresh,
+            "stale": layout is not None and not (fresh and coloured),
             "syncing": syncing,
             "detail": failure[1] if failed and failure is not None else None,
             **(_describe(layout) if layout is not None else {"count": 0, "colors": []}),
@@ -210,27 +246,18 @@ class Projector:
 
     # -- inside ----------------------------------------------------------------
 
-    def _fingerprint(self, method: str, space: str | None = None) -> tuple[str, bool]:
-        queue = JobQueue(self._state)
-        jobs = queue.list(kind="sync", limit=20)
-        now = datetime.now(UTC)
-        syncing = any(
-            j.state in ("queued", "running") and now - _utc(j.heartbeat_at or j.created_at) < SYNC_SILENCE
-            for j in jobs
+    def _versions(self, method: str, space: str | None = None) -> Versions:
+        return layout_versions(
+            index=self._index, state=self._state, method=method, space=space, fields=self._field_names()
         )
-        # A finished signal adds or changes colour columns (signals.cluster, signals.uniqueness...).
-        writes = [*jobs, *queue.list(kind="signal", limit=20)]
-        if space is not None:  # a space changes with its imports and model syncs as well
-            writes = [
-                *writes,
-                *queue.list(kind="vector_import", limit=20),
-                *queue.list(kind="space_sync", limit=20),
-            ]
-        finished = [_utc(j.finished_at) for j in writes if j.finished_at is not None]
-        last = max(finished).isoformat() if finished else ""
-        held = self._index.count(None if space is None else Filter(must=[HasVector(space)]))
-        parts = (LAYOUT_VERSION, method, space or self._index.vector_name, held, last)
-        return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:16], syncing
+
+    def _field_names(self) -> list[str]:
+        """The derived fields that can be colour columns (cheap: no payload is read)."""
+        return [*signal_fields(self._index.indexed_fields()), *self._derived()]
+
+    def _colour_fields(self) -> list[FieldInfo]:
+        derived = self._derived()
+        return [f for f in catalog_fields(self._index, derived=derived) if _colourable(f)]
 
     def _path(self, key: str) -> Path:
         return self._dir / f"{key}.npz"
@@ -245,8 +272,10 @@ class Projector:
                 log.warning("ignoring the unreadable projector cache %s", self._path(key), exc_info=True)
         return layout
 
-    def _start(self, method: str, fingerprint: str, space: str | None = None) -> None:
-        task = _Task(method=method, fingerprint=fingerprint, space=space)
+    def _start(
+        self, method: str, versions: Versions, space: str | None = None, *, base: Layout | None = None
+    ) -> None:
+        task = _Task(method=method, versions=versions, space=space, base=base)
         task.thread = threading.Thread(target=self._run, args=(task,), name=f"loupe-projector-{method}")
         task.thread.daemon = True
         self._task = task
@@ -256,15 +285,15 @@ class Projector:
         _lower_priority()
         key = _key(task.method, task.space)
         try:
-            layout = self._compute(task)
-            layout.save(self._path(key))
+            layout = self._compute(task) if task.base is None else self._recolour(task, task.base)
+            layout.save(self._path(key))  # points and colours together: a restart keeps both
         except _Stopped:
             return
         except Exception as exc:
             log.exception("projector: the %s layout failed", task.method)
             detail = exc.detail if isinstance(exc, LoupeError) else f"{type(exc).__name__}: {exc}"
             with self._lock:
-                self._failures[key] = (task.fingerprint, detail)
+                self._failures[key] = (task.versions.both, detail)
                 self._task = None
             return
         with self._lock:
@@ -274,23 +303,49 @@ class Projector:
 
     def _compute(self, task: _Task) -> Layout:
         started = time.monotonic()
-        fields = [f for f in catalog_fields(self._index) if _colourable(f)]
+        fields = self._colour_fields()
         scan = self._scan(task, [f.name for f in fields])
         xy = scan.xy()
-        columns = {}
-        for info in fields:
-            column = build_column(info.name, info.type, scan.values[info.name])
-            if column is not None:
-                columns[info.name] = column
+        self.reductions += 1
+        now, seconds = rfc3339(datetime.now(UTC)), round(time.monotonic() - started, 3)
         return Layout(
             method=task.method,
-            fingerprint=task.fingerprint,
+            fingerprint=task.versions.points,
             ids=scan.id_array(),
             xy=xy,
-            columns=columns,
-            computed_at=rfc3339(datetime.now(UTC)),
+            columns=_columns(fields, scan.values),
+            computed_at=now,
+            seconds=seconds,
+            colors_version=task.versions.colours,
+            colors_at=now,
+            colors_seconds=seconds,
+        )
+
+    def _recolour(self, task: _Task, layout: Layout) -> Layout:
+        """`layout` with its colour columns read again from its assets' payloads."""
+        started = time.monotonic()
+        fields = self._colour_fields()
+        values: dict[str, list[Any]] = {f.name: [] for f in fields}
+        for payloads in self._payloads(task, layout.ids, sorted({f.name.split(".")[0] for f in fields})):
+            _read_values(values, payloads)
+        return layout.recoloured(
+            _columns(fields, values),
+            version=task.versions.colours,
+            at=rfc3339(datetime.now(UTC)),
             seconds=round(time.monotonic() - started, 3),
         )
+
+    def _payloads(self, task: _Task, ids: np.ndarray, roots: Sequence[str]) -> Iterable[list[dict[str, Any]]]:
+        """The payloads (`roots` only) of the assets `ids` (16-byte rows), in their order, a page at a time;
+        an asset deleted since the layout gives an empty payload (no value)."""
+        total = max(len(ids), 1)
+        for start in range(0, len(ids), PAGE):
+            if self._stop.is_set():
+                raise _Stopped
+            page = [str(uuid.UUID(bytes=row.tobytes())) for row in ids[start : start + PAGE]]
+            found = {r.id: r.payload for r in self._index.retrieve(page, fields=roots)} if roots else {}
+            yield [found.get(i, {}) for i in page]
+            task.progress = min((start + len(page)) / total, 1.0)
 
     def _scan(self, task: _Task, names: Sequence[str]) -> _Scan:
         scan = _Scan(names, method=task.method)
@@ -329,6 +384,8 @@ def _describe(layout: Layout) -> dict[str, Any]:
         "seconds": layout.seconds,
         "view": layout.view,
         "colors": [{"field": c.field, "kind": c.kind} for c in layout.columns.values()],
+        "colors_version": layout.colors_version,
+        "colors_at": layout.colors_at,
     }
 
 
@@ -340,7 +397,3 @@ def _check_method(method: str) -> None:
 def _lower_priority() -> None:
     """Layouts are background work: searches and syncs get the CPU first (Linux: this thread only)."""
     background_priority(10)
-
-
-def _utc(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

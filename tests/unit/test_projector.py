@@ -242,12 +242,20 @@ class MemoryIndex:
         self.payloads = payloads
         self.ids = [str(uuid.UUID(int=i + 1)) for i in range(len(vectors))]
         self.vector_scrolls = 0
+        self.retrieved = 0  # payloads read by id (the colour refresh)
         self.fail: Exception | None = None
         self.gate = threading.Event()
         self.gate.set()
+        self.indexed = {"source": FieldType.keyword, "meta.label": FieldType.keyword}
 
     def indexed_fields(self) -> dict[str, FieldType]:
-        return {"source": FieldType.keyword, "meta.label": FieldType.keyword}
+        return dict(self.indexed)
+
+    def retrieve(self, ids: Sequence[str], *, fields: Sequence[str] | None = None) -> list[Record]:
+        at = {pid: i for i, pid in enumerate(self.ids)}
+        self.retrieved += len(ids)
+        keep = (lambda p: p) if fields is None else (lambda p: {k: v for k, v in p.items() if k in fields})
+        return [Record(id=i, payload=keep(self.payloads[at[i]]), vector=None) for i in ids if i in at]
 
     def count(self, filter: object = None) -> int:
         return len(self.vectors)
@@ -403,3 +411,88 @@ def test_fields_list_indexed_and_sampled_metadata(memory_index: MemoryIndex) -> 
     }
     caption = fields["meta.caption"]  # seen in the payloads, not indexed
     assert not caption.indexed and caption.distinct == 256 and not caption.public()["facetable"]
+
+
+def finished(state: StateStore, kind: str) -> None:
+    jobs = JobQueue(state)
+    job = jobs.create(kind, state="running")
+    jobs.update(job.id, state="succeeded", finished_at=utcnow())
+
+
+def test_a_finished_signal_recolours_the_map_without_a_new_reduction(
+    memory_index: MemoryIndex, state: StateStore, tmp_path: Path
+) -> None:
+    projector = Projector(index=memory_index, state=state, directory=tmp_path / "proj")
+    before = ready(projector)
+    layout = projector.layout()
+    assert projector.reductions == 1 and "signals.uniqueness" not in {c["field"] for c in before["colors"]}
+    scrolls = memory_index.vector_scrolls
+    # The signal writes its field on every asset (and indexes it first, as service/signals does).
+    scores = np.linspace(0, 1, len(memory_index.payloads))
+    for payload, score in zip(memory_index.payloads, scores, strict=True):
+        payload["signals"] = {"uniqueness": float(score)}
+    memory_index.indexed["signals.uniqueness"] = FieldType.float
+    finished(state, "signal")
+    st = projector.status()
+    assert st["state"] == "computing" and st["stale"] and st["available"]  # the colours are re-read
+    after = ready(projector)
+    assert not after["stale"] and after["colors_version"] != before["colors_version"]
+    assert "signals.uniqueness" in {c["field"] for c in after["colors"]}
+    # The points did not move and no reduction ran: the same version, time, bytes; no vector read.
+    assert (after["version"], after["computed_at"], after["seconds"]) == (
+        before["version"],
+        before["computed_at"],
+        before["seconds"],
+    )
+    assert projector.reductions == 1 and memory_index.vector_scrolls == scrolls
+    assert memory_index.retrieved == len(scores)
+    again, column = projector.column("umap", "signals.uniqueness")
+    assert again.xy.tobytes() == layout.xy.tobytes() and again.ids.tobytes() == layout.ids.tobytes()
+    np.testing.assert_allclose(column.data + column.offset, scores, atol=1e-6)
+    # Nothing more to do: the next poll starts nothing.
+    assert projector.status()["state"] == "ready" and memory_index.retrieved == len(scores)
+    projector.close()
+    # A restart keeps both the points and the new colours (the cache file holds them).
+    restarted = Projector(index=memory_index, state=state, directory=tmp_path / "proj")
+    st = restarted.status()
+    assert st["state"] == "ready" and not st["stale"] and st["colors_version"] == after["colors_version"]
+    assert restarted.reductions == 0 and memory_index.retrieved == len(scores)
+    assert restarted.layout().columns["signals.uniqueness"].data.tobytes() == column.data.tobytes()
+
+
+def test_a_sync_adding_assets_still_recomputes_the_points(
+    memory_index: MemoryIndex, state: StateStore, tmp_path: Path
+) -> None:
+    projector = Projector(index=memory_index, state=state, directory=tmp_path / "proj")
+    before = ready(projector)
+    extra, _ = clusters(n_per=20, seed=21)
+    memory_index.vectors = np.concatenate([memory_index.vectors, extra])
+    memory_index.payloads += [{"source": "s", "meta": {"label": "new"}} for _ in extra]
+    memory_index.ids += [str(uuid.UUID(int=10_000 + i)) for i in range(len(extra))]
+    finished(state, "sync")
+    after = ready(projector)
+    assert projector.reductions == 2 and after["count"] == 360 and after["version"] != before["version"]
+    assert projector.layout().columns["meta.label"].values[-1] == "new"
+
+
+def test_the_colours_follow_label_imports_and_removed_fields(
+    memory_index: MemoryIndex, state: StateStore, tmp_path: Path
+) -> None:
+    derived = {"labels.gt.label": FieldType.keyword}
+    for i, payload in enumerate(memory_index.payloads):
+        payload["labels"] = {"gt": {"label": f"g{i % 2}"}}
+    projector = Projector(
+        index=memory_index, state=state, directory=tmp_path / "proj", derived=lambda: dict(derived)
+    )
+    first = ready(projector)
+    assert projector.layout().columns["labels.gt.label"].values == ("g0", "g1")
+    for payload in memory_index.payloads:
+        payload["labels"]["gt"]["label"] = "g2"
+    finished(state, "label_import")  # a re-import: new values, the same fields
+    second = ready(projector)
+    assert second["colors_version"] != first["colors_version"]
+    assert projector.layout().columns["labels.gt.label"].values == ("g2",)
+    derived.clear()  # the set is removed (no job says so): its column goes
+    third = ready(projector)
+    assert "labels.gt.label" not in {c["field"] for c in third["colors"]}
+    assert projector.reductions == 1 and third["version"] == first["version"]

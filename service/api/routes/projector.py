@@ -109,7 +109,20 @@ def list_fields(catalog: CatalogDep) -> Page:
     return Page(data=[f.public() for f in fields])
 
 
-@router.get("/projector")
+STATUS_DESCRIPTION = """The 2-D layout's state (computing with progress, ready, stale, failed); starts it
+when needed.
+
+The points and the colours age apart. `version` (with `computed_at`, `seconds`) is the points'
+version: it changes when a sync (or, for a space, a vector import or model sync) moved them,
+and only then are `/projector/points` worth loading again. `colors_version` (with `colors_at`)
+is the colour columns' version: a finished signal, label import, labeling function or
+evaluation changes it, and the columns are then re-read from the layout's assets in the
+background (`state` is `computing` meanwhile) without a new reduction, the points unchanged.
+`stale` is true while either is out of date. `colors` lists the fields `/projector/colors` takes.
+"""
+
+
+@router.get("/projector", description=STATUS_DESCRIPTION)
 def projector_status(
     projector: ProjectorDep, catalog: CatalogDep, method: Method = DEFAULT_METHOD, space: SpaceQuery = None
 ) -> dict[str, Any]:
@@ -157,11 +170,16 @@ def projector_colors(
     method: Method = DEFAULT_METHOD,
     space: SpaceQuery = None,
 ) -> Response:
-    """One field's value per point (category codes or numbers) as a binary frame, in layout order."""
+    """One field's value per point (category codes or numbers) as a binary frame, in layout order;
+    the header's `version` is the points' and `colors_version` the columns' (GET /projector)."""
     # The names filters and facets take (`label` is `meta.label`), so one field name works everywhere.
     layout, column = projector.column(method, field_key(field, path="field"), _space(catalog, space))
-    header = {"version": layout.fingerprint, "count": layout.count, **column.header()}
+    header = {
+        "version": layout.fingerprint,
+        "colors_version": layout.colors_version,
+        "count": layout.count,
+        **column.header(),
+    }
     tag = hashlib.sha256(field.encode()).hexdigest()[:12]  # any field name, safe in a header
-    return _binary(
-        request, lambda: encode_frame(header, {"values": column.data}), f"{layout.fingerprint}-{tag}"
-    )
+    etag = f"{layout.fingerprint}-{layout.colors_version}-{tag}"  # new colours, a new tag: no stale 304
+    return _binary(request, lambda: encode_frame(header, {"values": column.data}), etag)

@@ -24,7 +24,8 @@ export class ProjectorView extends EventTarget {
     this.scatter = new Scatter($("#map-canvas"), $("#map-overlay"));
     this.scatter.overlayPainter = (ctx) => this.paintOverlay(ctx);
     this.status = null;
-    this.version = null;
+    this.version = null; // the points' version (GET /projector `version`)
+    this.colorsVersion = null; // the colour columns' (`colors_version`): a signal renews only these
     this.ids = null;
     this.idIndex = null;
     this.mask = null;
@@ -101,6 +102,7 @@ export class ProjectorView extends EventTarget {
     this.status = st;
     this.fillMethods(st.methods);
     if (st.available && (st.version !== this.version || methodChanged)) await this.loadPoints(st);
+    else if (st.available && st.colors_version !== this.colorsVersion) await this.reloadColors(st);
     this.describeStatus(st);
     if (this.visible && (st.state === "computing" || st.state === "queued" || st.state === "missing")) {
       this.pollTimer = setTimeout(() => this.refresh(), POLL_MS);
@@ -154,10 +156,16 @@ export class ProjectorView extends EventTarget {
       showError(err, "The map's points could not be loaded");
       return;
     }
-    this.fillColors(st.colors);
-    await this.loadColors($("#map-color").value);
+    await this.reloadColors(st);
     this.select(keep.length ? this.indicesOf(keep) : [], "replace");
     this.updateRings();
+  }
+
+  /** New colour columns on the same points (a signal finished): the list and the current colours. */
+  async reloadColors(st) {
+    this.colorsVersion = st.colors_version;
+    this.fillColors(st.colors);
+    await this.loadColors($("#map-color").value);
   }
 
   fillColors(colors) {
