@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from service.errors import InvalidAnnotations
+from service.labels.formats.jsonio import loads
 from service.labels.records import AssetRef, Record, fail
 
 
@@ -15,7 +16,7 @@ def parse(data: bytes) -> list[Record]:
     from service.labels.formats import text_of
 
     try:
-        doc = json.loads(text_of(data, what="the COCO file"))
+        doc = loads(text_of(data, what="the COCO file"))
     except json.JSONDecodeError as exc:
         raise InvalidAnnotations(
             f"the COCO file is not JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "

@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from service.errors import InvalidAnnotations
+from service.labels.formats.jsonio import loads
 from service.labels.records import AssetRef, Record, fail
 
 
@@ -20,7 +21,7 @@ def parse_export(data: bytes) -> list[Record]:
     from service.labels.formats import text_of
 
     try:
-        doc = json.loads(text_of(data, what="the Label Studio export"))
+        doc = loads(text_of(data, what="the Label Studio export"))
     except json.JSONDecodeError as exc:
         raise InvalidAnnotations(
             f"the Label Studio export is not JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "

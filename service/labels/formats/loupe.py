@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from service.errors import InvalidAnnotations
+from service.labels.formats.jsonio import loads
 from service.labels.records import AssetRef, Record, fail
 
 KEYS = ("asset_id", "source", "key", "file", "label", "score", "scores", "boxes")
@@ -19,7 +20,7 @@ def parse_jsonl(data: bytes) -> list[Record]:
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)  # NaN parses, then fails the score check naming its field
+            obj = loads(line)
         except json.JSONDecodeError as exc:
             raise InvalidAnnotations(
                 f"line {n}: not valid JSON ({exc.msg} at column {exc.colno}); nothing was imported"
