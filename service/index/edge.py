@@ -197,7 +197,10 @@ class EdgeIndex:
         # One operation per point (each point gets its own values), applied in runs under one
         # hold of the locks. By id rather than by an id filter (whose building cost a tenth of
         # the write); a point deleted meanwhile is refused by the engine and skipped.
-        ops = [qe.UpdateOperation.set_payload([_point_id(p)], dict(v), key=key) for p, v in items]
+        ops = [
+            qe.UpdateOperation.set_payload([_point_id(p)], v if type(v) is dict else dict(v), key=key)
+            for p, v in items
+        ]
         self._store.apply_each(ops, "set payloads", skip_missing=True)
 
     def delete_keys(
@@ -234,7 +237,7 @@ class EdgeIndex:
         payload = _payload_selector(fields)
         with self._store.shard() as shard, edge_errors("retrieve points"):
             found = {str(r.id): r for r in shard.retrieve(point_ids, payload, names or False)}
-        return [self._record(found[i], with_vectors, using) for i in map(str, point_ids) if i in found]
+        return [self._record(found[i], with_vectors, using, id=i) for i in point_ids if i in found]
 
     def _vector_names(self, with_vectors: bool | Sequence[str], using: str | None) -> list[str]:
         if with_vectors is True:
@@ -467,16 +470,19 @@ class EdgeIndex:
         counts = [FacetCount(value=h.value, count=int(h.count)) for h in hits]
         return sorted(counts, key=lambda c: (-c.count, str(c.value)))
 
-    def _record(self, r: Any, with_vectors: bool | Sequence[str] = True, using: str | None = None) -> Record:
-        # Each attribute of an engine record is converted to Python when read: read each once.
+    def _record(
+        self, r: Any, with_vectors: bool | Sequence[str] = True, using: str | None = None, *, id: str = ""
+    ) -> Record:
+        # Each attribute of an engine record is converted to Python when read: read each once
+        # (the id too: the binding makes a uuid.UUID of it each time; `id` is it, spelled already).
         if with_vectors is False:  # most scrolls: ids and a few payload fields
-            return Record(id=str(r.id), payload=r.payload or {})
+            return Record(id=id or str(r.id), payload=r.payload or {})
         vectors = r.vector
         found = vectors if isinstance(vectors, dict) else {}
         arrays = {k: np.asarray(v, dtype=np.float32) for k, v in found.items()}
         main = arrays.get(using or self.vector_name)
         named = arrays if not isinstance(with_vectors, bool) else {}
-        return Record(id=str(r.id), payload=r.payload or {}, vector=main, vectors=named)
+        return Record(id=id or str(r.id), payload=r.payload or {}, vector=main, vectors=named)
 
     def stats(self) -> dict[str, int]:
         """Points, vectors already in the HNSW graph, segments of the live shard, and whether

@@ -91,7 +91,10 @@ def match(
             if pid in seen:
                 raise fail(rec.where, None, f"a second record for asset {pid} (the first is at {seen[pid]})")
             seen[pid] = rec.where
-            to_pixels(rec, width=_int(payload.get("width")), height=_int(payload.get("height")))
+            if rec.boxes:
+                to_pixels(rec, width=_int(payload.get("width")), height=_int(payload.get("height")))
+            else:
+                rec.units = "pixels"
             out.items.append((pid, rec))
     return out
 

@@ -102,7 +102,7 @@ def check_record(rec: Record, *, task: str, classes: frozenset[str] | None) -> N
                     for k, v in rec.scores.items()
                 }
             if rec.label is None:
-                rec.label = max(rec.scores, key=lambda k: rec.scores[k])  # type: ignore[index]
+                rec.label = max(rec.scores, key=rec.scores.__getitem__)
         if rec.label is None:
             raise fail(w, "label", "missing: a classification record needs a class name")
         rec.label = class_name(rec.label, where=w, name="label", classes=classes)
@@ -125,7 +125,11 @@ def _plain_scores(scores: dict[Any, Any], classes: frozenset[str] | None) -> boo
     """Whether a probability vector is valid as it stands: class-name keys (of the set's classes,
     when declared) and float values in [0, 1]. The common case, checked in one pass; anything
     else (integers to convert, NaN, a bad key) goes through the checks that name the field."""
-    if not all(type(v) is float and 0.0 <= v <= 1.0 for v in scores.values()):
+    values = scores.values()
+    if not all(type(v) is float for v in values):
+        return False
+    total = sum(values)  # NaN when one is NaN, which min and max step over
+    if total != total or min(values) < 0.0 or max(values) > 1.0:
         return False
     if classes is not None:
         return scores.keys() <= classes
