@@ -32,7 +32,6 @@ Uncertainty (higher = less sure, all in [0, 1]):
 
 from __future__ import annotations
 
-import heapq
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -98,18 +97,15 @@ def value_of(rec: Record, *, task: str, predictions: bool, imported_at: str) -> 
 
 def _uncertainty_of_scores(scores: Mapping[str, float] | None, score: float | None) -> dict[str, float]:
     if scores:
-        values = scores.values()
-        total = sum(values)
+        total = sum(scores.values())
         if total > 0:
-            k = len(scores)
-            first, second = heapq.nlargest(2, values) if k > 1 else (max(values), 0.0)
-            # -sum q ln q over q = v / total, as ln(total) - sum v ln v / total: no list of q
-            log = math.log
-            plogp = sum(v * log(v) for v in values if v > 0)
-            entropy = (log(total) - plogp / total) / log(k) if k > 1 else 0.0
+            p = sorted((v / total for v in scores.values()), reverse=True)
+            k = len(p)
+            entropy = -sum(q * math.log(q) for q in p if q > 0) / math.log(k) if k > 1 else 0.0
+            second = p[1] if k > 1 else 0.0
             return {
-                "least_confidence": _unit(1.0 - first / total),
-                "margin": _unit((first - second) / total),
+                "least_confidence": _unit(1.0 - p[0]),
+                "margin": _unit(p[0] - second),
                 "entropy": _unit(entropy),
             }
     if score is None:
