@@ -7,7 +7,8 @@ codes keep the labels' order every number is the one the strings give.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,8 +20,8 @@ NO_LABEL = "(none)"
 
 def _encode(truth: Sequence[str], predicted: Sequence[str]) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
     code = {label: i for i, label in enumerate(sorted(set(truth) | set(predicted)))}
-    t = np.fromiter((code[v] for v in truth), dtype=np.int64, count=len(truth))
-    p = np.fromiter((code[v] for v in predicted), dtype=np.int64, count=len(predicted))
+    t = np.fromiter(map(code.__getitem__, truth), dtype=np.int64, count=len(truth))
+    p = np.fromiter(map(code.__getitem__, predicted), dtype=np.int64, count=len(predicted))
     return t, p, code
 
 
@@ -28,6 +29,24 @@ def encode(truth: Sequence[str], predicted: Sequence[str]) -> tuple[np.ndarray, 
     """Both sides as integer codes in sorted label order, for `coded_metrics` of many subsets."""
     t, p, _ = _encode(truth, predicted)
     return t, p
+
+
+@dataclass
+class Coded:
+    """(truth, prediction) pairs coded once: `t`, `p` index `names` (sorted label order)."""
+
+    t: np.ndarray
+    p: np.ndarray
+    names: list[str]
+
+    @classmethod
+    def of(cls, truth: Sequence[str], predicted: Sequence[str]) -> Coded:
+        t, p, code = _encode(truth, predicted)
+        return cls(t=t, p=p, names=list(code))
+
+    def codes(self, labels: Sequence[str]) -> list[int]:
+        at = {name: i for i, name in enumerate(self.names)}
+        return [at[label] for label in labels]
 
 
 def metrics(truth: Sequence[str], predicted: Sequence[str]) -> dict[str, float | None]:
@@ -53,9 +72,15 @@ def per_class(truth: Sequence[str], predicted: Sequence[str], labels: Sequence[s
     """precision, recall, f1 and support of each label (zero where a label is never predicted)."""
     if not truth:
         return {}
-    t, p, code = _encode(truth, predicted)
+    return coded_per_class(Coded.of(truth, predicted), labels)
+
+
+def coded_per_class(pairs: Coded, labels: Sequence[str]) -> dict[str, Any]:
+    """`per_class` of pairs already coded."""
+    if not len(pairs.t):
+        return {}
     precision, recall, f1, support = precision_recall_fscore_support(
-        t, p, labels=[code[label] for label in labels], zero_division=0
+        pairs.t, pairs.p, labels=pairs.codes(labels), zero_division=0
     )
     return {
         label: {
@@ -72,8 +97,14 @@ def confusion(truth: Sequence[str], predicted: Sequence[str], labels: Sequence[s
     """Rows: the true label, columns: the predicted one, both in the order of `labels`."""
     if not truth:
         return [[0] * len(labels) for _ in labels]
-    t, p, code = _encode(truth, predicted)
-    matrix = confusion_matrix(t, p, labels=[code[label] for label in labels])
+    return coded_confusion(Coded.of(truth, predicted), labels)
+
+
+def coded_confusion(pairs: Coded, labels: Sequence[str]) -> list[list[int]]:
+    """`confusion` of pairs already coded."""
+    if not len(pairs.t):
+        return [[0] * len(labels) for _ in labels]
+    matrix = confusion_matrix(pairs.t, pairs.p, labels=pairs.codes(labels))
     return [[int(v) for v in row] for row in matrix]
 
 
@@ -81,6 +112,11 @@ def label_order(truth: Sequence[str], predicted: Sequence[str]) -> list[str]:
     """The labels of the matrix and the per-class table: those seen on either side, sorted as
     scikit-learn sorts them, the abstention column last. A declared class that neither side
     uses is left out, as scikit-learn's averages leave it out."""
-    seen = set(truth) | set(predicted)
-    ordered = sorted(seen - {NO_LABEL})
-    return [*ordered, NO_LABEL] if NO_LABEL in seen else ordered
+    return coded_label_order(set(truth) | set(predicted))
+
+
+def coded_label_order(seen: Collection[str]) -> list[str]:
+    """`label_order` of the labels seen on either side (a `Coded`'s `names`)."""
+    names = set(seen)
+    ordered = sorted(names - {NO_LABEL})
+    return [*ordered, NO_LABEL] if NO_LABEL in names else ordered

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from service.evals.evaluate import Plan
+from service.evals.evaluate import Outcomes, Plan
 from service.index.base import FieldType, VectorIndex
 
 BATCH = 10_000
@@ -29,23 +29,19 @@ def write(
     index: VectorIndex,
     plan: Plan,
     ids: Sequence[str],
-    outcomes: Sequence[dict[str, Any]],
+    outcomes: Outcomes,
     *,
     on_batch: Callable[[float], None] = lambda f: None,
 ) -> None:
     """Index the fields first (so filters on them are served by the index), then set them: one
-    set-payload by ids per distinct outcome (two for classification), not one per asset."""
+    set-payload by ids per distinct outcome (`outcomes`: each with its assets' positions in
+    `ids`; two for classification), not one per asset."""
     key = root(plan.evaluation_id)
     for name, kind in FIELDS[plan.task].items():
         index.ensure_field(f"{key}.{name}", kind)
-    groups: dict[tuple[Any, ...], list[str]] = {}
-    for asset, outcome in zip(ids, outcomes, strict=True):
-        # Lists (a detection's cells) as tuples, so that equal outcomes group.
-        value = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in sorted(outcome.items()))
-        groups.setdefault(value, []).append(asset)
     done = 0
-    for values, members in groups.items():
-        payload = {k: list(v) if isinstance(v, tuple) else v for k, v in values}
+    for payload, at in outcomes:
+        members = [ids[i] for i in at]
         for start in range(0, len(members), BATCH):
             index.set_payload(members[start : start + BATCH], payload, key=key)
             done += len(members[start : start + BATCH])
