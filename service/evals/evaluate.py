@@ -110,8 +110,8 @@ def _read(index: VectorIndex, plan: Plan, on_batch: Callable[[int], None]) -> Ro
         if cursor is None:
             break
     labels = [p["labels"] for p in kept]
-    truth = [(set_ or {}).get(value) for set_ in _at(labels, [plan.ground_truth])]
-    predicted = [pr.get(value) for pr in _at(labels, [pr_name])]
+    truth = [(gt or {}).get(value) for gt in (set_.get(plan.ground_truth) for set_ in labels)]
+    predicted = [set_[pr_name].get(value) for set_ in labels]
     if classify:
         rows.truth = [v if type(v) is str else str(v) for v in truth]
         none = classification.NO_LABEL
@@ -119,16 +119,21 @@ def _read(index: VectorIndex, plan: Plan, on_batch: Callable[[int], None]) -> Ro
     else:
         rows.truth = [v or [] for v in truth]
         rows.predicted = [v or [] for v in predicted]
-    rows.slice_values = [_at(kept, key.split(".")) for _, key in plan.slices]
+    shared: dict[tuple[str, ...], list[Any]] = {}  # slice paths under one object walk it once
+    rows.slice_values = [_at(kept, tuple(key.split(".")), shared) for _, key in plan.slices]
     return rows
 
 
-def _at(payloads: list[Any], parts: Sequence[str]) -> list[Any]:
-    """The raw value at a payload path in each payload (None where the path stops)."""
-    values = payloads
-    for part in parts:
-        values = [v.get(part) if isinstance(v, dict) else None for v in values]
-    return values
+def _at(payloads: list[Any], parts: tuple[str, ...], shared: dict[tuple[str, ...], list[Any]]) -> list[Any]:
+    """The raw value at a payload path in each payload (None where the path stops); `shared`
+    keeps the values at every prefix of the paths asked for."""
+    if not parts:
+        return payloads
+    if parts not in shared:
+        shared[parts] = [
+            v.get(parts[-1]) if isinstance(v, dict) else None for v in _at(payloads, parts[:-1], shared)
+        ]
+    return shared[parts]
 
 
 def cell_filter(plan: Plan, truth: str, predicted: str) -> dict[str, Any]:

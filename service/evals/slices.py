@@ -29,8 +29,8 @@ def positions(raw: Sequence[Any]) -> dict[Any, np.ndarray]:
     raw values at a path (one an asset, None without one): a scalar is one slice, a list gives
     each of its scalar elements (an asset once per distinct element), anything else none."""
     if all(type(v) in _PLAIN for v in raw):  # the common case, one plain value an asset: coded
-        code: dict[Any, int] = {None: -1}
-        coded = np.fromiter((code.setdefault(v, len(code)) for v in raw), dtype=np.int64, count=len(raw))
+        code = {v: i for i, v in enumerate(dict.fromkeys(raw))}
+        coded = np.fromiter(map(code.__getitem__, raw), dtype=np.int64, count=len(raw))
         return {v: np.flatnonzero(coded == c) for v, c in code.items() if v is not None}
     members: dict[Any, list[int]] = {}
     for pos, value in enumerate(raw):
