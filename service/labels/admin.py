@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from service import collector
 from service.errors import Conflict, InvalidQuery
 from service.labels import formats, imports, payload
 from service.labels.formats.loupe import parse_list
@@ -77,7 +78,8 @@ def begin_upload(
 ) -> JobRow:
     """Parse an uploaded file of format `fmt` whole, then start its import."""
     row = LabelSetStore(catalog.state).get(name)
-    records = formats.parse(
-        fmt, data, task=row.task, classes=list(row.classes) if row.classes_declared else None
-    )
-    return imports.begin_records(catalog, name, records, source=source, here=here)
+    with collector.paused():
+        records = formats.parse(
+            fmt, data, task=row.task, classes=list(row.classes) if row.classes_declared else None
+        )
+        return imports.begin_records(catalog, name, records, source=source, here=here)

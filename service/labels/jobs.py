@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from service import collector
 from service.errors import JobLost, LoupeError
 from service.index.base import Condition, Filter
 from service.jobs.kinds import JobKind, register
@@ -45,7 +46,8 @@ def _run(ctx: JobContext) -> None:
         counts["imported"] = int(ctx.checkpoint.get("imported", 0))
         for seq in range(start, n):
             items = sets.batch(ctx.job.id, seq) or []
-            payload.write(ctx.catalog.index, row.name, [(pid, value) for pid, value in items])
+            with collector.paused():  # a batch's operations: thousands of objects, no cycle
+                payload.write(ctx.catalog.index, row.name, [(pid, value) for pid, value in items])
             counts["imported"] += len(items)
             ctx.save_checkpoint(next=seq + 1, imported=counts["imported"])
             _progress(ctx, counts=counts, progress=(seq + 1) / n)
