@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ import httpx
 
 from service.synth.dataset import write_dataset
 from service.synth.shapes import Sample, generate
+from tests.jobs import wait_job
 
 N = 40
 SEED = 5
@@ -31,15 +31,6 @@ def write_shapes(root: Path) -> list[Sample]:
 
 def filename(i: int) -> str:
     return f"img_{i:05d}.png"
-
-
-def wait_job(client: httpx.Client, job: dict[str, Any]) -> dict[str, Any]:
-    deadline = time.monotonic() + 60
-    while job["state"] in ("queued", "running"):
-        assert time.monotonic() < deadline, job
-        time.sleep(0.05)
-        job = client.get(f"/api/v1/jobs/{job['id']}").json()
-    return job
 
 
 def add_and_sync(client: httpx.Client, name: str, root: Path) -> dict[str, Any]:

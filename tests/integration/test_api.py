@@ -11,15 +11,7 @@ import httpx
 import pytest
 
 from tests.images import gradient, solid, write_bad, write_zoo
-
-
-def wait_job(client: httpx.Client, job: dict) -> dict:
-    deadline = time.monotonic() + 60
-    while job["state"] in ("queued", "running"):
-        assert time.monotonic() < deadline, job
-        time.sleep(0.05)
-        job = client.get(f"/api/v1/jobs/{job['id']}").json()
-    return job
+from tests.jobs import wait_job
 
 
 def sync(client: httpx.Client, name: str, **body: object) -> dict:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import io
 import json
 import time
@@ -26,6 +27,7 @@ from service.config import Settings
 from service.synth import SHAPES, write_dataset
 from tests.conftest import LiveServer
 from tests.fakes import FakeEncoder
+from tests.jobs import wait_job as wait_ended
 from tests.unit.evals import scenes
 
 N = 48
@@ -59,14 +61,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     catalog.close()
 
 
-def wait_job(client: httpx.Client, job: dict[str, Any]) -> dict[str, Any]:
-    deadline = time.monotonic() + 60
-    while job["state"] in ("queued", "running"):
-        assert time.monotonic() < deadline, job
-        time.sleep(0.05)
-        job = client.get(f"/jobs/{job['id']}").json()
-    assert job["state"] == "succeeded", job
-    return job
+wait_job = functools.partial(wait_ended, succeeded=True)
 
 
 def create_set(client: httpx.Client, name: str, role: str, task: str) -> None:

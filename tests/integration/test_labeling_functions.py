@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,6 +21,7 @@ from service.config import Settings
 from service.synth import write_dataset
 from tests.conftest import LiveServer
 from tests.fakes import FakeEncoder
+from tests.jobs import wait_job
 
 N = 600
 GROUP = 40  # planted groups a, b, c: keys 0-39, 40-79, 80-119
@@ -91,15 +91,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             "labelled": set(int(i) for i in labelled),
         }
     catalog.close()
-
-
-def wait_job(client: httpx.Client, job: dict[str, Any]) -> dict[str, Any]:
-    deadline = time.monotonic() + 60
-    while job["state"] in ("queued", "running"):
-        assert time.monotonic() < deadline, job
-        time.sleep(0.05)
-        job = client.get(f"/jobs/{job['id']}").json()
-    return job
 
 
 def run(client: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ reductions is the evidence that none ran.
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from service.config import Settings
 from service.synth import write_dataset
 from tests.conftest import LiveServer
 from tests.fakes import FakeEncoder
+from tests.jobs import wait_job as wait_ended
 
 N = 60
 
@@ -58,14 +60,7 @@ def settled(client: httpx.Client) -> dict[str, Any]:
         time.sleep(0.05)
 
 
-def wait_job(client: httpx.Client, job: dict[str, Any]) -> dict[str, Any]:
-    deadline = time.monotonic() + 300
-    while job["state"] in ("queued", "running"):
-        assert time.monotonic() < deadline, job
-        time.sleep(0.05)
-        job = client.get(f"/jobs/{job['id']}").json()
-    assert job["state"] == "succeeded", job
-    return job
+wait_job = functools.partial(wait_ended, timeout_s=300, succeeded=True)
 
 
 def test_a_finished_signal_recolours_the_map_and_a_sync_lays_it_out_again(world: dict[str, Any]) -> None:

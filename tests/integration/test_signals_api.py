@@ -8,8 +8,8 @@ keep/exclude and refused requests too.
 
 from __future__ import annotations
 
+import functools
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from service.config import Settings
 from service.synth import write_dataset
 from tests.conftest import LiveServer
 from tests.fakes import FakeEncoder
+from tests.jobs import wait_job as wait_ended
 
 N_SHAPES = 40
 N_DIGITS = 300
@@ -95,15 +96,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     catalog.close()
 
 
-def wait_job(client: httpx.Client, job: dict[str, Any]) -> dict[str, Any]:
-    # The clusters signal's first UMAP in a process compiles numba code: minutes on a busy machine.
-    deadline = time.monotonic() + 600
-    while job["state"] in ("queued", "running"):
-        assert time.monotonic() < deadline, job
-        time.sleep(0.05)
-        job = client.get(f"/jobs/{job['id']}").json()
-    assert job["state"] == "succeeded", job
-    return job
+# The clusters signal's first UMAP in a process compiles numba code: minutes on a busy machine.
+wait_job = functools.partial(wait_ended, timeout_s=600, succeeded=True)
 
 
 def signal(client: httpx.Client, kind: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -12,8 +12,8 @@ images' own pixels.
 
 from __future__ import annotations
 
+import functools
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from service.synth import SHAPES
 from tests.conftest import LiveServer
 from tests.integration.web import test_page as base
 from tests.integration.web.test_page import CHROMIUM, Page, _page, card_ids, count_in, summary
+from tests.jobs import wait_for
 
 # test_page.py's module fixtures, shared: its catalog of shapes and its browser.
 data_dir, server, browser = base.data_dir, base.server, base.browser
@@ -39,14 +40,7 @@ SOLID = ("grey", "white", "black", "beige")  # backgrounds whose shapes a thresh
 DETECTED = 8
 
 
-def wait(client: httpx.Client, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    deadline = time.monotonic() + 60
-    while body["state"] in ("queued", "running"):
-        assert time.monotonic() < deadline, body
-        time.sleep(0.05)
-        body = client.get(f"{path}/{body['id']}").json()
-    assert body["state"] == "succeeded", body
-    return body
+wait = functools.partial(wait_for, succeeded=True)
 
 
 def run_model(shape: str, background: str, hard: str, *, rare_as_circle: bool) -> str:
