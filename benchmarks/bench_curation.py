@@ -140,6 +140,7 @@ def fo_worker(vectors_path: str, out_path: str) -> int:
         np.save(Path(out_path).with_suffix(".uniq.npy"), uniq)
     except Exception as exc:  # out of memory or time is a result here, not a crash
         out["uniqueness_error"] = f"{type(exc).__name__}: {exc}"[:300]
+    Path(out_path).write_text(json.dumps(out))  # kept if the near duplicates run out of time
     try:
         t0, c0 = time.perf_counter(), cpu_s()
         res = fob.compute_near_duplicates(ds, threshold=DUP_THRESHOLD, embeddings=emb, progress=False)
@@ -387,7 +388,10 @@ def _fo_child(vectors: Path, out: Path, *, timeout: float) -> dict[str, Any]:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, 9)
         proc.wait()
-        return {"error": f"no answer within {timeout:.0f} s (stopped)"}
+        stopped = f"no answer within {timeout:.0f} s (stopped)"
+        if out.exists():  # uniqueness finished; the near duplicates did not
+            return {**json.loads(out.read_text()), "duplicates_error": stopped}
+        return {"error": stopped}
     if proc.returncode != 0 or not out.exists():
         why = (
             "killed (out of memory?)"
@@ -437,6 +441,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=None, help="assets for the signals (quick 20,000; full 100,000)")
     p.add_argument("--big", type=int, default=None, help="assets for the big case (full 1,000,000; 0 = skip)")
     p.add_argument("--skip-fiftyone", action="store_true")
+    p.add_argument(
+        "--fo-timeout", type=float, default=3600, help="seconds FiftyOne's side may take (then stopped)"
+    )
     p.add_argument("--signals", default=",".join(SIGNALS))
     p.add_argument("--dry", action="store_true", help="print the tables without appending to RESULTS.md")
     p.add_argument("--big-only", metavar="DIR", help="run only the big case, its results kept in DIR")
@@ -503,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
         fo = {"error": "skipped (--skip-fiftyone)"}
         if not args.skip_fiftyone:
             print("  FiftyOne Brain on the same vectors", flush=True)
-            fo = _fo_child(work / "vectors.npy", work / "fo.json", timeout=3600)
+            fo = _fo_child(work / "vectors.npy", work / "fo.json", timeout=args.fo_timeout)
         tables += _signal_tables(n, built, results, fo, work, setup)
         if big:
             tables.append(_big_table(_big_measure(work, big), results, n))
