@@ -49,8 +49,12 @@ def write(
 
 
 def clear(index: VectorIndex, evaluation_id: str) -> None:
-    """Remove an evaluation's outcome fields from every asset."""
+    """Remove an evaluation's outcome fields from every asset, and their payload indexes (an
+    index per field of every evaluation ever run would pile up in the engine)."""
     index.delete_keys([root(evaluation_id)])
+    key = root(evaluation_id)
+    for name in {n for fields in FIELDS.values() for n in fields}:
+        index.drop_field(f"{key}.{name}")
 
 
 def wrong(evaluation_id: str, task: str) -> dict[str, Any]:

@@ -151,6 +151,10 @@ class VectorIndex(Protocol):
 
     def indexed_fields(self) -> dict[str, FieldType]: ...
 
+    def drop_field(self, key: str) -> None:
+        """Remove the payload index on `key` if there is one (idempotent; the values stay)."""
+        ...
+
     def upsert(self, points: Sequence[Point]) -> None:
         """Insert or replace points (vector and whole payload)."""
         ...

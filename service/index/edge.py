@@ -163,6 +163,12 @@ class EdgeIndex:
     def indexed_fields(self) -> dict[str, FieldType]:
         return dict(self._indexed)
 
+    def drop_field(self, key: str) -> None:
+        if key not in self._indexed:
+            return
+        self._store.apply(qe.UpdateOperation.delete_field_index(qdrant_key(key)), f"drop the index of {key}")
+        del self._indexed[key]
+
     def upsert(self, points: Sequence[Point]) -> None:
         with_vectors = [p for p in points if p.vector is not None]
         for start in range(0, len(with_vectors), BATCH):

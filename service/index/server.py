@@ -179,6 +179,19 @@ class ServerIndex:
     def indexed_fields(self) -> dict[str, FieldType]:
         return dict(self._indexed)
 
+    def drop_field(self, key: str) -> None:
+        if key not in self._indexed:
+            return
+        if not self._local:
+            self._call(
+                f"drop the index of {key}",
+                self._client.delete_payload_index,
+                self.collection,
+                qdrant_key(key),
+                wait=True,
+            )
+        del self._indexed[key]
+
     def upsert(self, points: Sequence[Point]) -> None:
         with_vectors = [p for p in points if p.vector is not None]
         for start in range(0, len(with_vectors), BATCH):

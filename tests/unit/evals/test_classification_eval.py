@@ -248,3 +248,19 @@ def test_an_evaluation_that_does_not_succeed_leaves_no_outcome_fields(world):
     assert job.state == "failed" and "weak" in (job.detail or "")
     assert EvaluationStore(catalog.state).get(row.id).state == "failed"
     assert catalog.count({f"evals.{row.id}.correct": {"exists": True}}) == 0
+
+
+def test_clearing_an_evaluation_removes_its_fields_and_their_payload_indexes(world):
+    from types import SimpleNamespace
+
+    from service.evals import outcomes
+
+    index, ids = world["catalog"].index, world["ids"][:10]
+    plan = SimpleNamespace(evaluation_id="cleared", task="classification")
+    grouped = [({"correct": True}, [0, 2, 4, 6, 8]), ({"correct": False}, [1, 3, 5, 7, 9])]
+    outcomes.write(index, plan, ids, grouped)  # type: ignore[arg-type]
+    assert "evals.cleared.correct" in index.indexed_fields()
+    assert world["catalog"].count({"evals.cleared.correct": False}) == 5
+    outcomes.clear(index, "cleared")
+    assert "evals.cleared.correct" not in index.indexed_fields()
+    assert world["catalog"].count({"evals.cleared.correct": {"exists": True}}) == 0

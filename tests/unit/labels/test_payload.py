@@ -144,3 +144,29 @@ def test_remove_set_deletes_only_that_set(index: VectorIndex) -> None:
     assert payload.holders(index, "gt") == 0 and payload.holders(index, "pred") == 5
     assert index.retrieve([IDS[0]])[0].payload["labels"] == {"pred": {"label": "b", "imported_at": NOW}}
     assert index.retrieve([IDS[9]])[0].payload.get("labels") in ({}, None)
+
+
+def test_a_removed_set_takes_its_payload_indexes_along_and_a_new_one_gets_them_anew(
+    index: VectorIndex, tmp_path: Path
+) -> None:
+    payload.ensure_indexes(index, "gt")
+    payload.write(index, "gt", [(i, {"label": "a", "imported_at": NOW}) for i in IDS])
+    assert set(payload.field_types("gt")) <= set(index.indexed_fields())
+    payload.remove_set(index, "gt")
+    assert not set(payload.field_types("gt")) & set(index.indexed_fields())
+    if isinstance(index, EdgeIndex):  # the engine forgot them too, not only this process
+        index.close()
+        again = EdgeIndex(tmp_path / "edge", vector_name="v", dim=DIM, settings=IndexSettings())
+        assert not set(payload.field_types("gt")) & set(again.indexed_fields())
+        index = again
+    payload.ensure_indexes(index, "gt")
+    payload.write(index, "gt", [(i, {"label": "b", "imported_at": NOW}) for i in IDS[:3]])
+    assert payload.holders(index, "gt") == 3
+    assert index.count(parse_filter({"labels.gt.label": "b"})) == 3
+    index.close()
+
+
+def test_a_labeling_function_rewriting_its_set_keeps_the_indexes(index: VectorIndex) -> None:
+    payload.ensure_indexes(index, "lf")
+    payload.remove_set(index, "lf", keep_indexes=True)
+    assert set(payload.field_types("lf")) <= set(index.indexed_fields())
