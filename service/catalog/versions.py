@@ -52,17 +52,18 @@ def layout_versions(
     `fields`: the names of the derived fields that can be colour columns (a label set
     removed takes its columns with it, and no job says so).
     """
-    queue = JobQueue(state)
-    syncs = queue.list(kind="sync", limit=RECENT)
+    space_kinds = SPACE_KINDS if space is not None else ()
+    jobs = JobQueue(state).newest_per_kind(("sync", *space_kinds, *COLOUR_KINDS), limit=RECENT)
+    syncs = [j for j in jobs if j.kind == "sync"]
     now = datetime.now(UTC)
     syncing = any(
         j.state in ("queued", "running") and now - _utc(j.heartbeat_at or j.created_at) < SYNC_SILENCE
         for j in syncs
     )
-    moves = [*syncs, *(j for k in SPACE_KINDS if space is not None for j in queue.list(kind=k, limit=RECENT))]
+    moves = [j for j in jobs if j.kind == "sync" or j.kind in space_kinds]
     held = index.count(None if space is None else Filter(must=[HasVector(space)]))
     points = _digest(LAYOUT_VERSION, method, space or index.vector_name, held, _last(moves))
-    writes = [j for k in COLOUR_KINDS for j in queue.list(kind=k, limit=RECENT)]
+    writes = [j for j in jobs if j.kind in COLOUR_KINDS]
     colours = _digest(LAYOUT_VERSION, _last(writes), *sorted(fields))
     return Versions(points=points, colours=colours, syncing=syncing)
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from service.errors import Conflict, JobNotFound
@@ -29,6 +29,16 @@ ACTIVE_STATES = ("queued", "running")
 FINAL_STATES = ("succeeded", "failed", "cancelled")
 MAX_JOB_ERRORS = 1000
 Signal = Literal["ok", "lost", "cancel"]
+
+
+class JobTimes(NamedTuple):
+    """The columns of a job that say when it ran (JobQueue.newest_per_kind)."""
+
+    kind: str
+    state: str
+    created_at: datetime
+    heartbeat_at: datetime | None
+    finished_at: datetime | None
 
 
 class JobQueue:
@@ -114,6 +124,24 @@ class JobQueue:
             q = q.where(JobRow.state.in_(tuple(states)))
         with self.state.session() as s:
             return list(s.scalars(q))
+
+    def newest_per_kind(self, kinds: Sequence[str], *, limit: int) -> Sequence[JobTimes]:
+        """The `limit` newest jobs of each of `kinds`, in one query.
+
+        The map polls this (service/catalog/versions.py): one `list(kind=...)` per kind was a
+        round trip each. ROW_NUMBER() OVER (PARTITION BY kind) works on SQLite and PostgreSQL.
+        """
+        rank = func.row_number().over(partition_by=JobRow.kind, order_by=JobRow.created_at.desc())
+        ranked = (
+            select(JobRow.kind, JobRow.state, JobRow.created_at, JobRow.heartbeat_at, JobRow.finished_at)
+            .add_columns(rank.label("rank"))
+            .where(JobRow.kind.in_(tuple(kinds)))
+            .subquery()
+        )
+        c = ranked.c
+        q = select(c.kind, c.state, c.created_at, c.heartbeat_at, c.finished_at).where(c.rank <= limit)
+        with self.state.session() as s:
+            return [JobTimes(*row) for row in s.execute(q)]
 
     # -- the runner's side ---------------------------------------------------
 
