@@ -56,7 +56,7 @@ def _write(catalog: Catalog, into: str, labels: list[apply.Label], *, job_id: st
     of assets, and one write per asset was most of a large run's time."""
     index = catalog.index
     now = rfc3339(utcnow()) or ""
-    payload.remove_set(index, into, keep_indexes=True)
+    payload.clear_set(index, into)
     payload.ensure_indexes(index, into)
     groups: dict[str, tuple[dict[str, Any], list[str]]] = {}
     for asset, label, score, scores in labels:

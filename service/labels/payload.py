@@ -169,14 +169,19 @@ def held(name: str) -> Filter:
     )
 
 
-def remove_set(index: VectorIndex, name: str, *, keep_indexes: bool = False) -> None:
-    """Remove `labels.<name>` from every asset that has it, in one delete-by-filter, then the
-    set's payload indexes (a set made again under the name gets them anew), unless the set is
-    about to be written again (`keep_indexes`: building an index reads every payload)."""
+def clear_set(index: VectorIndex, name: str) -> None:
+    """Remove `labels.<name>` from every asset that has it, in one delete-by-filter, keeping the
+    set's payload indexes: for a set about to be written again (a labeling function's), since
+    building an index reads every payload."""
     index.delete_keys([f"{ROOT}.{name}"], filter=held(name))
-    if not keep_indexes:
-        for key in field_types(name):
-            index.drop_field(key)
+
+
+def remove_set(index: VectorIndex, name: str) -> None:
+    """Clear set `name` (clear_set), then drop its payload indexes: a set made again under the
+    name gets them anew."""
+    clear_set(index, name)
+    for key in field_types(name):
+        index.drop_field(key)
 
 
 def holders(index: VectorIndex, name: str) -> int:

@@ -166,7 +166,10 @@ def test_a_removed_set_takes_its_payload_indexes_along_and_a_new_one_gets_them_a
     index.close()
 
 
-def test_a_labeling_function_rewriting_its_set_keeps_the_indexes(index: VectorIndex) -> None:
+def test_clearing_a_set_removes_its_values_and_keeps_its_indexes(index: VectorIndex) -> None:
     payload.ensure_indexes(index, "lf")
-    payload.remove_set(index, "lf", keep_indexes=True)
+    payload.write(index, "lf", [(i, {"label": "a", "imported_at": NOW}) for i in IDS])
+    payload.write(index, "gt", [(i, {"label": "b", "imported_at": NOW}) for i in IDS[:5]])
+    payload.clear_set(index, "lf")
+    assert payload.holders(index, "lf") == 0 and payload.holders(index, "gt") == 5
     assert set(payload.field_types("lf")) <= set(index.indexed_fields())
