@@ -261,21 +261,15 @@ def fresh_copy(home: Path, to: Path) -> Path:
     return to
 
 
-def warm_up() -> None:
-    """Import the job kinds before the clock starts, as a running server has (seconds of imports)."""
-    from service.jobs.kinds import kinds
-
-    kinds()
-
-
 def signal_worker(home: str, kind: str, out_path: str) -> int:
     """Run one signal in this process; report its wall time, peak RSS and what it wrote."""
+    from benchmarks.common import warm_job_kinds
     from service.index.base import Condition, Filter
     from service.signals.plan import run_now
     from service.signals.schemas import FIELDS, SignalRequest
 
     catalog = open_catalog(Path(home))
-    warm_up()
+    warm_job_kinds()
     base_rss = rss_gib()
     body: dict[str, Any] = {"ground_truth": "gt"} if kind == "label_issues" else {}
     t0, c0 = time.perf_counter(), cpu_s()
@@ -311,12 +305,13 @@ def signal_worker(home: str, kind: str, out_path: str) -> int:
 
 
 def select_worker(home: str, budget: int, out_path: str) -> int:
+    from benchmarks.common import warm_job_kinds
     from service.selections import greedy
     from service.selections.jobs import run_now
     from service.selections.schemas import SelectionRequest
 
     catalog = open_catalog(Path(home))
-    warm_up()
+    warm_job_kinds()
     picking: dict[str, float] = {}
     real_pick = greedy.pick
 

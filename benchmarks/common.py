@@ -114,6 +114,18 @@ def ms(seconds: float) -> float:
 # -- the machine ------------------------------------------------------------------
 
 
+def warm_job_kinds() -> None:
+    """Import the job kinds before the clock starts, as a running server has.
+
+    The first job of a process imports every kind's module (signals, clustering, the
+    evaluations' scikit-learn: seconds); a server does that at start-up
+    (service/api/routes/jobs.py), so a timing that included it would measure the imports.
+    """
+    from service.jobs.kinds import kinds  # here, not at the top: FiftyOne's venv imports this file
+
+    kinds()
+
+
 def loadavg() -> str:
     one, five, fifteen = os.getloadavg()
     return f"{one:.2f} {five:.2f} {fifteen:.2f}"
