@@ -121,7 +121,7 @@ def warm_job_kinds() -> None:
     evaluations' scikit-learn: seconds); a server does that at start-up
     (service/api/routes/jobs.py), so a timing that included it would measure the imports.
     """
-    from service.jobs.kinds import kinds  # here, not at the top: FiftyOne's venv imports this file
+    from service.jobs.kinds import kinds  # here: nothing of Loupe is imported at this module's top
 
     kinds()
 
