@@ -292,6 +292,19 @@ class VectorIndex(Protocol):
         """
         ...
 
+    def all_vectors(self, space: str) -> tuple[list[str], np.ndarray]:
+        """Every point's vector in `space` (float32, one row a point) and their ids, in scroll
+        (id) order; points without a vector in the space are not in it.
+
+        The embedded index serves it from a cache on disk beside its shards, built on the first
+        call after a vector write (the matrix is then a read-only mapped file: copy before
+        writing into it); a server's backend scrolls the collection every time.
+
+        Raises:
+            InvalidQuery: the index has no vectors named `space`.
+        """
+        ...
+
     def count(self, filter: Filter | None = None) -> int: ...
 
     def facet(self, key: str, *, filter: Filter | None = None, limit: int = 50) -> list[FacetCount]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ from service.index.plan import (
     recommend_pool,
     score_from_best_score,
 )
+from service.index.vector_cache import Page, VectorCache
 
 BATCH = 1000
 _SCHEMA = {
@@ -119,6 +120,7 @@ class EdgeIndex:
             optimizers=qe.EdgeOptimizersConfig(indexing_threshold=indexing_threshold_kb),
         )
         self._store = EdgeStore(self.path, config=config)
+        self._cache = VectorCache(self.path / "vectors")
         try:
             self._ensure_vector()
             with self._store.shard() as shard, edge_errors("read the payload schema"):
@@ -178,7 +180,8 @@ class EdgeIndex:
                 qe.Point(_point_id(p.id), {**_named(p.vectors), self.vector_name: row}, dict(p.payload))
                 for p, row in zip(batch, rows, strict=True)
             ]
-            self._store.apply(qe.UpdateOperation.upsert_points(edge_points), "upsert points")
+            with self._cache.writing():
+                self._store.apply(qe.UpdateOperation.upsert_points(edge_points), "upsert points")
         payload_only = [p for p in points if p.vector is None]
         if payload_only:
             self._replace_payloads(payload_only)
@@ -226,7 +229,8 @@ class EdgeIndex:
     def delete(self, ids: Sequence[str]) -> None:
         for start in range(0, len(ids), BATCH):
             op = qe.UpdateOperation.delete_points([_point_id(i) for i in ids[start : start + BATCH]])
-            self._store.apply(op, "delete points")
+            with self._cache.writing():
+                self._store.apply(op, "delete points")
 
     # -- reads -------------------------------------------------------------
 
@@ -265,7 +269,8 @@ class EdgeIndex:
                 f"({known.distance}), not {spec.dim} ({spec.distance})"
             )
         op = qe.UpdateOperation.create_dense_vector(spec.name, spec.dim, _DISTANCE[spec.distance])
-        self._store.apply(op, f"add the named vector {spec.name}")
+        with self._cache.writing():
+            self._store.apply(op, f"add the named vector {spec.name}")
         self._specs[spec.name] = spec
 
     def remove_vector(self, name: str) -> None:
@@ -273,7 +278,8 @@ class EdgeIndex:
             raise InvalidQuery("the encoder's vectors cannot be removed", path="name")
         if name not in self._specs:
             return
-        self._store.apply(qe.UpdateOperation.delete_vector_name(name), f"remove the named vector {name}")
+        with self._cache.writing():
+            self._store.apply(qe.UpdateOperation.delete_vector_name(name), f"remove the named vector {name}")
         del self._specs[name]
 
     def update_vectors(self, name: str, items: Sequence[tuple[str, np.ndarray]]) -> None:
@@ -287,12 +293,14 @@ class EdgeIndex:
                     for (pid, _), row in zip(batch, rows, strict=True)
                 ]
             )
-            self._store.apply(op, f"write {name} vectors")
+            with self._cache.writing():
+                self._store.apply(op, f"write {name} vectors")
 
     def delete_vectors(self, name: str, ids: Sequence[str]) -> None:
         for start in range(0, len(ids), BATCH):
             points: list[Any] = [_point_id(i) for i in ids[start : start + BATCH]]
-            self._store.apply(qe.UpdateOperation.delete_vectors(points, [name]), f"delete {name} vectors")
+            with self._cache.writing():
+                self._store.apply(qe.UpdateOperation.delete_vectors(points, [name]), f"delete {name} vectors")
 
     def _spec(self, using: str | None) -> VectorSpec:
         spec = self._specs.get(using or self.vector_name)
@@ -459,6 +467,32 @@ class EdgeIndex:
         if with_vectors is False:  # the common page: ids and payload fields, one call less each
             return [Record(id=str(r.id), payload=r.payload or {}) for r in records], nxt_id
         return [self._record(r, with_vectors, None) for r in records], nxt_id
+
+    def all_vectors(self, space: str) -> tuple[list[str], np.ndarray]:
+        """Served from the cache beside the shard (vector_cache.py), built on the first call after
+        a vector write; the matrix is read-only (a mapped file)."""
+        spec = self._spec(space)
+        has = Filter(must=[HasVector(spec.name)])
+        return self._cache.get(
+            spec.name,
+            dim=spec.dim,
+            count=lambda: self.count(has),
+            pages=lambda: self._vector_pages(spec.name),
+        )
+
+    def _vector_pages(self, space: str) -> Iterator[Page]:
+        """(id, vector as a list) of every point with a vector in `space`, in scroll order."""
+        has = qe.Filter(must=[qe.HasVectorCondition(space)])
+        cursor = None
+        while True:
+            request = qe.ScrollRequest(
+                offset=cursor, limit=BATCH, filter=has, with_payload=False, with_vector=[space]
+            )
+            with self._store.shard() as shard, edge_errors(f"read the {space} vectors"):
+                records, cursor = shard.scroll(request)
+            yield [(str(r.id), r.vector[space]) for r in records]
+            if cursor is None:
+                return
 
     def count(self, filter: Filter | None = None) -> int:
         request = qe.CountRequest(exact=True, filter=_to_edge(filter))

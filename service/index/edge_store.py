@@ -5,6 +5,7 @@ Layout of the directory (one process owns it, by an exclusive flock on LOCK):
     LOCK          the owner's pid
     CURRENT       the name of the live shard directory
     shard-<n>/    a qdrant-edge shard (config, segments, WAL)
+    vectors/      every vector of a space as a mapped matrix, for full reads (vector_cache.py)
 
 Why optimize works on a copy. qdrant-edge builds its HNSW graph only in
 `EdgeShard.optimize()`, and the binding holds the GIL for the whole call (as

@@ -26,6 +26,7 @@ from service.index.base import (
     FacetCount,
     FieldType,
     Filter,
+    HasVector,
     Hit,
     Point,
     Record,
@@ -549,6 +550,26 @@ class ServerIndex:
             with_vectors=names or False,
         )
         return [self._record(r, with_vectors, None) for r in records], None if nxt is None else str(nxt)
+
+    def all_vectors(self, space: str) -> tuple[list[str], np.ndarray]:
+        """Scrolled every time: other processes may change a server's vectors, so nothing is cached."""
+        spec = self._spec(space)
+        has = Filter(must=[HasVector(spec.name)])
+        ids: list[str] = []
+        rows: list[np.ndarray] = []
+        cursor: str | None = None
+        while True:
+            recs, cursor = self.scroll(
+                filter=has, limit=BATCH, cursor=cursor, fields=[], with_vectors=[spec.name]
+            )
+            for rec in recs:
+                if spec.name in rec.vectors:
+                    ids.append(rec.id)
+                    rows.append(rec.vectors[spec.name])
+            if cursor is None:
+                break
+        matrix = np.asarray(rows, dtype=np.float32).reshape(len(rows), spec.dim)
+        return ids, matrix
 
     def count(self, filter: Filter | None = None) -> int:
         flt = to_qdrant(filter)

@@ -20,6 +20,7 @@ from service.selections.plan import Plan
 
 BATCH = 4096
 MAX_SEEDS = 20_000
+UNIT_TOLERANCE = 1e-5  # a stored cosine vector's norm is 1 within a few float32 steps
 
 
 @dataclass
@@ -69,36 +70,74 @@ def prepare(vectors: np.ndarray, distance: Distance, *, in_place: bool = False) 
 
 
 def read(index: VectorIndex, plan: Plan, *, on_batch: Callable[[int], None] = lambda n: None) -> Pool:
+    """The pool in scroll (id) order. With vectors, they come from `index.all_vectors` (the
+    embedded index's cache) and the pool's scroll reads ids and payload fields only."""
     paths = [w.path for w in plan.weights] + ([plan.balance_path] if plan.balance_path else [])
     roots = sorted({p.split(".")[0] for p in paths})
-    space = plan.space.name
-    pool = Pool()
-    values: list[list[float]] = [[] for _ in plan.weights]
-    rows: np.ndarray | None = None  # filled in place: one pool-sized array, never a list of rows
-    placed = 0
-    cursor: str | None = None
     flt = parse_filter(plan.pool)
-    if plan.needs_vectors:
-        rows = np.empty((index.count(flt), plan.space.dim), dtype=np.float32)  # an upper bound
+    if not plan.needs_vectors:
+        pool = Pool()
+        _scroll(index, plan, pool, flt=flt, roots=roots, on_batch=on_batch)
+        return pool
+    ids, matrix = index.all_vectors(plan.space.name)
+    rows = _Rows(ids)
+    pool = Pool()
+    total = index.count(None)
+    if not roots and index.count(flt) == total:
+        # The whole index is the pool (the usual diversity run): no scroll, and no copy.
+        pool.ids, pool.no_vector, take = list(ids), total - len(ids), None
+        on_batch(len(ids))
+    else:
+        take = _scroll(index, plan, pool, flt=flt, roots=roots, on_batch=on_batch, rows=rows)
+        if np.array_equal(take, np.arange(len(ids))):
+            take = None  # every point with a vector, in the cache's order
+    if take is None:
+        pool.vectors = _compared(matrix, plan.space.distance, owned=False) if len(ids) else None
+    elif len(take):
+        pool.vectors = _compared(matrix[take], plan.space.distance, owned=True)  # a gathered copy
+    if plan.diversity is not None and plan.seeds is not None:
+        pool.seeds, pool.seed_count = _seeds(index, plan, matrix, rows)
+    return pool
+
+
+class _Rows:
+    """Row of each id in the cached matrix, the dict built when first asked (1M ids: ~0.4 s)."""
+
+    def __init__(self, ids: list[str]) -> None:
+        self.ids = ids
+        self._of: dict[str, int] | None = None
+
+    def get(self, asset_id: str) -> int | None:
+        if self._of is None:
+            self._of = {i: n for n, i in enumerate(self.ids)}
+        return self._of.get(asset_id)
+
+
+def _scroll(
+    index: VectorIndex,
+    plan: Plan,
+    pool: Pool,
+    *,
+    flt: Any,
+    roots: list[str],
+    on_batch: Callable[[int], None],
+    rows: _Rows | None = None,
+) -> np.ndarray:
+    """The pool's ids and payload values into `pool`; with `rows`, only the points that have a
+    vector (the others are counted in `no_vector`: they cannot be placed, so not chosen), and
+    their rows in the matrix are returned."""
+    values: list[list[float]] = [[] for _ in plan.weights]
+    take: list[int] = []
+    cursor: str | None = None
     while True:
-        recs, cursor = index.scroll(
-            filter=flt,
-            limit=BATCH,
-            cursor=cursor,
-            fields=roots,
-            with_vectors=[space] if plan.needs_vectors else False,
-        )
+        recs, cursor = index.scroll(filter=flt, limit=BATCH, cursor=cursor, fields=roots)
         for rec in recs:
-            if plan.needs_vectors:
-                vec = rec.vectors.get(space)
-                if vec is None:
-                    pool.no_vector += 1  # not in this space: it cannot be placed, so not chosen
+            if rows is not None:
+                row = rows.get(rec.id)
+                if row is None:
+                    pool.no_vector += 1
                     continue
-                assert rows is not None
-                if placed == len(rows):  # points added since the count
-                    rows = np.concatenate([rows, np.empty_like(rows[: max(BATCH, len(rows) // 4)])])
-                rows[placed] = vec
-                placed += 1
+                take.append(row)
             pool.ids.append(rec.id)
             for n, weight in enumerate(plan.weights):
                 values[n].append(_number(lookup(rec.payload, weight.path)))
@@ -108,29 +147,37 @@ def read(index: VectorIndex, plan: Plan, *, on_batch: Callable[[int], None] = la
         if cursor is None:
             break
     pool.values = [np.asarray(v, dtype=np.float64) for v in values]
-    if rows is not None and placed:
-        pool.vectors = prepare(rows[:placed], plan.space.distance, in_place=True)
-    if plan.diversity is not None and plan.seeds is not None:
-        pool.seeds, pool.seed_count = _seeds(index, plan)
-    return pool
+    return np.asarray(take, dtype=np.int64)
 
 
-def _seeds(index: VectorIndex, plan: Plan) -> tuple[np.ndarray | None, int]:
-    space = plan.space.name
-    rows: list[np.ndarray] = []
+def _compared(matrix: np.ndarray, distance: Distance, *, owned: bool) -> np.ndarray:
+    """`prepare`d vectors, written into `matrix` only when `owned` (the cache's is a read-only
+    mapped file). Cosine vectors come out of the index normalised already: when every norm is 1
+    to float32 rounding they are used as stored (normalising again would only move them by a
+    rounding step, and needs a pool-sized copy of a mapped matrix); otherwise normalised."""
+    if distance != Distance.cosine:
+        return matrix
+    for at in range(0, len(matrix), BATCH):
+        norms = np.linalg.norm(matrix[at : at + BATCH], axis=1)
+        if not np.all(np.abs(norms - 1.0) <= UNIT_TOLERANCE):
+            copy = matrix if owned else np.array(matrix, dtype=np.float32)
+            return prepare(copy, distance, in_place=True)
+    return matrix
+
+
+def _seeds(index: VectorIndex, plan: Plan, matrix: np.ndarray, rows: _Rows) -> tuple[np.ndarray | None, int]:
+    """The first MAX_SEEDS seeds (by id) that have a vector, gathered from the matrix."""
+    take: list[int] = []
     cursor: str | None = None
     flt = parse_filter(plan.seeds)
-    while len(rows) < MAX_SEEDS:
-        recs, cursor = index.scroll(
-            filter=flt,
-            limit=min(BATCH, MAX_SEEDS - len(rows)),
-            cursor=cursor,
-            fields=[],
-            with_vectors=[space],
-        )
-        rows.extend(np.asarray(r.vectors[space], dtype=np.float32) for r in recs if space in r.vectors)
+    while len(take) < MAX_SEEDS:
+        recs, cursor = index.scroll(filter=flt, limit=BATCH, cursor=cursor, fields=[])
+        for rec in recs:
+            row = rows.get(rec.id)
+            if row is not None and len(take) < MAX_SEEDS:
+                take.append(row)
         if cursor is None:
             break
-    if not rows:
+    if not take:
         return None, 0
-    return prepare(np.stack(rows), plan.space.distance), len(rows)
+    return _compared(matrix[np.asarray(take, dtype=np.int64)], plan.space.distance, owned=True), len(take)
