@@ -253,11 +253,14 @@ class VectorIndex(Protocol):
         k: int,
         filter: Filter | None = None,
         using: str | None = None,
+        ef: int | None = None,
     ) -> list[list[Hit]]:
         """The `k` nearest points to each vector, as one batch query of the engine (service/signals).
 
         Hits come closest first with scores as `query` gives them, without payloads; a point
-        that is itself among the vectors comes back as its own nearest hit.
+        that is itself among the vectors comes back as its own nearest hit. `ef` widens the
+        graph search to at least that many candidates (a second pass for rows whose first
+        answer looks like a miss); by default the settings' `hnsw_ef`.
         """
         ...
 

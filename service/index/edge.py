@@ -396,13 +396,14 @@ class EdgeIndex:
         k: int,
         filter: Filter | None = None,
         using: str | None = None,
+        ef: int | None = None,
     ) -> list[list[Hit]]:
         if not vectors:
             return []
         spec = self._spec(using)
         flt = _to_edge(filter)
         with self._store.shard() as shard:
-            params = _params(self._plan(shard, filter, want=k), self.settings)
+            params = _params(self._plan(shard, filter, want=max(k, ef or 0)), self.settings)
             requests = [
                 qe.QueryRequest(
                     limit=k,

@@ -476,12 +476,14 @@ class ServerIndex:
         k: int,
         filter: Filter | None = None,
         using: str | None = None,
+        ef: int | None = None,
     ) -> list[list[Hit]]:
         if not vectors:
             return []
         spec = self._spec(using)
         flt = to_qdrant(filter)
-        params = None if self._local else search_params(self._plan(filter, want=k), self.settings)
+        want = max(k, ef or 0)
+        params = None if self._local else search_params(self._plan(filter, want=want), self.settings)
         requests = [
             models.QueryRequest(
                 query=models.NearestQuery(nearest=vector(v)),

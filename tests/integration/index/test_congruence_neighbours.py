@@ -81,3 +81,44 @@ def test_scroll_ordered_pages_through_ties_in_order(
             ids.append(rec.id)
     assert seen == wanted
     assert len(set(ids)) == len(ids)
+
+
+def test_refine_replaces_a_missed_answer_and_keeps_good_ones(index: VectorIndex) -> None:  # noqa: F811
+    """The second pass of the neighbour graph (service/signals/neighbours.refine) on a real index:
+    rows whose first answer was planted far away get the true k nearest; a right answer stays."""
+    from service.index.spaces import resolve_space
+    from service.signals.neighbours import refine, with_vector
+
+    space = resolve_space(index, None)
+    k, rows = 3, list(range(40))
+    allowed = list(range(len(IDS)))
+    truth = _reference_knn(np.array(rows), k + 1, allowed)
+    ids = [IDS[r] for r in rows]
+    neighbour_ids = [line[1 : k + 1] for line in truth]  # the right answer, own id dropped
+    scores = [
+        np.asarray(VECTORS[[IDS.index(i) for i in line]] @ VECTORS[r], dtype=np.float32)
+        for line, r in zip(neighbour_ids, rows, strict=True)
+    ]
+    far = list(np.argsort(VECTORS @ VECTORS[0])[:k])  # the points least like row 0: a "miss"
+    missed = {0, 7}
+    for r in missed:
+        neighbour_ids[r] = [IDS[j] for j in far]
+        scores[r] = np.asarray(VECTORS[far] @ VECTORS[r], dtype=np.float32)
+    asked = refine(
+        index,
+        space=space,
+        filter=with_vector(None, space),
+        k=k,
+        ids=ids,
+        neighbour_ids=neighbour_ids,
+        scores=scores,
+    )
+    assert asked >= len(missed)
+    for r in rows:
+        assert neighbour_ids[r] == truth[r][1 : k + 1], r
+        np.testing.assert_allclose(
+            scores[r], VECTORS[[IDS.index(i) for i in truth[r][1 : k + 1]]] @ VECTORS[r], atol=1e-4
+        )
+    # A wider search answers the same on a small index.
+    wide = index.neighbours([VECTORS[i] for i in rows], k=k + 1, ef=512)
+    assert [[h.id for h in hits][:2] for hits in wide] == [line[:2] for line in truth]
