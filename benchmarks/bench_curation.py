@@ -39,6 +39,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -105,6 +106,38 @@ def point_id(row: int) -> str:
 
 def rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
+
+
+class PeakMemory:
+    """The peak anonymous and file-backed resident memory of this process, sampled every 0.5 s
+    from /proc (Linux): ru_maxrss counts both, and the file-backed part is the index's mapped
+    segment files and the vector cache, page cache the kernel can drop under pressure."""
+
+    def __init__(self) -> None:
+        self.anon_gib = self.file_gib = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with open("/proc/self/status") as status:
+                    for line in status:
+                        if line.startswith(("RssAnon:", "RssFile:")):
+                            gib = int(line.split()[1]) / 1024 / 1024
+                            if line.startswith("RssAnon"):
+                                self.anon_gib = max(self.anon_gib, gib)
+                            else:
+                                self.file_gib = max(self.file_gib, gib)
+            except OSError:
+                return
+            self._stop.wait(0.5)
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        self._thread.join()
+        return {"anon_gib": self.anon_gib, "file_gib": self.file_gib}
 
 
 def cpu_s() -> float:
@@ -271,11 +304,18 @@ def signal_worker(home: str, kind: str, out_path: str) -> int:
     catalog = open_catalog(Path(home))
     warm_job_kinds()
     base_rss = rss_gib()
+    peak = PeakMemory()
     body: dict[str, Any] = {"ground_truth": "gt"} if kind == "label_issues" else {}
     t0, c0 = time.perf_counter(), cpu_s()
     row = run_now(catalog, kind, SignalRequest.model_validate(body))
     seconds, cpu = time.perf_counter() - t0, cpu_s() - c0
-    out: dict[str, Any] = {"kind": kind, "seconds": seconds, "cpu_s": cpu, "rss_gib": rss_gib()}
+    out: dict[str, Any] = {
+        "kind": kind,
+        "seconds": seconds,
+        "cpu_s": cpu,
+        "rss_gib": rss_gib(),
+        **peak.stop(),
+    }
     out["open_rss_gib"] = base_rss
     out.update(state=row.state, detail=row.detail, counts=row.counts)
     leaf = FIELDS[kind].split(".", 1)[1]
@@ -304,7 +344,7 @@ def signal_worker(home: str, kind: str, out_path: str) -> int:
     return 0
 
 
-def select_worker(home: str, budget: int, out_path: str) -> int:
+def select_worker(home: str, budget: int, out_path: str, name: str = "bench-diverse") -> int:
     from benchmarks.common import warm_job_kinds
     from service.selections import greedy
     from service.selections.jobs import run_now
@@ -325,11 +365,12 @@ def select_worker(home: str, budget: int, out_path: str) -> int:
     greedy.pick = timed_pick  # type: ignore[assignment]
     # the path greedy.pick takes on its own (accelerate=None) for this pool and budget
     int8 = catalog.index.count(None) >= greedy.QUANTISED_MIN_POOL and budget >= greedy.QUANTISED_MIN_BUDGET
+    peak = PeakMemory()
     t0, c0 = time.perf_counter(), cpu_s()
     row = run_now(
         catalog,
         SelectionRequest.model_validate(
-            {"name": "bench-diverse", "budget": budget, "strategies": [{"kind": "diversity"}]}
+            {"name": name, "budget": budget, "strategies": [{"kind": "diversity"}]}
         ),
     )
     seconds, cpu = time.perf_counter() - t0, cpu_s() - c0
@@ -337,13 +378,14 @@ def select_worker(home: str, budget: int, out_path: str) -> int:
         "seconds": seconds,
         "cpu_s": cpu,
         "rss_gib": rss_gib(),
+        **peak.stop(),
         "state": row.state,
         "count": len(row.ids or []),
         **picking,
         "int8": int8,
     }
     if "pick_s" in out:
-        out["read_s"] = seconds - out["pick_s"]  # the pool read from the index, and the job's writes
+        out["read_s"] = seconds - picking["pick_s"]  # the pool read from the index, and the job's writes
     out["keys"] = [int(r.payload["key"]) for r in catalog.index.retrieve(list(row.ids or []), fields=["key"])]
     out["detail"] = row.detail
     catalog.close()
@@ -578,7 +620,10 @@ def _signal_tables(
         cpu = r.get("cpu_s")
         met = [r["seconds"] <= TARGET_100K_S and rss_ok, cpu is not None and cpu <= TARGET_100K_S and rss_ok]
         verdict = " / ".join("yes" if m else "no" for m in met)
-        t.add(name, r["seconds"], "-" if cpu is None else cpu, r["rss_gib"], verdict, found)
+        rss = f"{r['rss_gib']:.2f}"
+        if "anon_gib" in r:
+            rss += f" ({r['anon_gib']:.2f} anon + {r['file_gib']:.2f} file)"
+        t.add(name, r["seconds"], "-" if cpu is None else cpu, rss, verdict, found)
     t.notes.append(setup)
     t.notes.append(
         "each signal in its own process (the CLI's in-process job, service.signals.plan.run_now); peak "
@@ -676,13 +721,18 @@ def _big_measure(work: Path, big: int) -> dict[str, Any]:
     print(f"writing {big:,} points (no graph) for the big case", flush=True)
     built = build(work / "big", big, graph=False, keep=None, labels=False)
     out: dict[str, Any] = {"n": big, "upsert_s": built["upsert_s"]}
-    sel = _child(["--select-worker", str(work / "big"), "1000"], work / "select.json", timeout=3600)
-    out["select"] = sel
-    if "keys" in sel:
-        picked = np.asarray(sel["keys"], dtype=np.int64)
-        out["covered"] = len(np.unique(built["cluster"][picked]))
-        out["outliers_picked"] = int(np.sum(built["kind"][picked] == 2))
-        out["outliers"] = int(np.sum(built["kind"] == 2))
+    # The first selection after the vectors were written reads them through the engine and
+    # leaves the vector cache (service/index/vector_cache.py); the next batch maps it.
+    for step, name in (("select", "bench-diverse"), ("select_warm", "bench-diverse-next")):
+        sel = _child(
+            ["--select-worker", str(work / "big"), "1000", name], work / f"{step}.json", timeout=3600
+        )
+        out[step] = sel
+        if "keys" in sel:
+            picked = np.asarray(sel["keys"], dtype=np.int64)
+            sel["covered"] = len(np.unique(built["cluster"][picked]))
+            sel["outliers_picked"] = int(np.sum(built["kind"][picked] == 2))
+    out["outliers"] = int(np.sum(built["kind"] == 2))
     shutil.rmtree(work / "big", ignore_errors=True)
     return out
 
@@ -695,30 +745,41 @@ def _big_table(measured: dict[str, Any], results: dict[str, dict[str, Any]], n: 
         f"{big:,} assets: a diversity selection of 1,000, and the signals projected",
         ["case", "wall s (CPU s)", "peak RSS GiB", "target", "met (wall / CPU)"],
     )
-    sel = measured["select"]
-    if "error" in sel:
-        t.add("diversity selection of 1,000", "-", "-", f"<= {TARGET_SELECT_S:.0f} s", sel["error"])
-    else:
+    cases = (
+        ("select", "diversity selection of 1,000 (first after the write: builds the vector cache)"),
+        ("select_warm", "the next batch of 1,000 (vector cache warm)"),
+    )
+    for step, label in cases:
+        sel = measured.get(step)
+        if sel is None:
+            continue
+        if "error" in sel:
+            t.add(label, "-", "-", f"<= {TARGET_SELECT_S:.0f} s", sel["error"])
+            continue
         rss_ok = sel["rss_gib"] <= TARGET_RSS_GIB
         met = [rss_ok and v is not None and v <= TARGET_SELECT_S for v in (sel["seconds"], sel.get("cpu_s"))]
+        rss = f"{sel['rss_gib']:.2f}"
+        if "anon_gib" in sel:
+            rss += f" ({sel['anon_gib']:.2f} anon + {sel['file_gib']:.2f} file)"
         t.add(
-            "diversity selection of 1,000",
+            label,
             _both(sel["seconds"], sel.get("cpu_s")),
-            sel["rss_gib"],
+            rss,
             f"<= {TARGET_SELECT_S:.0f} s, <= {TARGET_RSS_GIB:.0f} GB",
             " / ".join("yes" if m else "no" for m in met),
         )
         if "pick_s" in sel:
             t.notes.append(
-                f"of which choosing (greedy.pick: {'the int8 update' if sel.get('int8') else 'plain'}) "
-                f"{sel['pick_s']:.0f} s ({sel['pick_cpu_s']:.0f} s CPU), the rest reading the pool from "
-                f"the index and recording the selection ({sel['read_s']:.0f} s)"
+                f"{step}: choosing (greedy.pick: {'the int8 update' if sel.get('int8') else 'plain'}) "
+                f"{sel['pick_s']:.0f} s ({sel['pick_cpu_s']:.0f} s CPU), the rest reading the pool and "
+                f"recording the selection ({sel['read_s']:.0f} s)"
             )
-        t.notes.append(
-            f"the 1,000 picks cover {measured['covered']} of {CLUSTERS} planted clusters and hold "
-            f"{measured['outliers_picked']} of the {measured['outliers']} planted outliers "
-            "(farthest-first takes the far points first)"
-        )
+        if "covered" in sel:
+            t.notes.append(
+                f"{step}: the 1,000 picks cover {sel['covered']} of {CLUSTERS} planted clusters and hold "
+                f"{sel['outliers_picked']} of the {measured['outliers']} planted outliers "
+                "(farthest-first takes the far points first)"
+            )
     for kind, r in results.items():
         if "seconds" not in r:
             continue
@@ -743,5 +804,5 @@ if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--signal-worker":
         raise SystemExit(signal_worker(sys.argv[2], sys.argv[3], sys.argv[4]))
     if len(sys.argv) > 1 and sys.argv[1] == "--select-worker":
-        raise SystemExit(select_worker(sys.argv[2], int(sys.argv[3]), sys.argv[4]))
+        raise SystemExit(select_worker(sys.argv[2], int(sys.argv[3]), sys.argv[5], sys.argv[4]))
     raise SystemExit(main())
