@@ -41,7 +41,7 @@ from service.index.plan import (
     recommend_pool,
     score_from_best_score,
 )
-from service.index.vector_cache import Page, VectorCache
+from service.index.vector_cache import Page
 
 BATCH = 1000
 _SCHEMA = {
@@ -120,7 +120,7 @@ class EdgeIndex:
             optimizers=qe.EdgeOptimizersConfig(indexing_threshold=indexing_threshold_kb),
         )
         self._store = EdgeStore(self.path, config=config)
-        self._cache = VectorCache(self.path / "vectors")
+        self._cache = self._store.vectors
         try:
             self._ensure_vector()
             with self._store.shard() as shard, edge_errors("read the payload schema"):

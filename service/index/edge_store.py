@@ -6,6 +6,7 @@ Layout of the directory (one process owns it, by an exclusive flock on LOCK):
     CURRENT       the name of the live shard directory
     shard-<n>/    a qdrant-edge shard (config, segments, WAL)
     vectors/      every vector of a space as a mapped matrix, for full reads (vector_cache.py)
+    shard-<n>.vectors/  while an optimize runs: that matrix, written from its copy
 
 Why optimize works on a copy. qdrant-edge builds its HNSW graph only in
 `EdgeShard.optimize()`, and the binding holds the GIL for the whole call (as
@@ -20,6 +21,13 @@ atomically and removes the old directory. Searches keep answering from the old
 shard throughout; the switch blocks them for one `load` (about 0.5 s at 100k).
 A crash at any point leaves CURRENT naming a complete shard; leftovers are
 removed at the next open. The copy costs the shard's size in disk while it runs.
+
+The child also writes the vector cache of the copy (the spaces without one), since
+building it in a request converts every point (vector_cache.py): installed at the
+switch if no vector write began since the copy, discarded otherwise; its staging
+directory is never read at an open, only removed. It is installed too when the
+optimize found nothing to change and the copy is dropped (its vectors are the
+live ones all the same): a sync too small to index still leaves the cache warm.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -40,6 +49,8 @@ from typing import Any
 import qdrant_edge as qe
 
 from service.errors import IndexLocked, IndexUnavailable, InvalidQuery, LoupeError
+from service.index import vector_cache
+from service.index.vector_cache import VectorCache
 
 # Engine messages that mean the request, not the engine, is at fault.
 _INPUT_ERRORS = (
@@ -55,13 +66,39 @@ _INPUT_ERRORS = (
 )
 _MISSING_POINT = "no point with id"
 RUN = 256  # writes per hold of the locks in apply_each (~25 ms of engine time)
+_SHARD = re.compile(r"shard-(\d+)")
 # Runs in the child: niced so searches and syncs keep the CPU; prints whether anything changed.
+# Arguments: the copy, the staging directory, vector_cache.py (loaded by path: the service
+# package would import pydantic and the settings), {space: dim} of the caches to write.
 _OPTIMIZER = """\
-import os, sys
+import json, os, sys
+from pathlib import Path
 os.nice(10)
-from qdrant_edge import EdgeShard
+from qdrant_edge import CountRequest, EdgeShard, Filter, HasVectorCondition, ScrollRequest
 shard = EdgeShard.load(sys.argv[1])
 changed = shard.optimize()
+spaces = json.loads(sys.argv[4])
+if spaces:
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("loupe_vector_cache", sys.argv[3])
+    cache = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cache)
+
+def pages(space, has):
+    cursor = None
+    while True:
+        request = ScrollRequest(
+            offset=cursor, limit=1000, filter=has, with_payload=False, with_vector=[space]
+        )
+        records, cursor = shard.scroll(request)
+        yield [(str(r.id), r.vector[space]) for r in records]
+        if cursor is None:
+            return
+
+for space, dim in spaces.items():
+    has = Filter(must=[HasVectorCondition(space)])
+    count = shard.count(CountRequest(exact=True, filter=has))
+    cache.stage(Path(sys.argv[2]), space, dim=dim, count=count, pages=pages(space, has))
 shard.close()
 print(changed)
 """
@@ -105,14 +142,15 @@ class EdgeStore:
         except BaseException:
             os.close(self._lockfd)
             raise
+        self.vectors = VectorCache(path / "vectors")  # once the directory is ours: it cleans up
         # A changed configuration (e.g. LOUPE_INDEX__QUANTIZATION) applies at the next optimize.
         self.dirty = info.indexed_vectors_count < info.points_count or self.reconfigured
 
     def _open(self, config: Any) -> tuple[Path, Any]:
         current = _read_current(self.path)
         for stale in self.path.glob("shard-*"):
-            if stale.name != current:
-                shutil.rmtree(stale, ignore_errors=True)  # an optimize's copy left by a crash
+            if stale.name != current:  # an optimize's copy, or its staged vectors, left by a crash
+                shutil.rmtree(stale, ignore_errors=True)
         self.reconfigured = False
         if current is not None:
             shard_dir = self.path / current
@@ -183,23 +221,26 @@ class EdgeStore:
     def optimize(self) -> None:
         """Build the HNSW graph in a child process; blocks the caller, not searches."""
         with self._optimizing:
-            work = self._copy()
-            if work is None:
+            copied = self._copy()
+            if copied is None:
                 return
+            work, stamp, spaces = copied
             try:
-                changed = self._run_optimizer(work)
+                changed = self._run_optimizer(work, spaces)
             except BaseException:
-                self._finish(work, changed=False)
+                self._finish(work, changed=False, stamp=None)
                 raise
-            self._finish(work, changed=changed)
+            self._finish(work, changed=changed, stamp=stamp)
 
-    def _copy(self) -> Path | None:
+    def _copy(self) -> tuple[Path, int | None, dict[str, int]] | None:
+        """The copy to optimize, the vector cache's stamp, and the spaces whose cache to write."""
         with self._writes:
             if not self.dirty:
                 return None
             self.flush()
-            numbers = [int(p.name.split("-")[1]) for p in self.path.glob("shard-*")]
+            numbers = [int(m[1]) for p in self.path.iterdir() if (m := _SHARD.fullmatch(p.name))]
             work = self.path / f"shard-{max(numbers, default=0) + 1}"
+            shutil.rmtree(_staged(work), ignore_errors=True)  # its files would pass for the copy's
             try:
                 shutil.copytree(self.dir, work)
             except OSError as exc:
@@ -209,11 +250,15 @@ class EdgeStore:
                     f"free space again as {self.dir} takes; until then new points are scanned"
                 ) from exc
             self._journal, self.dirty, self.reconfigured = [], False, False
-            return work
+            stamp = self.vectors.stamp()
+            sizes = {name: size for name, (size, _) in _vector_params(_read_config(work)).items()}
+            spaces = {} if stamp is None else {n: d for n, d in sizes.items() if not self.vectors.on_disk(n)}
+            return work, stamp, spaces
 
-    def _run_optimizer(self, work: Path) -> bool:
+    def _run_optimizer(self, work: Path, spaces: dict[str, int]) -> bool:
+        args = [str(work), str(_staged(work)), vector_cache.__file__, json.dumps(spaces)]
         self._child = subprocess.Popen(
-            [sys.executable, "-c", _OPTIMIZER, str(work)],
+            [sys.executable, "-c", _OPTIMIZER, *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -227,23 +272,33 @@ class EdgeStore:
             raise IndexUnavailable(f"building the search graph failed: {tail[0]}")
         return out.strip() == "True"
 
-    def _finish(self, work: Path, *, changed: bool) -> None:
-        """Switch to the optimized copy, replaying the writes it missed; or drop it."""
+    def _finish(self, work: Path, *, changed: bool, stamp: int | None) -> None:
+        """Switch to the optimized copy, replaying the writes it missed; or drop it. Either way
+        install the vector cache written from the copy if its `stamp` still holds (no vector
+        write began since the copy, so the journal holds none), and remove its staging."""
         with self._writes:
-            journal, self._journal = self._journal or [], None
-            if not changed or self._shard is None:
-                shutil.rmtree(work, ignore_errors=True)
-                self.dirty = self.dirty or bool(journal)
-                return
-            fresh = self._load_and_replay(work, journal)
-            with self._lock:
-                old, old_dir = self._shard, self.dir
-                self._shard, self.dir = fresh, work
-                _write_current(self.path, work.name)
-            with edge_errors("close the previous index"):
-                old.close()
-            shutil.rmtree(old_dir, ignore_errors=True)
-            self.dirty = bool(journal)
+            try:
+                self._switch(work, changed=changed)
+                if self._shard is not None and not self._closing:
+                    self.vectors.install(_staged(work), stamp=stamp)
+            finally:
+                shutil.rmtree(_staged(work), ignore_errors=True)
+
+    def _switch(self, work: Path, *, changed: bool) -> None:
+        journal, self._journal = self._journal or [], None
+        if not changed or self._shard is None:
+            shutil.rmtree(work, ignore_errors=True)
+            self.dirty = self.dirty or bool(journal)
+            return
+        fresh = self._load_and_replay(work, journal)
+        with self._lock:
+            old, old_dir = self._shard, self.dir
+            self._shard, self.dir = fresh, work
+            _write_current(self.path, work.name)
+        with edge_errors("close the previous index"):
+            old.close()
+        shutil.rmtree(old_dir, ignore_errors=True)
+        self.dirty = bool(journal)
 
     def _load_and_replay(self, work: Path, journal: list[Any]) -> Any:
         fresh = None
@@ -303,7 +358,7 @@ def _read_current(path: Path) -> str | None:
     Without CURRENT, a single shard directory is the live one (a crash right after
     creating it); several mean CURRENT was lost, and guessing could pick a half-made copy.
     """
-    shards = sorted(p.name for p in path.glob("shard-*") if p.is_dir())
+    shards = sorted(p.name for p in path.glob("shard-*") if p.is_dir() and _SHARD.fullmatch(p.name))
     try:
         name = (path / "CURRENT").read_text().strip()
     except FileNotFoundError:
@@ -316,6 +371,11 @@ def _read_current(path: Path) -> str | None:
     if name and name not in shards:
         raise IndexUnavailable(f"{path / 'CURRENT'} names {name!r}, which does not exist")
     return name or None
+
+
+def _staged(work: Path) -> Path:
+    """Where the optimizer writes the vector cache of the copy `work`."""
+    return work.with_name(f"{work.name}.vectors")
 
 
 def _write_current(path: Path, name: str) -> None:

@@ -21,6 +21,13 @@ cache that looks valid: files that exist at open are current. A build records th
 generation when it starts and keeps its files only if no write began or ran meanwhile.
 A manifest whose count differs from the engine's count of the space is not used either
 (a write by a program that does not know of the cache).
+
+Warmed by the optimizer. The child process that builds the HNSW graph on a copy of the shard
+(edge_store.py) also writes these files for the copy with `stage`, into a staging directory
+beside it; `install` moves them into place when the copy is swapped in, if the generation
+is still the one `stamp` gave when the copy was taken (every write that can change vectors,
+the journaled ones included, moves it). So the first full read after a sync maps a file
+instead of converting every point.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -97,6 +104,42 @@ class VectorCache:
                         return found
             return self._build(space, dim=dim, expected=expected, pages=pages, start=start, quiet=quiet)
 
+    def stamp(self) -> int | None:
+        """The generation to hand `install` with files built from a copy of the engine taken now
+        (the caller holds writes still); None if a vector write is running (its files could miss it)."""
+        with self._lock:
+            return self.generation if self._writers == 0 else None
+
+    def install(self, staged: Path, *, stamp: int | None) -> list[str]:
+        """Move the caches that `stage` wrote into `staged`, from a copy of the engine taken at
+        `stamp`, into place; only if no vector write began since (so the copy's vectors are the
+        engine's). Returns the spaces installed; `staged` is left for the caller to remove.
+        A space that has a cache already keeps it (built at the same generation: the same rows)."""
+        if stamp is None or not staged.is_dir():
+            return []
+        done: list[str] = []
+        with self._lock:
+            if self.generation != stamp or self._writers:
+                return []
+            for file in sorted(staged.glob("*.json")):
+                manifest = _manifest(file)
+                if manifest is None or self.on_disk(manifest["space"]):
+                    continue
+                stem = manifest["stem"]
+                try:
+                    self.path.mkdir(parents=True, exist_ok=True)
+                    _publish(
+                        self.path,
+                        {**manifest, "generation": stamp},
+                        npy=staged / f"{stem}.npy",
+                        ids=staged / f"{stem}.ids",
+                    )
+                except OSError:  # not installed: the first read builds it, as without staging
+                    continue
+                self._on_disk = True
+                done.append(manifest["space"])
+        return done
+
     def _build(
         self,
         space: str,
@@ -111,38 +154,15 @@ class VectorCache:
             rows = [(i, v) for page in pages() for i, v in page]
             vectors = np.asarray([v for _, v in rows], dtype=np.float32).reshape(-1, dim)
             return [i for i, _ in rows], vectors
-        self.path.mkdir(parents=True, exist_ok=True)
-        stem = f"{_key(space)}-{uuid.uuid4().hex[:12]}"
-        npy, ids_file = self.path / f"{stem}.npy.tmp", self.path / f"{stem}.ids.tmp"
-        # Filled in place on disk: no pool-sized array in the process's own memory.
-        matrix = np.lib.format.open_memmap(npy, mode="w+", dtype=np.float32, shape=(expected, dim))
-        ids: list[str] = []
-        extra: list[Any] = []  # points written since the count (the build is then not kept)
-        for page in pages():
-            room = max(0, expected - len(ids))
-            if room:
-                part = page[:room]
-                matrix[len(ids) : len(ids) + len(part)] = [v for _, v in part]
-            extra.extend(v for _, v in page[room:])
-            ids.extend(i for i, _ in page)
-        fits = len(ids) == expected
-        if fits:
-            try:
-                _write_files(matrix, npy, ids, ids_file)
-            except FileNotFoundError:  # a write dropped the cache meanwhile
-                fits = False
+        built = _fill(self.path, space, dim=dim, expected=expected, pages=pages())
+        npy, ids_file = _tmp_files(self.path, built.stem)
+        ids, matrix, extra = built.ids, built.matrix, built.extra
         with self._lock:
-            keep = fits and quiet and self.generation == start
-            if keep:
-                manifest = {"space": space, "dim": dim, "count": expected, "generation": start, "stem": stem}
-                for stale in self.path.glob(f"{_key(space)}-*"):
-                    if not stale.name.startswith(stem):
-                        stale.unlink(missing_ok=True)  # an earlier build whose manifest is replaced
-                os.replace(npy, self.path / f"{stem}.npy")
-                os.replace(ids_file, self.path / f"{stem}.ids")
-                _write_json(self.path / f"{_key(space)}.json", manifest)
+            if built.fits and quiet and self.generation == start:
+                manifest = _manifest_of(space, dim=dim, count=expected, stem=built.stem)
+                _publish(self.path, {**manifest, "generation": start}, npy=npy, ids=ids_file)
                 self._on_disk = True
-                result = np.load(self.path / f"{stem}.npy", mmap_mode="r")
+                result = np.load(self.path / f"{built.stem}.npy", mmap_mode="r")
                 self._held[space] = (start, ids, result)
                 return ids, result
         npy.unlink(missing_ok=True)  # the mapping stays readable after the unlink
@@ -152,6 +172,86 @@ class VectorCache:
         if extra:
             return ids, np.concatenate([matrix, np.asarray(extra, dtype=np.float32).reshape(-1, dim)])
         return ids, matrix
+
+
+def stage(folder: Path, space: str, *, dim: int, count: int, pages: Iterable[Page]) -> bool:
+    """Write the cache files of `space` into `folder`, a staging directory that
+    `VectorCache.install` moves into place later. An optimize's child process calls it with
+    the pages of its copy of the shard (it loads this file by path: stdlib and numpy only, not
+    the service package). False, and nothing left, if `pages` do not hold `count` points."""
+    if count == 0:
+        return False
+    built = _fill(folder, space, dim=dim, expected=count, pages=pages)
+    npy, ids_file = _tmp_files(folder, built.stem)
+    if not built.fits:
+        npy.unlink(missing_ok=True)
+        ids_file.unlink(missing_ok=True)
+        return False
+    _publish(folder, _manifest_of(space, dim=dim, count=count, stem=built.stem), npy=npy, ids=ids_file)
+    return True
+
+
+class _Filled(NamedTuple):
+    stem: str
+    ids: list[str]
+    matrix: np.memmap
+    extra: list[Any]  # points past the expected count
+    fits: bool  # exactly the expected count, and the files are durable
+
+
+def _fill(folder: Path, space: str, *, dim: int, expected: int, pages: Iterable[Page]) -> _Filled:
+    """Write the rows of `pages` into a new build's temporary files (`_tmp_files`) in `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = f"{_key(space)}-{uuid.uuid4().hex[:12]}"
+    npy, ids_file = _tmp_files(folder, stem)
+    # Filled in place on disk: no pool-sized array in the process's own memory.
+    matrix = np.lib.format.open_memmap(npy, mode="w+", dtype=np.float32, shape=(expected, dim))
+    ids: list[str] = []
+    extra: list[Any] = []  # points written since the count (the build is then not kept)
+    for page in pages:
+        room = max(0, expected - len(ids))
+        if room:
+            part = page[:room]
+            matrix[len(ids) : len(ids) + len(part)] = [v for _, v in part]
+        extra.extend(v for _, v in page[room:])
+        ids.extend(i for i, _ in page)
+    fits = len(ids) == expected
+    if fits:
+        try:
+            _write_files(matrix, npy, ids, ids_file)
+        except FileNotFoundError:  # a write dropped the cache meanwhile
+            fits = False
+    return _Filled(stem, ids, matrix, extra, fits)
+
+
+def _tmp_files(folder: Path, stem: str) -> tuple[Path, Path]:
+    return folder / f"{stem}.npy.tmp", folder / f"{stem}.ids.tmp"
+
+
+def _manifest_of(space: str, *, dim: int, count: int, stem: str) -> dict[str, Any]:
+    return {"space": space, "dim": dim, "count": count, "generation": None, "stem": stem}
+
+
+def _manifest(file: Path) -> dict[str, Any] | None:
+    """A staged manifest, if it is whole and names its own space."""
+    try:
+        manifest = json.loads(file.read_text())
+        ok = file.name == f"{_key(manifest['space'])}.json" and isinstance(manifest["stem"], str)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return manifest if ok else None
+
+
+def _publish(folder: Path, manifest: dict[str, Any], *, npy: Path, ids: Path) -> None:
+    """Give a build's durable matrix and ids their names in `folder`, then name them in the
+    space's manifest; earlier builds of the space are unlinked (not one still being filled)."""
+    key, stem = _key(manifest["space"]), manifest["stem"]
+    for stale in folder.glob(f"{key}-*"):
+        if not stale.name.startswith(stem) and not stale.name.endswith(".tmp"):
+            stale.unlink(missing_ok=True)
+    os.replace(npy, folder / f"{stem}.npy")
+    os.replace(ids, folder / f"{stem}.ids")
+    _write_json(folder / f"{key}.json", manifest)
 
 
 def _key(space: str) -> str:

@@ -5,15 +5,18 @@ write and kept by payload writes, and never used stale after a reopen."""
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from service.config import IndexSettings
+from service.index import vector_cache
 from service.index.base import Distance, Point, VectorIndex, VectorSpec
 from service.index.edge import EdgeIndex
 from service.index.filters import parse_filter
+from service.index.vector_cache import Page
 from service.selections import greedy, pool
 from service.selections.plan import Plan, Weight
 from tests.integration.index import test_congruence as base
@@ -219,5 +222,141 @@ def test_a_cache_from_before_a_vector_write_is_never_used_after_a_reopen(tmp_pat
         ids, matrix = index.all_vectors("clip")
         assert IDS[10] not in ids and len(ids) == len(POINTS) - 1
         assert _cache_files(index) != files
+    finally:
+        index.close()
+
+
+# -- warmed by the optimizer ---------------------------------------------------
+
+
+def _indexing(where: Path) -> EdgeIndex:
+    """An index whose optimize builds the graph even for these few points (and so swaps)."""
+    return EdgeIndex(where, vector_name="clip", dim=DIM, settings=IndexSettings(), indexing_threshold_kb=1)
+
+
+def _count_scrolls(index: EdgeIndex, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The spaces the cache was built for by reading the engine (the real reader, counted)."""
+    calls: list[str] = []
+    real = index._vector_pages
+
+    def counted(space: str) -> Iterator[Page]:
+        calls.append(space)
+        return real(space)
+
+    monkeypatch.setattr(index, "_vector_pages", counted)
+    return calls
+
+
+def _staged(index: EdgeIndex) -> list[str]:
+    return sorted(p.name for p in index.path.glob("*.vectors"))
+
+
+def test_an_optimize_leaves_the_cache_of_every_space_warm(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    index = _indexing(tmp_path / "index")
+    try:
+        index.upsert(POINTS)
+        index.add_vector(VectorSpec("mine", 4, Distance.dot))
+        held = [(IDS[i], RNG.normal(size=4).astype(np.float32)) for i in range(0, 60, 2)]
+        index.update_vectors("mine", held)
+        before = (index.path / "CURRENT").read_text()
+        index.optimize()
+        assert (index.path / "CURRENT").read_text() != before  # the copy was swapped in
+        assert index._cache.on_disk("clip") and index._cache.on_disk("mine")
+        assert _staged(index) == []
+        scrolls = _count_scrolls(index, monkeypatch)
+        ids, matrix = index.all_vectors("clip")
+        mine_ids, mine = index.all_vectors("mine")
+        assert scrolls == [] and isinstance(matrix, np.memmap)  # mapped, not read from the engine
+        assert sorted(mine_ids) == sorted(i for i, _ in held)
+        np.testing.assert_array_equal(mine[mine_ids.index(held[3][0])], held[3][1])
+        _assert_matches_scroll(index, "clip")
+        _assert_matches_scroll(index, "mine")
+        assert scrolls == []
+    finally:
+        index.close()
+
+
+def test_an_optimize_with_nothing_to_index_warms_it_and_a_cached_space_is_not_written_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    index = _open(tmp_path / "index")  # the default threshold: these points stay unindexed
+    try:
+        index.upsert(POINTS)
+        index.optimize()
+        assert sorted(p.name for p in index.path.glob("shard-*")) == ["shard-1"]  # no swap
+        assert index._cache.on_disk("clip")
+        files = _cache_files(index)
+        index.set_payloads([(IDS[1], {"x": 1.0})], key="signals")  # dirty, vectors unchanged
+        index.optimize()
+        assert _cache_files(index) == files  # the child left the cached space alone
+        scrolls = _count_scrolls(index, monkeypatch)
+        _assert_matches_scroll(index, "clip")
+        assert scrolls == []
+    finally:
+        index.close()
+
+
+@pytest.mark.parametrize("meanwhile", ["vector write", "payload write"])
+def test_a_write_while_the_optimizer_runs_decides_whether_its_cache_is_installed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, meanwhile: str
+) -> None:
+    index = _indexing(tmp_path / "index")
+    moved = -VECTORS[5]
+    try:
+        index.upsert(POINTS)
+        store = index._store
+        run = store._run_optimizer
+
+        def run_then_write(work: Path, spaces: dict[str, int]) -> bool:
+            changed = run(work, spaces)  # the child is done: the copy's cache is staged
+            assert list(work.with_name(f"{work.name}.vectors").glob("*.json"))
+            if meanwhile == "vector write":
+                index.upsert([Point(id=IDS[5], vector=moved, payload=POINTS[5].payload)])
+            else:
+                index.set_payloads([(IDS[5], {"x": 2.0})], key="signals")
+            assert store._journal is not None and len(store._journal) == 1  # for the copy
+            return changed
+
+        monkeypatch.setattr(store, "_run_optimizer", run_then_write)
+        before = (index.path / "CURRENT").read_text()
+        index.optimize()
+        assert (index.path / "CURRENT").read_text() != before
+        assert _staged(index) == []
+        installed = meanwhile == "payload write"
+        assert index._cache.on_disk("clip") is installed
+        scrolls = _count_scrolls(index, monkeypatch)
+        ids, matrix = index.all_vectors("clip")
+        assert scrolls == ([] if installed else ["clip"])
+        expected = VECTORS[5] if installed else moved
+        np.testing.assert_allclose(matrix[ids.index(IDS[5])], expected, atol=1e-6)
+        _assert_matches_scroll(index, "clip")
+        assert index.retrieve([IDS[5]])[0].payload.get("signals") == (
+            {"x": 2.0} if installed else POINTS[5].payload.get("signals")
+        )
+    finally:
+        index.close()
+
+
+def test_a_staged_cache_left_by_a_crash_is_removed_not_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    where = tmp_path / "index"
+    index = _open(where)
+    index.upsert(POINTS)
+    index.close()
+    # A crash after the child staged the cache of a copy whose vectors the live shard no
+    # longer has: complete files and a manifest of the right count.
+    staged = where / "shard-2.vectors"
+    rows = [[(i, list(-v)) for i, v in zip(IDS, VECTORS, strict=True)]]
+    assert vector_cache.stage(staged, "clip", dim=DIM, count=len(IDS), pages=rows)
+    (where / "CURRENT").unlink()  # one shard besides the staged files: still unambiguous
+    index = _open(where)
+    try:
+        assert not staged.exists()
+        scrolls = _count_scrolls(index, monkeypatch)
+        _assert_matches_scroll(index, "clip")
+        assert scrolls == ["clip"]  # built from the engine, the staged files never read
     finally:
         index.close()
