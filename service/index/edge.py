@@ -192,9 +192,13 @@ class EdgeIndex:
         for p in points:
             if p.id in existing:
                 op = qe.UpdateOperation.overwrite_payload([_point_id(p.id)], dict(p.payload))
-            else:
-                op = qe.UpdateOperation.upsert_points([qe.Point(_point_id(p.id), {}, dict(p.payload))])
-            self._store.apply(op, "replace a payload")
+                self._store.apply(op, "replace a payload")
+                continue
+            # A new point without vectors; counted as a vector write all the same, since a point
+            # upserted with a vector meanwhile (after the retrieve) would lose it.
+            op = qe.UpdateOperation.upsert_points([qe.Point(_point_id(p.id), {}, dict(p.payload))])
+            with self._cache.writing():
+                self._store.apply(op, "replace a payload")
 
     def set_payload(self, ids: Sequence[str], payload: Mapping[str, Any], *, key: str | None = None) -> None:
         for start in range(0, len(ids), BATCH):
