@@ -52,6 +52,7 @@ class Client(Protocol):
     def evaluate(self, req: EvaluationRequest, *, progress: Progress) -> dict[str, Any]: ...
     def list_evaluations(self, *, limit: int) -> list[dict[str, Any]]: ...
     def get_evaluation(self, evaluation_id: str) -> dict[str, Any]: ...
+    def remove_evaluation(self, evaluation_id: str) -> None: ...
     def compare_evaluations(self, a: str, b: str) -> dict[str, Any]: ...
     def compute_signal(self, kind: str, body: dict[str, Any], *, progress: Progress) -> dict[str, Any]: ...
     def list_signals(self) -> list[dict[str, Any]]: ...
@@ -202,6 +203,11 @@ class LocalClient:
 
         row = EvaluationStore(self.catalog.state).get(evaluation_id)
         return evaluation_public(row).model_dump(mode="json")
+
+    def remove_evaluation(self, evaluation_id: str) -> None:
+        from service.evals.runner import delete
+
+        delete(self.catalog, evaluation_id)
 
     def compare_evaluations(self, a: str, b: str) -> dict[str, Any]:
         from service.evals.compare import compare
@@ -423,6 +429,9 @@ class RemoteClient:
 
     def get_evaluation(self, evaluation_id: str) -> dict[str, Any]:
         return self._call("GET", f"/evaluations/{evaluation_id}")  # type: ignore[no-any-return]
+
+    def remove_evaluation(self, evaluation_id: str) -> None:
+        self._call("DELETE", f"/evaluations/{evaluation_id}")
 
     def compute_signal(self, kind: str, body: dict[str, Any], *, progress: Progress) -> dict[str, Any]:
         job = self._call("POST", f"/signals/{kind}", json=body)

@@ -1,4 +1,4 @@
-"""`loupe eval PRED --gt GT`, `loupe eval compare A B`, `loupe eval list`, `loupe eval show ID`."""
+"""`loupe eval PRED --gt GT`, `loupe eval compare A B`, `loupe eval list|show ID|remove ID`."""
 
 from __future__ import annotations
 
@@ -12,22 +12,24 @@ from pydantic import ValidationError
 from service.cli.common import CliError, parse_filter_option, print_json, validation_problems
 from service.config import Settings
 
-ACTIONS = ("compare", "list", "show")
+ACTIONS = ("compare", "list", "show", "remove")
 USAGE = (
     "loupe eval PRED --gt GT [--slice-by F ...] [--filter JSON] [--iou X] [--json] | "
-    "loupe eval compare A B [--json] | loupe eval list [--json] | loupe eval show ID [--json]"
+    "loupe eval compare A B [--json] | loupe eval list [--json] | loupe eval show ID [--json] | "
+    "loupe eval remove ID [--json]"
 )
 
 
 def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "eval",
-        help="evaluate a predictions set against ground truth; compare, list and show evaluations",
+        help="evaluate a predictions set against ground truth; compare, list, show and remove evaluations",
         usage=USAGE,
         description="Score a predictions set against a ground-truth set (per class and per slice), "
-        "or compare two evaluations on the same ground truth.",
+        "or compare two evaluations on the same ground truth. `remove ID` deletes an evaluation and "
+        "its outcome fields (evals.<id>.*) from every asset.",
     )
-    p.add_argument("words", nargs="+", metavar="PRED | compare A B | list | show ID")
+    p.add_argument("words", nargs="+", metavar="PRED | compare A B | list | show ID | remove ID")
     p.add_argument("--gt", help="the ground-truth label set")
     p.add_argument(
         "--slice-by", action="append", default=[], metavar="FIELD", help="a field to slice by (repeat)"
@@ -126,7 +128,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     words = args.words
     action = words[0] if words[0] in ACTIONS and args.gt is None else "evaluate"
-    wanted = {"compare": 3, "list": 1, "show": 2, "evaluate": 1}[action]
+    wanted = {"compare": 3, "list": 1, "show": 2, "remove": 2, "evaluate": 1}[action]
     if len(words) != wanted:
         raise CliError(f"usage: {USAGE}")
     if action == "evaluate" and not args.gt:
@@ -145,6 +147,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 print(
                     f"{ev['id']}  {ev['predictions']} vs {ev['ground_truth']}  {ev['state']:<10} {headline}"
                 )
+            return 0
+        if action == "remove":
+            client.remove_evaluation(words[1])
+            print_json({"removed": words[1]}) if args.json else print(f"removed evaluation {words[1]}")
             return 0
         if action == "compare":
             cmp = client.compare_evaluations(words[1], words[2])

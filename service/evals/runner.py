@@ -1,9 +1,10 @@
-"""Starts evaluations: the request checked against the label sets and the index, then a job.
+"""Starts and deletes evaluations: the request checked against the label sets and the index, then a job.
 
 `begin()` refuses, before anything is written, what cannot be evaluated: an unknown set,
 a ground-truth set given as predictions or the reverse, sets of different tasks, an IoU
 outside (0, 1], a slice field that no asset has, or sets with no asset in common. It then
-records the evaluation and its job (the same id); service/evals/jobs.py runs it.
+records the evaluation and its job (the same id); service/evals/jobs.py runs it. `delete()`
+removes a finished one: its row and its outcome fields (with their payload indexes).
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from service.errors import InvalidQuery
+from service.errors import Conflict, InvalidQuery, JobNotFound
 from service.evals.evaluate import Plan, in_set, scope
+from service.evals.outcomes import clear
 from service.evals.schemas import EvaluationCounts, EvaluationPublic, EvaluationRequest
 from service.evals.slices import slice_keys
 from service.evals.store import EvaluationRow, EvaluationStore
@@ -110,6 +112,26 @@ def run_now(catalog: Catalog, request: EvaluationRequest) -> EvaluationRow:
     row = begin(catalog, request, here=True)
     execute(catalog, catalog.jobs.get(row.id))
     return EvaluationStore(catalog.state).get(row.id)
+
+
+def delete(catalog: Catalog, evaluation_id: str) -> None:
+    """Remove a finished evaluation: `evals.<id>` from every asset, its fields' payload indexes,
+    then its row. EvaluationNotFound (404) for an unknown id; Conflict (409) while its job is
+    queued or running (its write would bring the fields back)."""
+    store = EvaluationStore(catalog.state)
+    store.get(evaluation_id)
+    try:
+        job = catalog.jobs.get(evaluation_id)
+    except JobNotFound:  # a job pruned from the history: nothing can be running
+        job = None
+    if job is not None and job.state in ("queued", "running"):
+        raise Conflict(
+            f"evaluation {evaluation_id} is {job.state}; wait for it to finish, or cancel it "
+            f"(DELETE /api/v1/jobs/{evaluation_id}, `loupe jobs cancel {evaluation_id}`), then delete it"
+        )
+    clear(catalog.index, evaluation_id)
+    catalog.index.flush()
+    store.delete(evaluation_id)
 
 
 def evaluation_public(row: EvaluationRow) -> EvaluationPublic:

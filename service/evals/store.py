@@ -60,6 +60,12 @@ class EvaluationStore:
                 for key, value in fields.items():
                     setattr(row, key, value)
 
+    def delete(self, evaluation_id: str) -> None:
+        with self.state.session() as s:
+            row = s.get(EvaluationRow, evaluation_id)
+            if row is not None:
+                s.delete(row)
+
     def list(self, *, limit: int = 50) -> list[EvaluationRow]:
         """Recent evaluations, newest first."""
         q = select(EvaluationRow).order_by(EvaluationRow.created_at.desc()).limit(limit)

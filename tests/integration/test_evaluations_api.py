@@ -303,6 +303,68 @@ def test_bad_requests_are_4xx_naming_the_problem_and_record_nothing(world, class
     assert len(client.get("/evaluations", params={"limit": 500}).json()["data"]) == before
 
 
+def payload_evals(client: httpx.Client) -> dict[str, set[str]]:
+    """Every asset's key and the evaluations its payload holds outcomes of."""
+    assets = client.get("/assets", params={"limit": 1000}).json()["data"]
+    return {a["id"]: set(a.get("evals") or {}) for a in assets}
+
+
+def test_deleting_an_evaluation_removes_its_fields_and_index_and_nothing_else(world, classified):
+    client, index = world["client"], world["catalog"].index
+    a = evaluate(client, {"predictions": "m1", "ground_truth": "shape"})
+    b = evaluate(client, {"predictions": "m2", "ground_truth": "shape"})
+    b_wrong = client.get("/assets/count", params={"filter": json.dumps(b["outcomes"]["wrong"])}).json()
+    assert f"evals.{a['id']}.correct" in index.indexed_fields()
+    assert sum(a["id"] in held for held in payload_evals(client).values()) == N
+    resp = client.delete(f"/evaluations/{a['id']}")
+    assert resp.status_code == 204 and resp.content == b""
+    gone = client.get(f"/evaluations/{a['id']}")
+    assert gone.status_code == 404 and a["id"] in gone.json()["detail"]
+    assert a["id"] not in [e["id"] for e in client.get("/evaluations", params={"limit": 500}).json()["data"]]
+    held = payload_evals(client)
+    assert not any(a["id"] in h for h in held.values())
+    assert sum(b["id"] in h for h in held.values()) == N
+    indexed = index.indexed_fields()
+    assert not [k for k in indexed if k.startswith(f"evals.{a['id']}")]
+    assert f"evals.{b['id']}.correct" in indexed and "labels.m1.label" in indexed
+    names = {f["name"] for f in client.get("/fields").json()["data"]}
+    assert f"evals.{a['id']}.correct" not in names and f"evals.{b['id']}.correct" in names
+    # The other evaluation and the label sets it read are untouched.
+    assert client.get(f"/evaluations/{b['id']}").json() == b
+    again = client.get("/assets/count", params={"filter": json.dumps(b["outcomes"]["wrong"])}).json()
+    assert again == b_wrong
+    assert client.get("/labelsets/m1").json()["assets"] == N
+    compared = client.post("/evaluations/compare", json={"a": a["id"], "b": b["id"]})
+    assert compared.status_code == 404 and a["id"] in compared.json()["detail"]
+    # A second delete, or an id that never was: 404 with a detail, nothing else removed.
+    for missing in (a["id"], "no-such-evaluation"):
+        resp = client.delete(f"/evaluations/{missing}")
+        assert resp.status_code == 404, resp.text
+        assert resp.json()["error"] == "EvaluationNotFound" and missing in resp.json()["detail"]
+    assert sum(b["id"] in h for h in payload_evals(client).values()) == N
+
+
+def test_deleting_a_running_evaluation_is_a_409_until_it_ends(world, classified):
+    from service.evals.runner import begin
+    from service.evals.schemas import EvaluationRequest
+    from service.jobs.runner import execute
+
+    client, catalog = world["client"], world["catalog"]
+    # Owned by this process and running (the server's runner never claims it); run here below.
+    row = begin(catalog, EvaluationRequest(predictions="m1", ground_truth="shape"), here=True)
+    assert client.get(f"/jobs/{row.id}").json()["state"] == "running"
+    resp = client.delete(f"/evaluations/{row.id}")
+    assert resp.status_code == 409, resp.text
+    detail = resp.json()["detail"]
+    assert resp.json()["error"] == "Conflict" and "running" in detail
+    assert "wait" in detail and "cancel" in detail
+    assert client.get(f"/evaluations/{row.id}").status_code == 200
+    assert execute(catalog, catalog.jobs.get(row.id)).state == "succeeded"
+    assert sum(row.id in h for h in payload_evals(client).values()) == N
+    assert client.delete(f"/evaluations/{row.id}").status_code == 204
+    assert not any(row.id in h for h in payload_evals(client).values())
+
+
 def test_loupe_eval_against_the_server(world, classified, capsys, monkeypatch):
     monkeypatch.setenv("LOUPE_URL", world["url"])
     monkeypatch.setenv("LOUPE_HOME", str(world["catalog"].settings.home))
@@ -322,3 +384,24 @@ def test_loupe_eval_against_the_server(world, classified, capsys, monkeypatch):
     with pytest.raises(SystemExit) as exited:
         cli.main(["eval", "m1", "--gt", "nope"])
     assert exited.value.code == 1 and "nope" in capsys.readouterr().err
+
+
+def test_loupe_eval_remove_against_the_server(world, classified, capsys, monkeypatch):
+    monkeypatch.setenv("LOUPE_URL", world["url"])
+    monkeypatch.setenv("LOUPE_HOME", str(world["catalog"].settings.home))
+    client = world["client"]
+    a = evaluate(client, {"predictions": "m1", "ground_truth": "shape"})
+    b = evaluate(client, {"predictions": "m2", "ground_truth": "shape"})
+    assert cli.main(["eval", "remove", a["id"]]) == 0
+    assert capsys.readouterr().out.strip() == f"removed evaluation {a['id']}"
+    assert client.get(f"/evaluations/{a['id']}").status_code == 404
+    assert cli.main(["eval", "remove", b["id"], "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"removed": b["id"]}
+    assert not any({a["id"], b["id"]} & h for h in payload_evals(client).values())
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["eval", "remove", a["id"]])
+    err = capsys.readouterr().err
+    assert exited.value.code == 1 and a["id"] in err and "Traceback" not in err
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["eval", "remove"])
+    assert exited.value.code != 0 and "remove ID" in capsys.readouterr().err

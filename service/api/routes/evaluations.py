@@ -1,15 +1,15 @@
-"""Evaluations of model predictions against ground truth: start, list, read, compare, find more."""
+"""Evaluations of model predictions against ground truth: start, list, read, delete, compare, find more."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel
 
 from service.api.deps import CatalogDep, RunnerDep
 from service.evals.compare import compare
-from service.evals.runner import begin, evaluation_public
+from service.evals.runner import begin, delete, evaluation_public
 from service.evals.schemas import (
     CompareRequest,
     ComparisonPublic,
@@ -22,6 +22,10 @@ from service.evals.similar import similar
 from service.evals.store import EvaluationStore
 
 router = APIRouter(prefix="/evaluations", tags=["evaluations"])
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No evaluation with that id"},
+    409: {"description": "The evaluation's job is queued or running; wait for it or cancel it"},
+}
 
 
 class EvaluationsPublic(BaseModel):
@@ -59,6 +63,14 @@ def compare_evaluations(body: CompareRequest, catalog: CatalogDep) -> Comparison
 def get_evaluation(evaluation_id: str, catalog: CatalogDep) -> EvaluationPublic:
     """One evaluation: state, counts, metrics, per class, confusion (with a filter per cell), slices."""
     return evaluation_public(EvaluationStore(catalog.state).get(evaluation_id))
+
+
+@router.delete("/{evaluation_id}", status_code=204, responses=_ERRORS)
+def delete_evaluation(evaluation_id: str, catalog: CatalogDep) -> Response:
+    """Delete a finished evaluation and its outcome fields (`evals.<id>`) from every asset, with
+    their payload indexes; other evaluations and the label sets stay. A 409 while it runs."""
+    delete(catalog, evaluation_id)
+    return Response(status_code=204)
 
 
 @router.post("/{evaluation_id}/similar", response_model=SimilarResponse)

@@ -427,3 +427,49 @@ def test_a_slices_errors_and_every_error_open_in_the_grid(
     wait_grid(page, len(every))
     assert sorted(card_ids(page)) == sorted(every) and count_in(summary(page)) == len(every)
     assert page.locator("#results .card .verdict.wrong").count() == len(every)
+
+
+def test_deleting_an_evaluation_from_the_page_asks_first_then_removes_it_and_its_fields(
+    ui: Page, server: LiveServer, world: dict[str, Any]
+) -> None:
+    with api(server) as c:
+        job = c.post("/evaluations", json={"predictions": "run1", "ground_truth": "truth"})
+        assert job.status_code == 202, job.text
+        ev = wait(c, "/evaluations", job.json())
+    page = open_models(ui)
+    field = f"details.field[data-field='evals.{ev['id']}.correct']"
+    page.locator(field).wait_for(state="attached")
+    open_evaluation(page, ev)
+    button = page.locator(f".eval-delete[data-id='{ev['id']}']")
+    # Dismissed: nothing happens.
+    messages: list[str] = []
+
+    def answer(accept: bool) -> Any:
+        def on_dialog(dialog: Any) -> None:
+            messages.append(dialog.message)
+            dialog.accept() if accept else dialog.dismiss()
+
+        return on_dialog
+
+    page.once("dialog", answer(False))
+    button.click()  # the dialog is answered inside the click
+    assert messages and ev["id"][:8] in messages[0] and f"evals.{ev['id']}" in messages[0]
+    with api(server) as c:
+        assert c.get(f"/evaluations/{ev['id']}").status_code == 200
+    assert page.locator(f".evaluation[data-id='{ev['id']}']").count() == 1
+    # Accepted: the row, the open panel and its sidebar fields go; the others stay.
+    page.once("dialog", answer(True))
+    button.click()
+    page.locator(f".eval-delete[data-id='{ev['id']}']").wait_for(state="detached")
+    page.locator(field).wait_for(state="detached")
+    assert page.locator(f".evaluation[data-id='{ev['id']}']").count() == 0
+    assert "Deleted the evaluation" in page.locator("body").inner_text()
+    for other in world["evals"].values():
+        assert page.locator(f".eval-delete[data-id='{other['id']}']").count() == 1
+    with api(server) as c:
+        assert c.get(f"/evaluations/{ev['id']}").status_code == 404
+        gone = c.get(
+            "/assets/count", params={"filter": json.dumps({f"evals.{ev['id']}.correct": {"exists": True}})}
+        )
+        assert gone.status_code == 200 and gone.json()["count"] == 0
+    ui.shot("models-deleted")

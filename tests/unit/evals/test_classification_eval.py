@@ -15,10 +15,10 @@ from service.catalog.catalog import Catalog
 from service.config import Settings
 from service.errors import Conflict, InvalidQuery, LabelSetNotFound
 from service.evals.compare import compare
-from service.evals.runner import begin, evaluation_public, run_now
+from service.evals.runner import begin, delete, evaluation_public, run_now
 from service.evals.schemas import EvaluationRequest, SimilarRequest, SliceChoice
 from service.evals.similar import similar
-from service.evals.store import EvaluationStore
+from service.evals.store import EvaluationNotFound, EvaluationStore
 from service.jobs.runner import cancel, execute
 from service.labels.store import LabelSetStore
 from service.schemas import MAX_EXAMPLES
@@ -236,6 +236,33 @@ def test_compare_needs_one_ground_truth_and_finished_evaluations(world):
         similar(catalog, a["id"], SimilarRequest(slice=SliceChoice(field="site", value="north")))
     cancel(catalog, queued.id)  # queued, so closed at once
     assert EvaluationStore(catalog.state).get(queued.id).state == "cancelled"
+
+
+def test_an_evaluation_is_deleted_only_once_its_job_has_ended(world):
+    """Queued or running: a 409 saying to wait or cancel; cancelled or succeeded: deleted, with
+    its outcome fields and their payload indexes, and another evaluation's kept."""
+    catalog = world["catalog"]
+    kept = evaluate(world, predictions="strong", ground_truth="gt")
+    for here, state in ((False, "queued"), (True, "running")):
+        row = begin(catalog, EvaluationRequest(predictions="weak", ground_truth="gt"), here=here)
+        assert catalog.jobs.get(row.id).state == state
+        with pytest.raises(Conflict, match=f"is {state}; wait for it to finish, or cancel it"):
+            delete(catalog, row.id)
+        assert EvaluationStore(catalog.state).get(row.id).id == row.id  # kept
+        if here:
+            assert execute(catalog, catalog.jobs.get(row.id)).state == "succeeded"
+            assert catalog.count({f"evals.{row.id}.correct": {"exists": True}}) == N
+        else:
+            cancel(catalog, row.id)
+        delete(catalog, row.id)
+        with pytest.raises(EvaluationNotFound, match=row.id):
+            EvaluationStore(catalog.state).get(row.id)
+        assert not [k for k in catalog.index.indexed_fields() if k.startswith(f"evals.{row.id}")]
+        assert catalog.count({f"evals.{row.id}.correct": {"exists": True}}) == 0
+    assert catalog.count({f"evals.{kept['id']}.correct": {"exists": True}}) == N
+    assert f"evals.{kept['id']}.correct" in catalog.index.indexed_fields()
+    with pytest.raises(EvaluationNotFound, match="nope"):
+        delete(catalog, "nope")
 
 
 def test_an_evaluation_that_does_not_succeed_leaves_no_outcome_fields(world):

@@ -2,7 +2,7 @@
 // group of assets (a cell, a slice's errors, the assets fixed between runs, look-alikes of errors)
 // opens in the results grid by its filter, with ground truth and prediction on each card.
 
-import { getJSON, postJSON } from "./api.js";
+import { deleteJSON, getJSON, postJSON } from "./api.js";
 import { fill, fmtCount, fmtDate, h, plural } from "./dom.js";
 import { contextOf, evaluationPanel, runName } from "./evaluation.js";
 import { describe, note, showError } from "./notify.js";
@@ -210,10 +210,39 @@ export class ModelsView {
         { key: "slice_by", label: "Sliced by", cell: (e) => e.slice_by.join(", ") || "—" },
         { key: "state", label: "State", cell: (e) => h("td", { class: `state ${e.state}` }, e.detail && e.state === "failed" ? `failed: ${e.detail}` : e.state) },
         { key: "created_at", label: "When", cell: (e) => (e.created_at ? fmtDate(e.created_at) : "—") },
+        { key: "delete", label: "", sortable: false, cell: (e) => h("td", { class: "eval-actions" },
+          h("button", {
+            type: "button", class: "link eval-delete", dataset: { id: e.id }, disabled: ACTIVE.has(e.state),
+            title: ACTIVE.has(e.state) ? "Running: wait for it, or cancel its job in the header" : null,
+            "aria-label": `Delete the evaluation ${runName(e)} ${e.id.slice(0, 8)}`,
+            onclick: (ev) => this.remove(e, ev.currentTarget),
+          }, "Delete")) },
       ],
       rows: this.evaluations,
       className: "evaluations",
     }));
+  }
+
+  /** DELETE /evaluations/{id}, once confirmed: its row and its `evals.<id>.*` fields go. */
+  async remove(ev, button) {
+    const what = `${runName(ev)} (${ev.id.slice(0, 8)})`;
+    if (!window.confirm(`Delete the evaluation ${what}? Its outcome fields (evals.${ev.id}.*) are removed from every asset.`)) return;
+    button.disabled = true;
+    try {
+      await deleteJSON(`/evaluations/${encodeURIComponent(ev.id)}`);
+    } catch (err) {
+      button.disabled = false;
+      showError(err, "Deleting the evaluation");
+      return;
+    }
+    if (this.current && this.current.id === ev.id) {
+      this.current = null;
+      fill(this.detailBox);
+    }
+    fill(this.cmpBox);
+    note(`Deleted the evaluation ${what}.`);
+    this.page.filters.load(); // its evals.<id>.* fields leave the sidebar
+    await this.refresh();
   }
 
   async open(id) {
