@@ -102,14 +102,24 @@ def pick(
         if accelerate is None:
             accelerate = n >= QUANTISED_MIN_POOL and budget >= QUANTISED_MIN_BUDGET
         near = _distances(vectors, sq, dist, accelerate=accelerate)
+        # The scores in one buffer, rewritten in place each pick (at 1M, a third of the numpy
+        # time per pick of allocating where/power/product temporaries).
+        score = np.empty(n, dtype=np.float64)
+        placed = seeds is not None and len(seeds) > 0
         try:
             while len(out) < budget:
                 if not open_.any():
                     open_, caps = ~taken, None  # every capped value is full or empty: caps lifted
-                if np.isinf(dist).all():
-                    score = np.where(open_, weight, -1.0)
+                if not placed and np.isinf(dist).all():
+                    np.copyto(score, weight)
+                elif diversity == 1.0:
+                    placed = True
+                    np.multiply(weight, dist, out=score)
                 else:
-                    score = np.where(open_, weight * np.power(dist, diversity), -1.0)
+                    placed = True
+                    np.power(dist, diversity, out=score)
+                    score *= weight
+                np.copyto(score, -1.0, where=~open_)
                 i = int(np.argmax(score))
                 i = near.choose(score, i, weight=weight, diversity=diversity)
                 near.update(i)
