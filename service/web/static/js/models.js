@@ -2,7 +2,7 @@
 // group of assets (a cell, a slice's errors, the assets fixed between runs, look-alikes of errors)
 // opens in the results grid by its filter, with ground truth and prediction on each card.
 
-import { deleteJSON, getJSON, postJSON } from "./api.js";
+import { deleteJSON, getJSON, postForm, postJSON } from "./api.js";
 import { fill, fmtCount, fmtDate, h, plural } from "./dom.js";
 import { contextOf, evaluationPanel, runName } from "./evaluation.js";
 import { describe, note, showError } from "./notify.js";
@@ -10,6 +10,11 @@ import { deltaCell, fmtMetric, sortableTable } from "./tables.js";
 
 const POLL_MS = 400;
 const ACTIVE = new Set(["queued", "running"]);
+// POST /labelsets/{name}/annotations as multipart: the file formats it reads.
+const FILE_FORMATS = [
+  ["loupe", "Loupe JSONL"], ["csv", "CSV (classification)"], ["coco", "COCO JSON"],
+  ["yolo", "YOLO (zip of .txt + class names)"], ["label-studio", "Label Studio export (JSON)"],
+];
 const SIMILAR_LIMIT = 200;
 const SHOWN_CLASSES = 8;
 const MAIN_METRIC = { classification: ["accuracy", "accuracy"], detection: ["map", "mAP"] };
@@ -37,6 +42,7 @@ export class ModelsView {
   build() {
     this.built = true;
     this.setsBox = h("div", { class: "table-wrap", id: "label-sets" });
+    this.importBox = this.buildImport();
     this.gtSelect = h("select", { id: "eval-gt", onchange: () => this.fillPredictions() });
     this.predSelect = h("select", { id: "eval-pred", onchange: () => this.syncIou() });
     this.sliceSelect = h("select", { id: "eval-slice" });
@@ -62,7 +68,10 @@ export class ModelsView {
     fill(this.root,
       h("div", { class: "toolbar" }, h("h2", { class: "summary" }, "Models")),
       h("section", { class: "panel models-panel", "aria-labelledby": "sets-title" },
-        h("h3", { id: "sets-title" }, "Label sets"), this.setsBox),
+        h("div", { class: "section-head" }, h("h3", { id: "sets-title" }, "Label sets"),
+          h("button", { type: "button", id: "labels-import-open", "aria-expanded": "false",
+            onclick: (e) => this.toggleImport(e.currentTarget) }, "Import labels")),
+        this.importBox, this.setsBox),
       h("section", { class: "panel models-panel", "aria-labelledby": "evals-title" },
         h("h3", { id: "evals-title" }, "Evaluations"),
         runForm, this.runStatus, this.evalsBox),
@@ -94,8 +103,8 @@ export class ModelsView {
 
   renderSets() {
     if (!this.sets.length) {
-      fill(this.setsBox, h("p", { class: "muted" }, "No label sets yet. Import ground truth and model predictions with ",
-        h("code", {}, "loupe labels import SET FILE --role ground_truth|predictions"), " or POST /api/v1/labelsets, then come back here."));
+      fill(this.setsBox, h("p", { class: "muted" }, "No label sets yet. Import ground truth and model predictions with Import labels above, ",
+        h("code", {}, "loupe labels import SET FILE --role ground_truth|predictions"), " or POST /api/v1/labelsets."));
       return;
     }
     const classes = (s) => {
@@ -111,10 +120,195 @@ export class ModelsView {
         { key: "assets", label: "Assets", num: true },
         { key: "model", label: "Model", cell: (s) => s.model || "—" },
         { key: "updated_at", label: "Updated", cell: (s) => (s.updated_at ? fmtDate(s.updated_at) : "—") },
+        { key: "delete", label: "", sortable: false, cell: (s) => h("td", { class: "eval-actions" },
+          h("button", {
+            type: "button", class: "link set-delete", dataset: { name: s.name },
+            "aria-label": `Delete the label set ${s.name}`,
+            onclick: (e) => this.removeSet(s, e.currentTarget),
+          }, "Delete")) },
       ],
       rows: this.sets,
       className: "label-sets",
     }));
+  }
+
+  /** DELETE /labelsets/{name}, once confirmed: the set and its `labels.<name>.*` fields go. */
+  async removeSet(set, button) {
+    if (!window.confirm(`Delete the label set ${set.name}? Its fields (labels.${set.name}.*) are removed from every asset; evaluations already run keep their numbers.`)) return;
+    button.disabled = true;
+    try {
+      await deleteJSON(`/labelsets/${encodeURIComponent(set.name)}`);
+    } catch (err) {
+      button.disabled = false;
+      showError(err, "Deleting the label set");
+      return;
+    }
+    note(`Deleted the label set ${set.name}.`);
+    this.page.filters.load(); // its labels.<name>.* fields leave the sidebar
+    await this.refresh();
+  }
+
+  // -- importing labels ------------------------------------------------------------------------
+
+  buildImport() {
+    const field = (label, control, extra = {}) => h("label", { class: "param", ...extra }, `${label} `, control);
+    this.impSet = h("select", { id: "import-set", onchange: () => this.syncImport() });
+    this.impName = h("input", { id: "import-name", type: "text", placeholder: "e.g. reviewed", pattern: "[A-Za-z0-9_\\-]+", maxlength: "100" });
+    this.impRole = h("select", { id: "import-role" },
+      h("option", { value: "ground_truth" }, "Ground truth"), h("option", { value: "predictions" }, "Predictions"));
+    this.impTask = h("select", { id: "import-task" },
+      h("option", { value: "classification" }, "Classification"), h("option", { value: "detection" }, "Detection"));
+    this.impModel = h("input", { id: "import-model", type: "text", placeholder: "optional: resnet v2", maxlength: "500" });
+    this.impNew = h("div", { class: "eval-form", id: "import-new" },
+      field("Name", this.impName), field("Kind", this.impRole), field("Task", this.impTask), field("Model", this.impModel));
+    this.impFrom = h("select", { id: "import-from", onchange: () => this.syncImport() },
+      h("option", { value: "file" }, "a file"), h("option", { value: "field" }, "a metadata field"),
+      h("option", { value: "label-studio" }, "a Label Studio project"));
+    this.impFile = h("input", { id: "import-file", type: "file" });
+    this.impFormat = h("select", { id: "import-format" }, ...FILE_FORMATS.map(([v, t]) => h("option", { value: v }, t)));
+    this.impSource = h("select", { id: "import-source" });
+    this.impFromFile = h("div", { class: "eval-form", id: "import-from-file" },
+      field("File", this.impFile), field("Format", this.impFormat), field("File names under source", this.impSource));
+    this.impField = h("select", { id: "import-field" });
+    this.impFromField = h("div", { class: "eval-form", id: "import-from-field", hidden: true }, field("Field", this.impField));
+    this.impUrl = h("input", { id: "import-ls-url", type: "url", placeholder: "http://localhost:8080" });
+    this.impToken = h("input", { id: "import-ls-token", type: "password", autocomplete: "off" });
+    this.impProject = h("input", { id: "import-ls-project", type: "number", min: "1", step: "1" });
+    this.impFromLs = h("div", { class: "eval-form", id: "import-from-ls", hidden: true },
+      field("URL", this.impUrl), field("API token", this.impToken), field("Project id", this.impProject));
+    this.impButton = h("button", { type: "submit", class: "primary", id: "import-run" }, "Import");
+    this.impStatus = h("div", { class: "run-status", id: "import-status", role: "status" });
+    return h("form", { class: "import-form", id: "labels-import", hidden: true, onsubmit: (e) => { e.preventDefault(); this.importLabels(); } },
+      h("div", { class: "eval-form" }, field("Into", this.impSet), field("from", this.impFrom)),
+      this.impNew, this.impFromFile, this.impFromField, this.impFromLs,
+      h("p", { class: "muted small" }, "Assets are matched by id, by source + key, or by file name under the source; unmatched records are counted and listed, and a malformed file imports nothing."),
+      h("div", { class: "eval-form" }, this.impButton), this.impStatus);
+  }
+
+  async toggleImport(button) {
+    const form = this.importBox;
+    form.hidden = !form.hidden;
+    button.setAttribute("aria-expanded", String(!form.hidden));
+    if (form.hidden) return;
+    this.fillImport();
+    try {
+      const { data } = await getJSON("/sources");
+      const keep = this.impSource.value;
+      this.impSource.replaceChildren(h("option", { value: "" }, "the only source / ids in the file"),
+        ...data.map((src) => h("option", { value: src.name }, src.name)));
+      if (data.some((src) => src.name === keep)) this.impSource.value = keep;
+    } catch (err) {
+      showError(err, "Loading the sources");
+    }
+  }
+
+  /** The set choices (existing ones, or a new one) and the catalog's metadata fields. */
+  fillImport() {
+    const keep = this.impSet.value;
+    this.impSet.replaceChildren(h("option", { value: "" }, "a new set…"),
+      ...this.sets.map((s) => h("option", { value: s.name }, `${s.name} (${s.role === "ground_truth" ? "ground truth" : "predictions"}, ${s.task})`)));
+    if (this.sets.some((s) => s.name === keep)) this.impSet.value = keep;
+    const meta = this.page.filters.fields.filter((f) => !f.derived && f.name.startsWith("meta."));
+    const field = this.impField.value;
+    this.impField.replaceChildren(...meta.map((f) => h("option", { value: f.name }, f.label)));
+    if (meta.some((f) => f.name === field)) this.impField.value = field;
+    this.syncImport();
+  }
+
+  syncImport() {
+    this.impNew.hidden = Boolean(this.impSet.value);
+    const from = this.impFrom.value;
+    this.impFromFile.hidden = from !== "file";
+    this.impFromField.hidden = from !== "field";
+    this.impFromLs.hidden = from !== "label-studio";
+  }
+
+  /** Checked on the page before anything is sent: what the form lacks, in plain words. */
+  importProblem() {
+    if (!this.impSet.value && !this.impName.value.trim()) return "Name the new set (letters, digits, _ and -).";
+    const from = this.impFrom.value;
+    if (from === "file" && !this.impFile.files.length) return "Choose the file to import.";
+    if (from === "field" && !this.impField.value) return "The catalog has no metadata field to take labels from.";
+    if (from === "label-studio" && !(this.impUrl.value && this.impToken.value && this.impProject.value)) {
+      return "Give the Label Studio URL, an API token and the project id.";
+    }
+    return null;
+  }
+
+  importBody() {
+    const from = this.impFrom.value;
+    if (from === "file") {
+      const form = new FormData();
+      form.append("file", this.impFile.files[0]);
+      form.append("format", this.impFormat.value);
+      if (this.impSource.value) form.append("source", this.impSource.value);
+      return form;
+    }
+    if (from === "field") return { from_field: this.impField.value };
+    return { label_studio: { url: this.impUrl.value.trim(), token: this.impToken.value, project_id: Number(this.impProject.value) } };
+  }
+
+  async importLabels() {
+    const problem = this.importProblem();
+    if (problem) {
+      fill(this.impStatus, h("p", { class: "error" }, problem));
+      return;
+    }
+    const name = this.impSet.value || this.impName.value.trim();
+    const created = !this.impSet.value;
+    const path = `/labelsets/${encodeURIComponent(name)}/annotations`;
+    this.impButton.disabled = true;
+    const bar = h("progress", { max: "1", value: "0" });
+    const text = h("span", {}, "Sending…");
+    fill(this.impStatus, bar, text);
+    let job;
+    try {
+      if (created) {
+        const body = { name, role: this.impRole.value, task: this.impTask.value };
+        if (this.impModel.value.trim()) body.model = this.impModel.value.trim();
+        await postJSON("/labelsets", body);
+      }
+      try {
+        const body = this.importBody();
+        job = body instanceof FormData ? await postForm(path, body) : await postJSON(path, body);
+        while (ACTIVE.has(job.state)) {
+          await sleep(POLL_MS);
+          job = await getJSON(`/jobs/${job.id}`);
+          bar.value = job.progress;
+          text.textContent = `${job.state === "queued" ? "Queued" : "Importing"} into ${name}… ${Math.round(job.progress * 100)}%`;
+        }
+      } catch (err) {
+        // The import was refused (a malformed file is checked whole before anything is written):
+        // a set made for it is removed again, so a failed attempt leaves nothing behind.
+        if (created) await deleteJSON(`/labelsets/${encodeURIComponent(name)}`).catch(() => {});
+        throw err;
+      }
+    } catch (err) {
+      fill(this.impStatus, h("p", { class: "error" }, describe(err)));
+      this.impButton.disabled = false;
+      await this.refresh();
+      return;
+    }
+    this.impButton.disabled = false;
+    const c = job.counts || {};
+    if (job.state !== "succeeded") {
+      if (created) await deleteJSON(`/labelsets/${encodeURIComponent(name)}`).catch(() => {});
+      fill(this.impStatus, h("p", { class: "error" }, `The import ${job.state}: ${job.detail || "no reason given"}`));
+    } else {
+      const unmatched = c.unknown_asset || 0;
+      const lines = [h("p", { class: "ok" }, `Imported ${plural(c.imported || 0, "annotation")} into ${name}`
+        + ` (${fmtCount(c.received || 0)} received, ${fmtCount(unmatched)} matched no asset, ${fmtCount(c.invalid || 0)} invalid).`)];
+      if (unmatched && job.errors.length) {
+        lines.push(h("ul", { class: "unmatched small" }, ...job.errors.slice(0, 5).map((e) => h("li", {}, Object.values(e).join(": ")))));
+      }
+      fill(this.impStatus, ...lines);
+      note(`Imported labels into ${name}: labels.${name}.* fields filter now.`);
+      this.page.filters.load(); // the set's fields join the sidebar
+    }
+    await this.refresh();
+    this.fillImport();
+    if (job.state === "succeeded") this.impSet.value = name;
+    this.syncImport();
   }
 
   // -- running an evaluation ----------------------------------------------------------------
