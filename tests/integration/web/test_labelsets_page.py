@@ -155,8 +155,9 @@ def test_deleting_a_set_asks_first_then_removes_it_and_its_fields(ui: Page, serv
 
     with api(server) as c:
         wait_for(c, "/jobs", job.json(), succeeded=True)
-    page = ui.page
-    page.goto(f"{ui.url}/#models")
+    page = open_import(ui)  # its open form offers the set, until the set is gone
+    option = "#import-set option[value='pagedel']"
+    page.locator(option).wait_for(state="attached")
     button = page.locator(".set-delete[data-name='pagedel']")
     button.wait_for()
     field = "details.field[data-field='labels.pagedel.label']"
@@ -178,6 +179,7 @@ def test_deleting_a_set_asks_first_then_removes_it_and_its_fields(ui: Page, serv
     button.click()
     page.locator(".set-delete[data-name='pagedel']").wait_for(state="detached")
     page.locator(field).wait_for(state="detached")
+    page.locator(option).wait_for(state="detached")
     assert "pagedel" not in set_names(server)
     with api(server) as c:
         count = c.get(

@@ -92,6 +92,7 @@ export class ModelsView {
       return;
     }
     this.renderSets();
+    if (!this.importBox.hidden) this.fillImport(); // a set made or deleted changes its choices
     this.fillRunForm();
     this.renderEvaluations();
     this.fillCompareA();
