@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import LiveServer
 from tests.integration.web import test_page as base
-from tests.integration.web.test_page import CHROMIUM, Page, _page
+from tests.integration.web.test_page import CHROMIUM, Page, _page, answer_dialog
 
 data_dir, server, browser = base.data_dir, base.server, base.browser
 ui = base.ui
@@ -165,11 +165,7 @@ def test_deleting_a_set_asks_first_then_removes_it_and_its_fields(ui: Page, serv
     messages: list[str] = []
 
     def answer(accept: bool) -> Any:
-        def on_dialog(dialog: Any) -> None:
-            messages.append(dialog.message)
-            dialog.accept() if accept else dialog.dismiss()
-
-        return on_dialog
+        return answer_dialog(messages, accept=accept)
 
     page.once("dialog", answer(False))
     button.click()  # the dialog is answered inside the click

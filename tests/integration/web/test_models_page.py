@@ -25,7 +25,7 @@ from PIL import Image
 from service.synth import SHAPES
 from tests.conftest import LiveServer
 from tests.integration.web import test_page as base
-from tests.integration.web.test_page import CHROMIUM, Page, _page, card_ids, count_in, summary
+from tests.integration.web.test_page import CHROMIUM, Page, _page, answer_dialog, card_ids, count_in, summary
 from tests.jobs import wait_for
 
 # test_page.py's module fixtures, shared: its catalog of shapes and its browser.
@@ -445,11 +445,7 @@ def test_deleting_an_evaluation_from_the_page_asks_first_then_removes_it_and_its
     messages: list[str] = []
 
     def answer(accept: bool) -> Any:
-        def on_dialog(dialog: Any) -> None:
-            messages.append(dialog.message)
-            dialog.accept() if accept else dialog.dismiss()
-
-        return on_dialog
+        return answer_dialog(messages, accept=accept)
 
     page.once("dialog", answer(False))
     button.click()  # the dialog is answered inside the click

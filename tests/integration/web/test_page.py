@@ -13,7 +13,7 @@ import json
 import re
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +121,16 @@ class Page:
             pass
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         self.page.screenshot(path=str(ARTIFACTS / f"web-{name}.png"))
+
+
+def answer_dialog(messages: list[str], *, accept: bool) -> Callable[[Any], None]:
+    """A `page.once("dialog", ...)` handler: records the dialog's text, then accepts or dismisses."""
+
+    def on_dialog(dialog: Any) -> None:
+        messages.append(dialog.message)
+        dialog.accept() if accept else dialog.dismiss()
+
+    return on_dialog
 
 
 def _page(browser: Any, server: LiveServer, *, enforce_csp: bool) -> Iterator[Page]:
