@@ -219,7 +219,7 @@ def open_catalog(home: Path) -> Any:
 def build(home: Path, n: int, *, graph: bool, keep: Path | None, labels: bool = True) -> dict[str, Any]:
     """Write n points (and the `gt` labels) into a catalog at `home`; optionally build the graph."""
     from service.index.base import Point
-    from service.labels import payload
+    from service.labels import payload, scores
     from service.labels.schemas import LabelSetCreate
     from service.labels.store import LabelSetStore
 
@@ -260,7 +260,7 @@ def build(home: Path, n: int, *, graph: bool, keep: Path | None, labels: bool = 
             for r in rows
         ]
         if labels:
-            payload.write(catalog.index, "gt", items)
+            scores.write(catalog.state, catalog.index, "gt", items)
         print(f"  written {start + len(rows):,} / {n:,}", end="\r", flush=True)
     catalog.index.flush()
     upsert_s = time.perf_counter() - t0

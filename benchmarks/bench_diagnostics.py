@@ -197,7 +197,7 @@ def loupe_catalog(home: Path, n: int, metas: list[dict[str, Any]]) -> tuple[Any,
 
 
 def label_sets(catalog: Any, task: str, values: dict[str, list[tuple[str, dict[str, Any]]]]) -> None:
-    from service.labels import payload
+    from service.labels import payload, scores
     from service.labels.schemas import LabelSetCreate
     from service.labels.store import LabelSetStore
 
@@ -205,9 +205,9 @@ def label_sets(catalog: Any, task: str, values: dict[str, list[tuple[str, dict[s
         role = "ground_truth" if name == "gt" else "predictions"
         LabelSetStore(catalog.state).create(LabelSetCreate(name=name, role=role, task=task))  # type: ignore[arg-type]
         payload.ensure_indexes(catalog.index, name)
-        payload.write(
-            catalog.index, name, [(a, {**v, "imported_at": "2026-01-01T00:00:00Z"}) for a, v in items]
-        )
+        stamped = [(a, {**v, "imported_at": "2026-01-01T00:00:00Z"}) for a, v in items]
+        for at in range(0, len(stamped), 2000):  # the import job's batches (service/labels/jobs.py)
+            scores.write(catalog.state, catalog.index, name, stamped[at : at + 2000])
     catalog.index.flush()
 
 

@@ -67,7 +67,7 @@ def catalog_of(home: Path, vectors: np.ndarray, labels: list[str] | None) -> tup
 
 def ground_truth(catalog: Any, ids: list[str], labels: list[str], *, share: float, seed: int) -> set[int]:
     """Give a random `share` of the assets their label in set `gt`; returns their positions."""
-    from service.labels import payload
+    from service.labels import payload, scores
     from service.labels.schemas import LabelSetCreate
     from service.labels.store import LabelSetStore
 
@@ -78,7 +78,7 @@ def ground_truth(catalog: Any, ids: list[str], labels: list[str], *, share: floa
     items = [
         (ids[i], {"label": labels[i], "score": None, "imported_at": "2026-01-01T00:00:00Z"}) for i in picked
     ]
-    payload.write(catalog.index, "gt", items)
+    scores.write(catalog.state, catalog.index, "gt", items)
     catalog.index.flush()
     return {int(i) for i in picked}
 

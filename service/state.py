@@ -147,6 +147,17 @@ class LabelImportBatchRow(Base):
     items: Mapped[list[Any]] = mapped_column(JSON)
 
 
+class LabelScoresRow(Base):
+    """The class-probability vector (`scores`) of one asset in one label set: kept here rather
+    than in the index payload (service/labels/scores.py says why)."""
+
+    __tablename__ = "label_scores"
+
+    set_name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    asset_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    scores: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
 class SpaceRow(Base):
     """A user vector space (service/spaces): a named vector of the index's points."""
 

@@ -30,6 +30,7 @@ from service.index.filters import only_present, parse_filter, without_excluded
 from service.index.spaces import check_vector, resolve_space
 from service.jobs.queue import JobQueue
 from service.jobs.runner import JobContext, execute
+from service.labels import scores as label_scores
 from service.processes import process_owner
 from service.schemas import SearchRequest
 from service.state import JobRow, SourceRow, StateStore, utcnow
@@ -276,7 +277,11 @@ class Catalog:
         recs = self.index.retrieve([asset_id])
         if not recs:
             raise AssetNotFound(f"no asset with id {asset_id!r}")
-        return asset_from_payload(recs[0].id, recs[0].payload)
+        return self._with_scores([asset_from_payload(recs[0].id, recs[0].payload)])[0]
+
+    def _with_scores(self, assets: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The assets with their label sets' `scores` back from the state store (one query)."""
+        return label_scores.attach(self.state, assets)
 
     def list_assets(
         self,
@@ -298,7 +303,7 @@ class Catalog:
             )
         else:
             recs, nxt = self.index.scroll(filter=flt, limit=limit, cursor=cursor)
-        return [asset_from_payload(r.id, r.payload) for r in recs], nxt
+        return self._with_scores([asset_from_payload(r.id, r.payload) for r in recs]), nxt
 
     def count(self, filter: dict[str, Any] | None) -> int:
         return self.index.count(parse_filter(filter))
@@ -370,9 +375,8 @@ class Catalog:
         page = kept[req.offset : req.offset + req.limit]
         # A full answer from the index means there may be more beyond it.
         more = len(kept) > req.offset + req.limit or len(hits) == want
-        out = [
-            {"id": h.id, "score": float(h.score), "asset": asset_from_payload(h.id, h.payload)} for h in page
-        ]
+        assets = self._with_scores([asset_from_payload(h.id, h.payload) for h in page])
+        out = [{"id": h.id, "score": float(h.score), "asset": a} for h, a in zip(page, assets, strict=True)]
         nxt = req.offset + req.limit if more and len(page) == req.limit else None
         return out, nxt
 

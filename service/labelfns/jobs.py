@@ -11,7 +11,7 @@ from service.labelfns import apply
 from service.labelfns.plan import check
 from service.labelfns.schemas import LabelingFunctionCreate
 from service.labelfns.store import LabelingFunctionStore
-from service.labels import payload
+from service.labels import payload, scores
 from service.labels.records import AssetRef, Record
 from service.labels.store import LabelSetStore
 from service.state import JobRow, utcnow
@@ -53,24 +53,30 @@ def _run(ctx: JobContext) -> None:
 def _write(catalog: Catalog, into: str, labels: list[apply.Label], *, job_id: str) -> None:
     """Replace the set's labels. Values are rounded to 4 decimals and written once per distinct
     value (one set-payload over all its assets): a confident vote is {label: 1.0} on thousands
-    of assets, and one write per asset was most of a large run's time."""
+    of assets, and one write per asset was most of a large run's time. The vote shares
+    (`scores`) go to the state store (service/labels/scores.py), as an import's do."""
     index = catalog.index
     now = rfc3339(utcnow()) or ""
     payload.clear_set(index, into)
+    scores.drop(catalog.state, into)
     payload.ensure_indexes(index, into)
     groups: dict[str, tuple[dict[str, Any], list[str]]] = {}
-    for asset, label, score, scores in labels:
+    vectors: list[tuple[str, dict[str, float]]] = []
+    for asset, label, score, shares in labels:
         rec = Record(
             where=asset,
             ref=AssetRef(asset_id=asset),
             label=label,
             score=round(min(1.0, max(0.0, score)), 4),
-            scores={c: round(p, 4) for c, p in scores.items()} or None,
+            scores={c: round(p, 4) for c, p in shares.items()} or None,
         )
         value = payload.value_of(rec, task="classification", predictions=True, imported_at=now)
         value = {k: round(v, 4) if isinstance(v, float) else v for k, v in value.items()}
+        if "scores" in value:
+            vectors.append((asset, value.pop("scores")))
         key = json.dumps(value, sort_keys=True)
         groups.setdefault(key, (value, []))[1].append(asset)
+    scores.put(catalog.state, into, vectors)
     for value, ids in groups.values():
         for start in range(0, len(ids), WRITE_BATCH):
             index.set_payload(ids[start : start + WRITE_BATCH], {into: value}, key=payload.ROOT)

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from service import collector
 from service.errors import Conflict, InvalidQuery
-from service.labels import formats, imports, payload
+from service.labels import formats, imports, payload, scores
 from service.labels.formats.loupe import parse_list
 from service.labels.schemas import AnnotationImport, LabelSetCreate, LabelSetPublic
 from service.labels.store import LabelSetStore, set_public
@@ -36,7 +36,8 @@ def all_sets(catalog: Catalog) -> list[LabelSetPublic]:
 
 
 def remove(catalog: Catalog, name: str) -> None:
-    """Forget the set and remove `labels.<name>` from every asset (one delete by filter)."""
+    """Forget the set, remove `labels.<name>` from every asset (one delete by filter) and drop
+    its probability vectors (service/labels/scores.py)."""
     sets = LabelSetStore(catalog.state)
     sets.get(name)
     active = catalog.jobs.holder(imports.import_lock(name))
@@ -47,6 +48,7 @@ def remove(catalog: Catalog, name: str) -> None:
         )
     payload.remove_set(catalog.index, name)
     catalog.index.flush()
+    scores.drop(catalog.state, name)
     sets.remove(name)
 
 

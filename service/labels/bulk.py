@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from service.errors import InvalidQuery
 from service.index.base import Condition, Filter
 from service.index.filters import only_present, parse_filter
-from service.labels import payload
+from service.labels import payload, scores
 from service.labels.imports import import_lock
 from service.labels.records import AssetRef, Record, check_record
 from service.labels.store import LabelSetStore
@@ -83,7 +83,9 @@ def label(catalog: Catalog, name: str, body: BulkLabel, *, who: str) -> BulkLabe
     value.update(labeled_by=who, labeled_at=at)
     payload.ensure_indexes(catalog.index, name)
     for start in range(0, len(ids), WRITE_BATCH):
-        catalog.index.set_payload(ids[start : start + WRITE_BATCH], {name: value}, key=payload.ROOT)
+        batch = ids[start : start + WRITE_BATCH]
+        scores.put(catalog.state, name, [(i, None) for i in batch])  # an imported vector goes too
+        catalog.index.set_payload(batch, {name: value}, key=payload.ROOT)
     catalog.index.flush()
     LabelSetStore(catalog.state).imported(
         name, job_id=row.last_job_id or "", classes=[body.label], assets=payload.holders(catalog.index, name)

@@ -17,7 +17,7 @@ from service.errors import JobLost, LoupeError
 from service.index.base import Condition, Filter
 from service.jobs.kinds import JobKind, register
 from service.jobs.runner import JobContext
-from service.labels import payload
+from service.labels import payload, scores
 from service.labels.formats.label_studio import task_record
 from service.labels.imports import KIND, prepare, values
 from service.labels.records import AssetRef, Record
@@ -47,7 +47,9 @@ def _run(ctx: JobContext) -> None:
         for seq in range(start, n):
             items = sets.batch(ctx.job.id, seq) or []
             with collector.paused():  # a batch's operations: thousands of objects, no cycle
-                payload.write(ctx.catalog.index, row.name, [(pid, value) for pid, value in items])
+                scores.write(
+                    ctx.catalog.state, ctx.catalog.index, row.name, [(pid, value) for pid, value in items]
+                )
             counts["imported"] += len(items)
             ctx.save_checkpoint(next=seq + 1, imported=counts["imported"])
             _progress(ctx, counts=counts, progress=(seq + 1) / n)
@@ -68,7 +70,9 @@ def _run(ctx: JobContext) -> None:
         counts["imported"] = 0
         for start in range(0, len(items), WRITE_BATCH):
             chunk = items[start : start + WRITE_BATCH]
-            payload.write(ctx.catalog.index, row.name, [(pid, value) for pid, value in chunk])
+            scores.write(
+                ctx.catalog.state, ctx.catalog.index, row.name, [(pid, value) for pid, value in chunk]
+            )
             counts["imported"] += len(chunk)
             _progress(ctx, counts=counts, progress=counts["imported"] / max(1, len(items)))
     ctx.catalog.index.flush()

@@ -21,6 +21,7 @@ import numpy as np
 from service.index.base import FieldType, Filter, VectorSpec
 from service.index.filters import parse_filter
 from service.index.spaces import resolve_space
+from service.labels import scores as label_scores
 from service.signals import clusters, duplicates, scores
 from service.signals.neighbours import build_graph, scan, with_vector
 from service.signals.plan import Planned, label_scope
@@ -153,9 +154,11 @@ def _label_issues(ctx: JobContext, planned: Planned, space: VectorSpec, flt: Fil
     vote = scores.neighbour_vote(labels, graph.idx, graph.dist, median)
     confidence = None
     if pred:
+        # The probability vectors are in the state store, not the payload (service/labels/scores.py).
+        vectors = label_scores.get(ctx.catalog.state, pred, graph.ids)
         confidence = [
-            scores.self_confidence(lab or "", ((p.get("labels") or {}).get(pred)), planned.classes)
-            for lab, p in zip(labels, graph.payloads, strict=True)
+            scores.self_confidence(lab or "", _prediction(p, pred, vectors.get(pid)), planned.classes)
+            for pid, lab, p in zip(graph.ids, labels, graph.payloads, strict=True)
         ]
     values = scores.label_issue(vote, confidence)
     _write(ctx, [(pid, {"label_issue": float(v)}) for pid, v in zip(graph.ids, values, strict=True)])
@@ -165,6 +168,14 @@ def _label_issues(ctx: JobContext, planned: Planned, space: VectorSpec, flt: Fil
         "flagged": int(np.sum(values >= (planned.threshold or 0.0))),
         "params": {"median": median},
     }
+
+
+def _prediction(payload: dict[str, Any], name: str, vector: dict[str, float] | None) -> dict[str, Any] | None:
+    """The asset's `labels.<name>` value with its `scores` from the state store, when it has them."""
+    value: dict[str, Any] | None = (payload.get("labels") or {}).get(name)
+    if value is None or vector is None:
+        return value
+    return {**value, "scores": vector}
 
 
 def _label(payload: dict[str, Any], name: str) -> str | None:
