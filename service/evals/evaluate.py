@@ -62,20 +62,29 @@ class Rows:
     assets: int = 0
 
 
-def read(index: VectorIndex, plan: Plan, *, on_batch: Callable[[int], None] = lambda n: None) -> Rows:
+def read(
+    index: VectorIndex,
+    plan: Plan,
+    *,
+    on_batch: Callable[[int], None] = lambda n: None,
+    on_scrolled: Callable[[], None] = lambda: None,
+) -> Rows:
     """Scroll the ground-truth set's assets under the filter, reading only the fields needed.
 
     The loop over the pages keeps the payloads of the scored assets and nothing else; labels
     and slice values are then taken out of them a field at a time (list comprehensions: a
-    third of the time of a loop doing everything per asset).
+    third of the time of a loop doing everything per asset). `on_scrolled` is called once the
+    last page is in, before that Python-only part: the index is free again from there on.
     """
     # Hundreds of thousands of small dicts and no reference cycle: the cyclic collector would
     # only walk them, again and again as they pile up (a third of the read at 100,000 assets).
     with collector.paused():
-        return _read(index, plan, on_batch)
+        return _read(index, plan, on_batch, on_scrolled)
 
 
-def _read(index: VectorIndex, plan: Plan, on_batch: Callable[[int], None]) -> Rows:
+def _read(
+    index: VectorIndex, plan: Plan, on_batch: Callable[[int], None], on_scrolled: Callable[[], None]
+) -> Rows:
     gt_key, pr_key = f"labels.{plan.ground_truth}", f"labels.{plan.predictions}"
     classify = plan.task == "classification"
     value = "label" if classify else "boxes"
@@ -97,6 +106,7 @@ def _read(index: VectorIndex, plan: Plan, on_batch: Callable[[int], None]) -> Ro
         on_batch(rows.assets)
         if cursor is None:
             break
+    on_scrolled()
     labels = [p["labels"] for p in kept]
     truth = [(gt or {}).get(value) for gt in (set_.get(plan.ground_truth) for set_ in labels)]
     predicted = [set_[pr_name].get(value) for set_ in labels]
@@ -140,15 +150,26 @@ def detection_cell_filter(plan: Plan, truth: str, predicted: str) -> dict[str, A
     return scope({f"evals.{plan.evaluation_id}.confusion": cell_key(truth, predicted)}, plan.filter)
 
 
-def score(index: VectorIndex, plan: Plan, rows: Rows) -> tuple[dict[str, Any], Outcomes]:
-    """The evaluation's results, and the assets of each distinct outcome (positions in `rows.ids`)."""
+def score(
+    index: VectorIndex, plan: Plan, rows: Rows, *, on_outcomes: Callable[[Outcomes], None] = lambda o: None
+) -> tuple[dict[str, Any], Outcomes]:
+    """The evaluation's results, and the assets of each distinct outcome (positions in `rows.ids`).
+
+    `on_outcomes` gets the outcomes as soon as they are known, before the metrics of the slices
+    (the job starts writing them back meanwhile)."""
     if plan.task == "classification":
-        return _classification(index, plan, rows)
-    return _detection(index, plan, rows)
+        return _classification(index, plan, rows, on_outcomes)
+    return _detection(index, plan, rows, on_outcomes)
 
 
-def _classification(index: VectorIndex, plan: Plan, rows: Rows) -> tuple[dict[str, Any], Outcomes]:
+def _classification(
+    index: VectorIndex, plan: Plan, rows: Rows, on_outcomes: Callable[[Outcomes], None]
+) -> tuple[dict[str, Any], Outcomes]:
     pairs = classification.Coded.of(rows.truth, rows.predicted)  # once, for every metric and slice
+    correct = pairs.t == pairs.p
+    groups = [({"correct": False}, np.flatnonzero(~correct)), ({"correct": True}, np.flatnonzero(correct))]
+    outcomes: Outcomes = [(outcome, at.tolist()) for outcome, at in groups if len(at)]
+    on_outcomes(outcomes)
     labels = classification.coded_label_order(pairs.names)
     result: dict[str, Any] = {
         "metrics": classification.coded_metrics(pairs.t, pairs.p),
@@ -164,12 +185,12 @@ def _classification(index: VectorIndex, plan: Plan, rows: Rows) -> tuple[dict[st
         return classification.coded_metrics(pairs.t[members], pairs.p[members])
 
     result["slices"] = _slices(index, plan, rows, metrics_of)
-    correct = pairs.t == pairs.p
-    groups = [({"correct": False}, np.flatnonzero(~correct)), ({"correct": True}, np.flatnonzero(correct))]
-    return result, [(outcome, at.tolist()) for outcome, at in groups if len(at)]
+    return result, outcomes
 
 
-def _detection(index: VectorIndex, plan: Plan, rows: Rows) -> tuple[dict[str, Any], Outcomes]:
+def _detection(
+    index: VectorIndex, plan: Plan, rows: Rows, on_outcomes: Callable[[Outcomes], None]
+) -> tuple[dict[str, Any], Outcomes]:
     pairs = list(zip(rows.truth, rows.predicted, strict=True))
     data = detection.coco_data(pairs)
     ap = detection.average_precision(data, marks=True)
@@ -185,6 +206,11 @@ def _detection(index: VectorIndex, plan: Plan, rows: Rows) -> tuple[dict[str, An
         },
     }
     matrix = detection_confusion(pairs, iou=plan.iou, classes=data.classes)
+    outcomes = grouped(
+        {"tp": o.tp, "fp": o.fp, "fn": o.fn, "confusion": cells}
+        for o, cells in zip(per_image, matrix.cells, strict=True)
+    )
+    on_outcomes(outcomes)
     result["confusion"] = {
         "labels": matrix.labels,
         "matrix": matrix.matrix,
@@ -202,11 +228,7 @@ def _detection(index: VectorIndex, plan: Plan, rows: Rows) -> tuple[dict[str, An
         return {"map": sub["map"], "map_50": sub["map_50"], **detection.summary(counts)}
 
     result["slices"] = _slices(index, plan, rows, metrics_of)
-    outcomes = (
-        {"tp": o.tp, "fp": o.fp, "fn": o.fn, "confusion": cells}
-        for o, cells in zip(per_image, matrix.cells, strict=True)
-    )
-    return result, grouped(outcomes)
+    return result, outcomes
 
 
 def grouped(outcomes: Iterable[dict[str, Any]]) -> Outcomes:

@@ -25,6 +25,14 @@ def root(evaluation_id: str) -> str:
     return f"evals.{evaluation_id}"
 
 
+def prepare(index: VectorIndex, plan: Plan) -> None:
+    """Index the evaluation's outcome fields (before any asset has them: the engine then keeps
+    the indexes up to date as the values are written, and filters on them are served by it)."""
+    key = root(plan.evaluation_id)
+    for name, kind in FIELDS[plan.task].items():
+        index.ensure_field(f"{key}.{name}", kind)
+
+
 def write(
     index: VectorIndex,
     plan: Plan,
@@ -33,12 +41,11 @@ def write(
     *,
     on_batch: Callable[[float], None] = lambda f: None,
 ) -> None:
-    """Index the fields first (so filters on them are served by the index), then set them: one
+    """Index the fields first (`prepare`, at once if done already), then set them: one
     set-payload by ids per distinct outcome (`outcomes`: each with its assets' positions in
     `ids`; two for classification), not one per asset."""
+    prepare(index, plan)
     key = root(plan.evaluation_id)
-    for name, kind in FIELDS[plan.task].items():
-        index.ensure_field(f"{key}.{name}", kind)
     done = 0
     for payload, at in outcomes:
         members = [ids[i] for i in at]

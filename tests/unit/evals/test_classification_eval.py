@@ -4,6 +4,7 @@ equals scikit-learn called directly on the same pairs; outcomes, cells, slices, 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -263,6 +264,33 @@ def test_an_evaluation_is_deleted_only_once_its_job_has_ended(world):
     assert f"evals.{kept['id']}.correct" in catalog.index.indexed_fields()
     with pytest.raises(EvaluationNotFound, match="nope"):
         delete(catalog, "nope")
+
+
+@pytest.mark.parametrize("ending", ["cancelled", "failed"])
+def test_a_write_that_ends_badly_leaves_no_outcome_fields(world, monkeypatch, ending):
+    """The outcomes are written by a worker thread while the slices are scored: a cancel seen
+    meanwhile, or the write's own error, ends the job only after the worker has stopped, and
+    the fields are cleared after its last write (none is left behind)."""
+    catalog = world["catalog"]
+    row = begin(catalog, EvaluationRequest(predictions="weak", ground_truth="gt", slice_by=["site"]), here=True)
+    original = catalog.index.set_payload
+
+    def slow_write(ids, payload, *, key=None):
+        if ending == "failed":
+            raise RuntimeError("the disk is full")
+        catalog.jobs.cancel(row.id)  # seen by the job's next report, while this write runs
+        time.sleep(0.7)
+        original(ids, payload, key=key)
+
+    monkeypatch.setattr(catalog.index, "set_payload", slow_write)
+    job = execute(catalog, catalog.jobs.get(row.id))
+    monkeypatch.undo()
+    assert job.state == ending, job.detail
+    if ending == "failed":
+        assert "the disk is full" in (job.detail or "")
+    assert EvaluationStore(catalog.state).get(row.id).state == ending
+    assert catalog.count({f"evals.{row.id}.correct": {"exists": True}}) == 0
+    assert not [k for k in catalog.index.indexed_fields() if k.startswith(f"evals.{row.id}")]
 
 
 def test_an_evaluation_that_does_not_succeed_leaves_no_outcome_fields(world):
