@@ -44,10 +44,13 @@ QUANTISED_MIN_POOL = 200_000
 QUANTISED_MIN_BUDGET = 50
 
 
-def normalise(values: np.ndarray, *, invert: bool, minmax: bool) -> np.ndarray:
+def normalise(
+    values: np.ndarray, *, invert: bool, minmax: bool, over: np.ndarray | None = None
+) -> np.ndarray:
+    """`over`: the rows whose range the min-max takes (the candidates; None: every row)."""
     v = np.where(np.isnan(values), np.nan, 1.0 - values if invert else values)
     if minmax:
-        finite = v[~np.isnan(v)]
+        finite = v[~np.isnan(v) & (True if over is None else over)]
         lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
         v = (v - lo) / (hi - lo) if hi > lo else np.where(np.isnan(v), np.nan, 1.0)
     return np.clip(np.nan_to_num(v, nan=0.0), 0.0, 1.0)
@@ -84,15 +87,18 @@ def pick(
     target: str | dict[str, float] = "uniform",
     on_pick: Callable[[int], None] = lambda n: None,
     accelerate: bool | None = None,
+    candidates: np.ndarray | None = None,
 ) -> list[int]:
     """Indices into the pool, in the order chosen (see the module docstring). `accelerate`
     updates the distances on an int8 copy of the pool, each pick checked on the exact vectors
-    (service.selections.quantised); None: when the pool and the budget are large."""
+    (service.selections.quantised); None: when the pool and the budget are large. `candidates`:
+    the rows that may be chosen (None: all); the others only sit in `vectors`."""
     n = len(weight)
-    budget = min(budget, n)
+    allowed = np.ones(n, dtype=bool) if candidates is None else np.asarray(candidates, dtype=bool)
+    budget = min(budget, int(allowed.sum()))
     caps = _Caps(groups, budget, target) if groups is not None else None
-    open_ = caps.initial() if caps is not None else np.ones(n, dtype=bool)
-    taken = np.zeros(n, dtype=bool)
+    open_ = (caps.initial() if caps is not None else np.ones(n, dtype=bool)) & allowed
+    taken = ~allowed  # never opened again when the caps are lifted
     out: list[int] = []
     if diversity is not None and vectors is not None:
         # d_max scales every candidate alike, so the argmax of w * d**b is that of the rule.
@@ -100,7 +106,7 @@ def pick(
         sq = np.einsum("ij,ij->i", vectors, vectors)  # without a pool-sized temporary
         dist = _seed_distances(vectors, seeds, sq)
         if accelerate is None:
-            accelerate = n >= QUANTISED_MIN_POOL and budget >= QUANTISED_MIN_BUDGET
+            accelerate = int(allowed.sum()) >= QUANTISED_MIN_POOL and budget >= QUANTISED_MIN_BUDGET
         near = _distances(vectors, sq, dist, accelerate=accelerate)
         # The scores in one buffer, rewritten in place each pick (at 1M, a third of the numpy
         # time per pick of allocating where/power/product temporaries).

@@ -63,14 +63,16 @@ def choose(catalog: Catalog, checked: Plan, *, report: Any = None) -> tuple[list
     """The chosen ids in order, the counts, and the seconds spent choosing (after reading)."""
     tell = report or (lambda **_: None)
     found = pool.read(catalog.index, checked, on_batch=lambda n: tell(counts={"candidates": n}, progress=0.1))
-    tell(counts={"candidates": len(found.ids), "seeds": found.seed_count}, progress=0.4)
+    tell(counts={"candidates": found.size, "seeds": found.seed_count}, progress=0.4)
+    over = found.candidates
     objectives = [
-        (greedy.normalise(values, invert=w.invert, minmax=w.normalise), w.strength)
+        (greedy.normalise(values, invert=w.invert, minmax=w.normalise, over=over), w.strength)
         for w, values in zip(checked.weights, found.values, strict=True)
     ]
     for query, strength in checked.similar:
         assert found.vectors is not None
-        objectives.append((greedy.normalise(found.vectors @ query, invert=False, minmax=True), strength))
+        similarity = greedy.normalise(found.vectors @ query, invert=False, minmax=True, over=over)
+        objectives.append((similarity, strength))
     started = time.perf_counter()
     weight = greedy.combine(objectives, len(found.ids))
     picked = greedy.pick(
@@ -82,9 +84,10 @@ def choose(catalog: Catalog, checked: Plan, *, report: Any = None) -> tuple[list
         groups=found.groups if checked.balance is not None else None,
         target=checked.balance.target if checked.balance is not None else "uniform",
         on_pick=lambda n: tell(counts={"selected": n}, progress=0.4 + 0.5 * n / max(1, checked.budget)),
+        candidates=found.candidates,
     )
     seconds = time.perf_counter() - started
-    counts = {"candidates": len(found.ids), "seeds": found.seed_count, "selected": len(picked)}
+    counts = {"candidates": found.size, "seeds": found.seed_count, "selected": len(picked)}
     return [found.ids[int(i)] for i in np.asarray(picked, dtype=np.int64)], counts, seconds
 
 

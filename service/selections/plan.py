@@ -52,6 +52,10 @@ class Plan:
     pool: dict[str, Any]  # the candidates, as a filter
     seeds: dict[str, Any] | None  # labelled / already chosen assets under the filter
     space: VectorSpec
+    # The pool's two parts, when it is `base` but not `excluded`: the pool read can then take
+    # the usually few excluded assets out of the whole index instead of scrolling the rest.
+    base: dict[str, Any] | None = None
+    excluded: dict[str, Any] | None = None
     weights: list[Weight] = field(default_factory=list)
     diversity: float | None = None  # its strength, when asked
     balance: BalanceStrategy | None = None
@@ -77,6 +81,8 @@ def plan(catalog: Catalog, request: SelectionRequest) -> Plan:
         pool=pool,
         seeds={"and": [base, {"or": excluded}]} if excluded else None,
         space=space,
+        base=base,
+        excluded={"or": excluded} if excluded else None,
     )
     kinds = [s.kind for s in request.strategies]
     for once in ("diversity", "balance"):
@@ -136,7 +142,9 @@ def _exclusions(catalog: Catalog, request: SelectionRequest) -> tuple[list[dict[
         out.append({"selections": {"exists": True}})
         why.append("in an earlier selection (set include_selected)")
     if not request.include_exported:
-        out.append({"exports": {"exists": True}})
+        # An export entry always has its id: that key is indexed (the `exports` list of objects is
+        # not, and an `exists` on it read every payload of the index).
+        out.append({"exports.export_id": {"exists": True}})
         why.append("already exported (set include_exported)")
     return out, " or ".join(why)
 

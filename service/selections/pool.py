@@ -32,6 +32,15 @@ class Pool:
     seeds: np.ndarray | None = None
     seed_count: int = 0
     no_vector: int = 0
+    # Which rows of `ids` (and `vectors`) are candidates; None: all of them. Set when the pool is
+    # the whole index but a few excluded assets, whose rows stay (no pool-sized copy) but are
+    # never chosen.
+    candidates: np.ndarray | None = None
+
+    @property
+    def size(self) -> int:
+        """How many candidates."""
+        return len(self.ids) if self.candidates is None else int(self.candidates.sum())
 
 
 def lookup(payload: dict[str, Any], path: str) -> Any:
@@ -83,6 +92,8 @@ def read(index: VectorIndex, plan: Plan, *, on_batch: Callable[[int], None] = la
     rows = _Rows(ids)
     pool = Pool()
     total = index.count(None)
+    if not roots and _few_excluded(index, plan, total):
+        return _all_but_excluded(index, plan, ids, matrix, total, on_batch)
     if not roots and index.count(flt) == total:
         # The whole index is the pool (the usual diversity run): no scroll, and no copy.
         pool.ids, pool.no_vector, take = list(ids), total - len(ids), None
@@ -97,6 +108,49 @@ def read(index: VectorIndex, plan: Plan, *, on_batch: Callable[[int], None] = la
         pool.vectors = _compared(matrix[take], plan.space.distance, owned=True)  # a gathered copy
     if plan.diversity is not None and plan.seeds is not None:
         pool.seeds, pool.seed_count = _seeds(index, plan, matrix, rows)
+    return pool
+
+
+def _few_excluded(index: VectorIndex, plan: Plan, total: int) -> bool:
+    """Whether the pool is the whole index but at most half of it excluded (earlier selections,
+    exports, a labelled set): reading the excluded then costs less than scrolling the pool."""
+    if plan.excluded is None or index.count(parse_filter(plan.base)) != total:
+        return False
+    return index.count(parse_filter(plan.excluded)) <= total // 2
+
+
+def _all_but_excluded(
+    index: VectorIndex,
+    plan: Plan,
+    ids: list[str],
+    matrix: np.ndarray,
+    total: int,
+    on_batch: Callable[[int], None],
+) -> Pool:
+    """Every point with a vector but the excluded ones: the excluded ids scrolled by a filter the
+    payload indexes answer (only they are read), their rows masked in the cache's own matrix. The
+    excluded with a vector are the seeds too (the base is the whole index), in id order."""
+    excluded: list[str] = []
+    cursor: str | None = None
+    flt = parse_filter(plan.excluded)
+    while True:
+        recs, cursor = index.scroll(filter=flt, limit=BATCH, cursor=cursor, fields=[])
+        excluded.extend(r.id for r in recs)
+        if cursor is None:
+            break
+    out = set(excluded)
+    masked = np.fromiter((i in out for i in ids), dtype=bool, count=len(ids))
+    pool = Pool(ids=list(ids), candidates=~masked)
+    # Points without a vector cannot be placed: those of the pool are counted, not chosen.
+    pool.no_vector = (total - len(ids)) - (len(out) - int(masked.sum()))
+    on_batch(pool.size)
+    if len(ids):
+        pool.vectors = _compared(matrix, plan.space.distance, owned=False)
+    if plan.diversity is not None and masked.any():
+        of = {ids[r]: r for r in np.flatnonzero(masked).tolist()}
+        take = [of[i] for i in excluded if i in of][:MAX_SEEDS]
+        pool.seeds = _compared(matrix[np.asarray(take, dtype=np.int64)], plan.space.distance, owned=True)
+        pool.seed_count = len(take)
     return pool
 
 

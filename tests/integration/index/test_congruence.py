@@ -176,6 +176,9 @@ FILTERS: list[tuple[dict[str, Any], Predicate]] = [
     ({"score": 0.25}, lambda p: p["meta"]["score"] == 0.25),
     ({"exports.target": "jsonl"}, lambda p: any(e["target"] == "jsonl" for e in p["exports"])),
     ({"exports": {"exists": False}}, lambda p: not p["exports"]),
+    # What a selection excludes as exported (an indexed key of every entry).
+    ({"exports.export_id": {"exists": True}}, lambda p: bool(p["exports"])),
+    ({"not": {"exports.export_id": {"exists": True}}}, lambda p: not p["exports"]),
     ({"source": {"ne": "db"}}, lambda p: p["source"] != "db"),
     ({"label": {"nin": ["bike", "car"]}}, lambda p: p["meta"]["label"] not in ("bike", "car")),
     (

@@ -132,6 +132,58 @@ def test_picks_with_the_cache_equal_picks_without_it(
         index.close()
 
 
+def test_a_pool_of_all_but_a_few_masks_their_rows_and_picks_as_the_scrolled_pool(tmp_path: Path) -> None:
+    """The whole index but the excluded (earlier selections, exports): the excluded are read by
+    their filter and masked in the cache's matrix, not copied out of it; the picks, candidates,
+    seeds and the count of points without a vector are those of the scrolled pool."""
+    index = _open(tmp_path / "index")
+    try:
+        index.ensure_field("meta.label", base.FieldType.keyword)
+        index.upsert(POINTS)
+        without = "00000000-0000-4000-8000-000000000001"  # no vector: counted, never chosen
+        index.upsert([Point(id=without, vector=None, payload={"meta": {}})])
+        excluded = {"meta.label": "bike"}
+        scrolled = Plan(
+            name="s", budget=25, pool={"not": excluded}, seeds=excluded, space=SPEC, diversity=1.0
+        )
+        ref_ids, ref_vectors, ref_seeds = _reference_pool(index, scrolled)
+        assert ref_seeds is not None and len(ref_seeds)
+        expected = _picks(ref_ids, ref_vectors, ref_seeds, 25)
+        masked = Plan(
+            name="s",
+            budget=25,
+            pool={"not": excluded},
+            seeds=excluded,
+            space=SPEC,
+            diversity=1.0,
+            base={},
+            excluded=excluded,
+        )
+        found = pool.read(index, masked)
+        assert found.candidates is not None and found.size == len(ref_ids)
+        ids, matrix = index.all_vectors("clip")
+        assert found.ids == ids and found.vectors is matrix  # the cache's matrix, no copy
+        assert [i for i, c in zip(found.ids, found.candidates, strict=True) if c] == ref_ids
+        assert found.no_vector == 1 and found.seed_count == len(ref_seeds)
+        np.testing.assert_allclose(found.seeds, ref_seeds, atol=1e-6)
+        weight = np.ones(len(found.ids))
+        chosen = greedy.pick(
+            weight,
+            budget=25,
+            vectors=found.vectors,
+            seeds=found.seeds,
+            diversity=1.0,
+            accelerate=False,
+            candidates=found.candidates,
+        )
+        assert [found.ids[i] for i in chosen] == expected
+        # The excluded are never chosen, even when the budget exceeds the candidates.
+        every = greedy.pick(weight, budget=len(found.ids), candidates=found.candidates)
+        assert sorted(found.ids[i] for i in every) == sorted(ref_ids)
+    finally:
+        index.close()
+
+
 def test_a_pool_with_weights_reads_their_values_beside_the_cached_vectors(tmp_path: Path) -> None:
     index = _open(tmp_path / "index")
     try:
