@@ -131,9 +131,7 @@ def _loaded(kind: str, request: pytest.FixtureRequest, where: Path) -> VectorInd
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
-def index(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[VectorIndex]:
+def index(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[VectorIndex]:
     """A backend loaded with the shared dataset; tests must not change it."""
     loaded = _loaded(request.param, request, tmp_path_factory.mktemp(request.param))
     yield loaded
@@ -191,9 +189,7 @@ FILTERS: list[tuple[dict[str, Any], Predicate]] = [
     ),
     (
         {"and": [{"source": "db"}, {"label": "car"}, {"not": {"media_type": "image/png"}}]},
-        lambda p: (
-            p["source"] == "db" and p["meta"]["label"] == "car" and p["media_type"] != "image/png"
-        ),
+        lambda p: p["source"] == "db" and p["meta"]["label"] == "car" and p["media_type"] != "image/png",
     ),
 ]
 FILTER_IDS = [str(f) for f, _ in FILTERS]
@@ -217,9 +213,7 @@ def brute_force(
     if len(positive) > 1 or negative:
         worst = (VECTORS @ unit(negative).T).max(axis=1) if negative else np.full(N, -9.0)
         best = np.where(best > worst, best, -2.0 - worst)
-    ranked = sorted(
-        ((IDS[n], float(best[n])) for n in range(N) if IDS[n] in allowed), key=lambda h: -h[1]
-    )
+    ranked = sorted(((IDS[n], float(best[n])) for n in range(N) if IDS[n] in allowed), key=lambda h: -h[1])
     return ranked
 
 
@@ -249,9 +243,7 @@ def test_retrieve_keeps_order_and_drops_unknown(index: VectorIndex) -> None:
 
 
 @pytest.mark.parametrize(("raw", "predicate"), FILTERS, ids=FILTER_IDS)
-def test_filters_count_and_scroll(
-    index: VectorIndex, raw: dict[str, Any], predicate: Predicate
-) -> None:
+def test_filters_count_and_scroll(index: VectorIndex, raw: dict[str, Any], predicate: Predicate) -> None:
     flt = parse_filter(raw)
     want = expected_ids(predicate)
     assert 0 < len(want) < N, "a case that keeps nothing or everything proves little"

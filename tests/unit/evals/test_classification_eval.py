@@ -272,7 +272,9 @@ def test_a_write_that_ends_badly_leaves_no_outcome_fields(world, monkeypatch, en
     meanwhile, or the write's own error, ends the job only after the worker has stopped, and
     the fields are cleared after its last write (none is left behind)."""
     catalog = world["catalog"]
-    row = begin(catalog, EvaluationRequest(predictions="weak", ground_truth="gt", slice_by=["site"]), here=True)
+    row = begin(
+        catalog, EvaluationRequest(predictions="weak", ground_truth="gt", slice_by=["site"]), here=True
+    )
     original = catalog.index.set_payload
 
     def slow_write(ids, payload, *, key=None):
