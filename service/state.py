@@ -149,7 +149,7 @@ class LabelImportBatchRow(Base):
 
 class LabelScoresRow(Base):
     """The class-probability vector (`scores`) of one asset in one label set: kept here rather
-    than in the index payload (service/labels/scores.py says why)."""
+    than in the index payload (service/catalog/label_scores.py says why)."""
 
     __tablename__ = "label_scores"
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from connectors import base as connectors
 from connectors import registry
+from service.catalog import label_scores
 from service.catalog.assets import asset_from_payload
 from service.catalog.decode import decode, thumbnail
 from service.catalog.jobs import sync_lock
@@ -30,7 +31,6 @@ from service.index.filters import only_present, parse_filter, without_excluded
 from service.index.spaces import check_vector, resolve_space
 from service.jobs.queue import JobQueue
 from service.jobs.runner import JobContext, execute
-from service.labels import scores as label_scores
 from service.processes import process_owner
 from service.schemas import SearchRequest
 from service.state import JobRow, SourceRow, StateStore, utcnow

@@ -54,7 +54,7 @@ def _write(catalog: Catalog, into: str, labels: list[apply.Label], *, job_id: st
     """Replace the set's labels. Values are rounded to 4 decimals and written once per distinct
     value (one set-payload over all its assets): a confident vote is {label: 1.0} on thousands
     of assets, and one write per asset was most of a large run's time. The vote shares
-    (`scores`) go to the state store (service/labels/scores.py), as an import's do."""
+    (`scores`) go to the state store (service/catalog/label_scores.py), as an import's do."""
     index = catalog.index
     now = rfc3339(utcnow()) or ""
     payload.clear_set(index, into)

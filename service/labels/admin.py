@@ -37,7 +37,7 @@ def all_sets(catalog: Catalog) -> list[LabelSetPublic]:
 
 def remove(catalog: Catalog, name: str) -> None:
     """Forget the set, remove `labels.<name>` from every asset (one delete by filter) and drop
-    its probability vectors (service/labels/scores.py)."""
+    its probability vectors (service/catalog/label_scores.py)."""
     sets = LabelSetStore(catalog.state)
     sets.get(name)
     active = catalog.jobs.holder(imports.import_lock(name))

@@ -15,7 +15,7 @@ Per asset, the index payload holds under `labels.<set>`:
                               fingerprint, or "anonymous") and when
 
 The probability vector an import gives (`scores`, {class: p}) is not in the payload but in the
-state store (service/labels/scores.py): `value_of` still returns it (the import spools it, and
+state store (service/catalog/label_scores.py): `value_of` still returns it (the import spools it, and
 the uncertainty fields come from it), `write` leaves it out, and service/labels/scores.py
 `write` stores it, one row per asset and set. Every payload operation of the embedded engine
 decompresses, parses and rewrites a point's whole payload, and nothing filters on the vector:

@@ -154,7 +154,7 @@ def _label_issues(ctx: JobContext, planned: Planned, space: VectorSpec, flt: Fil
     vote = scores.neighbour_vote(labels, graph.idx, graph.dist, median)
     confidence = None
     if pred:
-        # The probability vectors are in the state store, not the payload (service/labels/scores.py).
+        # The probability vectors are in the state store, not the payload (service/catalog/label_scores.py).
         vectors = label_scores.get(ctx.catalog.state, pred, graph.ids)
         confidence = [
             scores.self_confidence(lab or "", _prediction(p, pred, vectors.get(pid)), planned.classes)

@@ -1,5 +1,5 @@
 """Class-probability vectors (`scores`) live in the state store, not in the index payload
-(service/labels/scores.py): an import puts them in the `label_scores` table and the REST API puts
+(service/catalog/label_scores.py): an import puts them in the `label_scores` table and the REST API puts
 them back into `labels.<set>`; a re-import without them, a hand label and the set's removal take
 them away; the label_issues signal reads them from the table and scores as it did from the
 payload. On SQLite and on PostgreSQL (skipped when no server is reachable)."""
