@@ -32,6 +32,7 @@ BENCHES: dict[str, tuple[str, str]] = {
     "vectors": ("benchmarks.bench_vectors", "vector imports from Parquet, search in a user space (issue 17)"),
     "curation": ("benchmarks.bench_curation", "signals, FiftyOne Brain beside, diversity at 1M (issue 15)"),
     "active_learning": ("benchmarks.bench_active_learning", "labels saved by selections (issue 15)"),
+    "payload-write": ("benchmarks.bench_payload_write", "memory a signal's payload write moves (issue 15)"),
     "labeling": ("benchmarks.bench_labeling", "propagation's precision vs its target, speed (issue 16)"),
 }
 
