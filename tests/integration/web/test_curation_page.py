@@ -194,8 +194,9 @@ def test_a_cluster_click_opens_exactly_its_assets(
     page = open_curation(ui)
     items = page.locator("#clusters li.cluster")
     items.first.wait_for()
-    sizes = [int(c) for c in items.evaluate_all("els => els.map(e => e.dataset.count)")]
-    clusters = [int(c) for c in items.evaluate_all("els => els.map(e => e.dataset.cluster)")]
+    # Read in one call: a refresh re-renders the list, so two reads could see two renders.
+    pairs = items.evaluate_all("els => els.map(e => [e.dataset.count, e.dataset.cluster])")
+    sizes, clusters = [int(s) for s, _ in pairs], [int(c) for _, c in pairs]
     real = [s for s, c in zip(sizes, clusters, strict=True) if c != -1]
     facets = api.get("/facets/signals.cluster", params={"limit": 100}).json()["values"]
     listed = api.get("/signals", params={"kind": "clusters"}).json()["data"]

@@ -329,12 +329,13 @@ export class CurationView {
 
   async loadClusters() {
     const token = ++this.clustersToken;
-    clear(this.clusterList);
-    this.clusterMore.hidden = true;
     if (!this.signals.some((s) => s.kind === "clusters" && s.state === "succeeded")) {
+      clear(this.clusterList);
+      this.clusterMore.hidden = true;
       this.clusterSummary.textContent = "Compute Clusters above to group similar assets.";
       return;
     }
+    // The list shown stays until the new counts arrive (a refresh does not blank it meanwhile).
     let values;
     try {
       // Counted as the grid counts (status ok), so a cluster's number is what its click shows.
