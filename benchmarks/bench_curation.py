@@ -140,6 +140,12 @@ class PeakMemory:
         return {"anon_gib": self.anon_gib, "file_gib": self.file_gib}
 
 
+def children_cpu_s() -> float:
+    """CPU seconds of this process's finished children (the index's optimizer)."""
+    use = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return use.ru_utime + use.ru_stime
+
+
 def cpu_s() -> float:
     """This process's CPU seconds (user + system, every thread): on a shared machine the wall
     time says how busy the others were as much as how much work this was."""
@@ -306,13 +312,15 @@ def signal_worker(home: str, kind: str, out_path: str) -> int:
     base_rss = rss_gib()
     peak = PeakMemory()
     body: dict[str, Any] = {"ground_truth": "gt"} if kind == "label_issues" else {}
-    t0, c0 = time.perf_counter(), cpu_s()
+    t0, c0, k0 = time.perf_counter(), cpu_s(), children_cpu_s()
     row = run_now(catalog, kind, SignalRequest.model_validate(body))
     seconds, cpu = time.perf_counter() - t0, cpu_s() - c0
     out: dict[str, Any] = {
         "kind": kind,
         "seconds": seconds,
         "cpu_s": cpu,
+        # The index's optimizer child, when the scores were written through it (a large write).
+        "children_cpu_s": children_cpu_s() - k0,
         "rss_gib": rss_gib(),
         **peak.stop(),
     }
@@ -541,7 +549,9 @@ def main(argv: list[str] | None = None) -> int:
             # point out of the engine's indexed segment (service/signals/jobs.py), so the next
             # signal would measure exact scans, not the catalog as a sync leaves it.
             home = fresh_copy(work / "home", work / f"run-{kind}")
-            results[kind] = _child(["--signal-worker", str(home), kind], work / f"{kind}.json", timeout=1500)
+            # 1,500 s covers 100,000 many times over; a 1,000,000 run gets its 30-minute target and more.
+            limit = max(1500.0, 0.003 * n)
+            results[kind] = _child(["--signal-worker", str(home), kind], work / f"{kind}.json", timeout=limit)
             shutil.rmtree(home, ignore_errors=True)
             print(f"    {results[kind].get('seconds', results[kind].get('error'))}", flush=True)
         fo = {"error": "skipped (--skip-fiftyone)"}
@@ -576,6 +586,7 @@ def _signal_tables(
 ) -> list[Any]:
     from benchmarks.common import Table
 
+    target_s = TARGET_100K_S if n <= 100_000 else TARGET_1M_S
     t = Table(
         f"signals over {n:,} assets (512-d, embedded index with its HNSW graph)",
         ["signal", "wall s", "CPU s", "peak RSS GiB", "target met (wall / CPU)", "what it found"],
@@ -616,20 +627,24 @@ def _signal_tables(
                 f"{len(np.unique(s[ok])):,} clusters ({CLUSTERS} planted), noise {np.mean(s < 0):.3f}; "
                 f"ARI vs planted (non-noise) {adjusted_rand_score(built['cluster'][ok], s[ok]):.3f}"
             )
-        rss_ok = r["rss_gib"] <= TARGET_RSS_GIB
+        # Memory held to the target: the anonymous part where sampled (the file-backed rest is the
+        # index's mapped files, page cache the kernel drops under pressure), else ru_maxrss.
+        rss_ok = r.get("anon_gib", r["rss_gib"]) <= TARGET_RSS_GIB
         cpu = r.get("cpu_s")
-        met = [r["seconds"] <= TARGET_100K_S and rss_ok, cpu is not None and cpu <= TARGET_100K_S and rss_ok]
+        met = [r["seconds"] <= target_s and rss_ok, cpu is not None and cpu <= target_s and rss_ok]
         verdict = " / ".join("yes" if m else "no" for m in met)
         rss = f"{r['rss_gib']:.2f}"
         if "anon_gib" in r:
             rss += f" ({r['anon_gib']:.2f} anon + {r['file_gib']:.2f} file)"
-        t.add(name, r["seconds"], "-" if cpu is None else cpu, rss, verdict, found)
+        shown_cpu = "-" if cpu is None else f"{cpu:,.0f}"
+        if r.get("children_cpu_s"):
+            shown_cpu += f" (+{r['children_cpu_s']:,.0f} optimizer child)"
+        t.add(name, r["seconds"], shown_cpu, rss, verdict, found)
     t.notes.append(setup)
     t.notes.append(
         "each signal in its own process (the CLI's in-process job, service.signals.plan.run_now); peak "
-        "RSS is that process's ru_maxrss, opening the catalog included; targets at 100,000: "
-        f"<= {TARGET_100K_S:.0f} s, "
-        f"<= {TARGET_RSS_GIB:.0f} GB"
+        "RSS is that process's ru_maxrss, opening the catalog included (anon: its anonymous part, "
+        f"held to the target); targets at {n:,}: <= {target_s:.0f} s, <= {TARGET_RSS_GIB:.0f} GB"
     )
     f = Table(
         f"FiftyOne Brain on the same {n:,} vectors (its own venv and process)",

@@ -5,11 +5,11 @@ A signal writes one `signals.<leaf>` float to every asset it scores. qdrant-edge
 point inside an HNSW-indexed (immutable) segment: it moves the point, vector and payload, into an
 appendable segment first. This benchmark measures what that move holds in the process: N random
 512-d points are written and indexed (the optimizer builds their graph), then a fresh process
-writes one float to each of them in batches of 2,000 (`set_payloads(..., key="signals")`, as
-service/signals/compute.py does) and samples /proc/self/status: anonymous memory (heap: what the
-3 GB target is about) and file-backed memory (mapped segment files: page cache the kernel can
-drop). Two payloads: `bare` (one keyword field) and `asset` (the seven fields a sync gives every
-asset, all seven indexed).
+writes one float to each of them with `write_payloads(..., key="signals")` as
+service/signals/compute.py does (in place in batches of 2,000, or through the optimizer's child)
+and samples /proc/self/status: anonymous memory (heap: what the 3 GB target is about) and
+file-backed memory (mapped segment files: page cache the kernel can drop). Two payloads: `bare`
+(one keyword field) and `asset` (the seven fields a sync gives every asset, all seven indexed).
 
     python -m benchmarks.bench_payload_write [--full] [--n N]
 """
@@ -30,8 +30,9 @@ from typing import Any
 
 from benchmarks.common import Profile, Table, bench_env, emit_json, loadavg, report
 
-BATCH = 2000
 PAYLOADS = ("bare", "asset")
+CASES = (("bare", "direct"), ("asset", "direct"), ("asset", "through"))
+HOW = {"direct": "in place, batches of 2,000", "through": "through the optimizer's child"}
 
 
 def _payload(kind: str, n: int) -> dict[str, Any]:
@@ -63,11 +64,12 @@ def _ids(n: int) -> list[str]:
     return [str(uuid.UUID(int=i + 1)) for i in range(n)]
 
 
-def _open(path: Path) -> Any:
+def _open(path: Path, *, through: bool = False) -> Any:
     from service.config import IndexSettings
     from service.index.edge import EdgeIndex
 
-    return EdgeIndex(path, vector_name="v", dim=512, settings=IndexSettings())
+    settings = IndexSettings(write_through_min=1 if through else 10**12)
+    return EdgeIndex(path, vector_name="v", dim=512, settings=settings)
 
 
 def build_worker(path: Path, n: int, kind: str) -> None:
@@ -90,27 +92,40 @@ def build_worker(path: Path, n: int, kind: str) -> None:
     index.close()
 
 
-def write_worker(path: Path, n: int) -> None:
+def write_worker(path: Path, n: int, *, through: bool) -> None:
+    """`write_payloads` as a signal calls it, memory sampled at each progress call (every batch
+    written; every 2 s while a write-through's child works), then the optimize a signal job asks
+    for after it (nothing left to do after a write-through)."""
     import numpy as np
 
-    index = _open(path)
+    index = _open(path, through=through)
     ids = _ids(n)
     values = np.random.default_rng(1).random(n)
     anon0, file0 = _memory()
-    peak_anon, peak_file = anon0, file0
-    t0 = time.monotonic()
-    for at in range(0, n, BATCH):
-        end = min(at + BATCH, n)
-        index.set_payloads(
-            [(ids[i], {"uniqueness": float(values[i])}) for i in range(at, end)], key="signals"
-        )
+    peak = [anon0, file0]
+
+    def progress(done: int) -> None:
         anon, file = _memory()
-        peak_anon, peak_file = max(peak_anon, anon), max(peak_file, file)
+        peak[0], peak[1] = max(peak[0], anon), max(peak[1], file)
+
+    t0 = time.monotonic()
+    index.write_payloads(
+        [(ids[i], {"uniqueness": float(values[i])}) for i in range(n)], key="signals", progress=progress
+    )
     seconds = time.monotonic() - t0
+    progress(n)
+    t0 = time.monotonic()
+    index.optimize()
+    optimize_s = time.monotonic() - t0
+    progress(n)
+    got = index.retrieve([ids[0], ids[-1]], fields=["signals"])
+    assert sorted(r.payload["signals"]["uniqueness"] for r in got) == sorted([values[0], values[-1]])
     index.close()
+    peak_anon, peak_file = peak
     emit_json(
         {
             "write_s": seconds,
+            "optimize_s": optimize_s,
             "anon_before": anon0,
             "file_before": file0,
             "anon_peak": peak_anon,
@@ -135,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--worker", choices=["build", "write"], help=argparse.SUPPRESS)
     p.add_argument("--path", help=argparse.SUPPRESS)
     p.add_argument("--kind", choices=PAYLOADS, default="asset", help=argparse.SUPPRESS)
+    p.add_argument("--through", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     profile = Profile("full" if args.full else "quick")
     n = args.n or profile.pick(50_000, 200_000)
@@ -142,15 +158,17 @@ def main(argv: list[str] | None = None) -> int:
         build_worker(Path(args.path), n, args.kind)
         return 0
     if args.worker == "write":
-        write_worker(Path(args.path), n)
+        write_worker(Path(args.path), n, through=args.through)
         return 0
     load = loadavg()
     table = Table(
-        f"one signals float written to each of {n:,} indexed points (batches of {BATCH:,})",
+        f"one signals float written to each of {n:,} indexed points",
         [
             "payload",
             "indexed fields",
+            "how",
             "write s",
+            "then optimize s",
             "anon before -> peak GiB",
             "anon per point",
             "file before -> peak GiB",
@@ -159,32 +177,36 @@ def main(argv: list[str] | None = None) -> int:
     )
     work = Path(tempfile.mkdtemp(prefix="loupe-bench-payload-"))
     try:
-        for kind in PAYLOADS:
-            path = work / kind
+        for kind, how in CASES:
+            path = work / f"{kind}-{how}"
             built = _child("--worker", "build", "--path", str(path), "--n", str(n), "--kind", kind)
-            w = _child("--worker", "write", "--path", str(path), "--n", str(n))
+            flags = ["--through"] if how == "through" else []
+            w = _child("--worker", "write", "--path", str(path), "--n", str(n), *flags)
             per_point = (w["anon_peak"] - w["anon_before"]) * 2**30 / n
-            fields = 1 if kind == "bare" else 7
             table.add(
                 kind,
-                fields,
+                1 if kind == "bare" else 7,
+                HOW[how],
                 w["write_s"],
+                w["optimize_s"],
                 f"{w['anon_before']:.2f} -> {w['anon_peak']:.2f}",
                 f"{per_point:,.0f} B",
                 f"{w['file_before']:.2f} -> {w['file_peak']:.2f}",
                 w["maxrss_gib"],
             )
             table.notes.append(
-                f"{kind}: {n:,} points written in {built['upsert_s']:.0f} s, graph built in "
+                f"{kind}, {how}: {n:,} points written in {built['upsert_s']:.0f} s, graph built in "
                 f"{built['optimize_s']:.0f} s (setup, not counted)"
             )
             shutil.rmtree(path, ignore_errors=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     table.notes.append(
-        "anon per point: the anonymous memory the write added, over the points moved. The asset "
-        "payload's seven indexed fields are entered into the appendable segment's in-memory payload "
-        "indexes as its points arrive; the file-backed growth is the moved vectors (mapped chunks)"
+        "anon per point: the anonymous memory the write added, over the points moved. In place, the "
+        "asset payload's seven indexed fields are entered into the appendable segment's in-memory "
+        "payload indexes as its points arrive (file-backed growth: the moved vectors); 'then optimize' "
+        "is the graph rebuild a signal job asks for after it. Through the optimizer's child, the child "
+        "moves the points and rebuilds the graph, and this process loads the result"
     )
     report("Payload writes into indexed segments", profile, [table], started_load=load)
     return 0

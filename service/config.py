@@ -33,6 +33,11 @@ class IndexSettings(BaseModel):
     quantization: Literal["int8", "none"] = "int8"
     oversampling: float = Field(default=2.0, ge=1.0, le=16.0)
     optimize_after_sync: bool = True
+    # A payload write to at least this many points of an embedded index (a signal over the catalog)
+    # goes through the optimizer's child: it moves the points and rebuilds their graph in its own
+    # memory, and this process loads the result (service/index/edge_store.py, `write_through`;
+    # ~1.5 GiB less in the API process at 1,000,000 points). Smaller writes go straight in.
+    write_through_min: int = Field(default=50_000, ge=1)
 
 
 class IngestSettings(BaseModel):

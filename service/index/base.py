@@ -7,12 +7,14 @@ them to `qdrant_edge` or `qdrant_client` models and map their errors to
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
 import numpy as np
+
+WRITE_RUN = 2000  # points per batch when `write_payloads` writes batch by batch (a progress call each)
 
 
 class FieldType(StrEnum):
@@ -169,6 +171,23 @@ class VectorIndex(Protocol):
 
         With `key` (e.g. "labels"), each payload is merged into the object at that path,
         which is created when missing; the point's other keys are left alone.
+        """
+        ...
+
+    def write_payloads(
+        self,
+        items: Sequence[tuple[str, Mapping[str, Any]]],
+        *,
+        key: str | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        """`set_payloads` for a write to many points at once (a signal over the catalog).
+
+        Values are JSON (no NaN). `progress(done)` is called with the points written so far
+        after each batch, and every few seconds while the engine takes the whole write at once;
+        an exception from it (a cancelled job) stops the write. An embedded index hands a write
+        to at least `write_through_min` points to its optimizer's child (edge_store.py,
+        `write_through`): the values then appear together at the end, nothing before.
         """
         ...
 

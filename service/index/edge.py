@@ -20,6 +20,7 @@ from service.config import IndexSettings
 from service.errors import InvalidConfig, InvalidQuery
 from service.index.base import (
     BUILTIN_FIELDS,
+    WRITE_RUN,
     Condition,
     Distance,
     FacetCount,
@@ -215,6 +216,30 @@ class EdgeIndex:
             for p, v in items
         ]
         self._store.apply_each(ops, "set payloads", skip_missing=True)
+
+    def write_payloads(
+        self,
+        items: Sequence[tuple[str, Mapping[str, Any]]],
+        *,
+        key: str | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        through = (
+            len(items) >= self.settings.write_through_min
+            and self.settings.optimize_after_sync  # it rebuilds the graph, which that turns off
+            and self.stats()["indexed_vectors"] > 0  # else the points are appendable already
+        )
+        if not through:
+            for start in range(0, len(items), WRITE_RUN):
+                self.set_payloads(items[start : start + WRITE_RUN], key=key)
+                if progress is not None:
+                    progress(min(len(items), start + WRITE_RUN))
+            return
+        rows = ((_point_id(pid), payload) for pid, payload in items)
+        check = None if progress is None else (lambda: progress(0))
+        self._store.write_through(rows, key=key, check=check)
+        if progress is not None:
+            progress(len(items))
 
     def delete_keys(
         self, keys: Sequence[str], *, ids: Sequence[str] | None = None, filter: Filter | None = None

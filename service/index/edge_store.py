@@ -42,7 +42,7 @@ import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,17 +66,34 @@ _INPUT_ERRORS = (
 )
 _MISSING_POINT = "no point with id"
 RUN = 256  # writes per hold of the locks in apply_each (~25 ms of engine time)
+WRITES = "writes.jsonl"  # write_through's file for the child; a crash's leftover is removed at open
+CHECK_S = 2.0  # how often write_through asks its caller whether to go on while the child works
 _SHARD = re.compile(r"shard-(\d+)")
 # Runs in the child: niced so searches and syncs keep the CPU; prints whether anything changed.
 # Arguments: the copy, the staging directory, vector_cache.py (loaded by path: the service
-# package would import pydantic and the settings), {space: dim} of the caches to write.
+# package would import pydantic and the settings), {space: dim} of the caches to write, and the
+# file of payload writes to apply before optimizing ("" for none).
 _OPTIMIZER = """\
 import json, os, sys
 from pathlib import Path
 os.nice(10)
 from qdrant_edge import CountRequest, EdgeShard, Filter, HasVectorCondition, ScrollRequest
 shard = EdgeShard.load(sys.argv[1])
-changed = shard.optimize()
+wrote = False
+if sys.argv[5]:  # payload writes to apply first (EdgeStore.write_through): a key line, then [id, payload]
+    from qdrant_edge import UpdateOperation
+    with open(sys.argv[5]) as f:
+        key = json.loads(f.readline())["key"]
+        for line in f:
+            pid, payload = json.loads(line)
+            try:
+                shard.update(UpdateOperation.set_payload([pid], payload, key=key))
+            except Exception as exc:
+                if "no point with id" not in str(exc).lower():
+                    raise
+                continue  # deleted since the values were computed: nothing to write
+            wrote = True
+changed = shard.optimize() or wrote
 spaces = json.loads(sys.argv[4])
 if spaces:
     import importlib.util
@@ -148,6 +165,7 @@ class EdgeStore:
 
     def _open(self, config: Any) -> tuple[Path, Any]:
         current = _read_current(self.path)
+        (self.path / WRITES).unlink(missing_ok=True)
         for stale in self.path.glob("shard-*"):
             if stale.name != current:  # an optimize's copy, or its staged vectors, left by a crash
                 shutil.rmtree(stale, ignore_errors=True)
@@ -220,22 +238,67 @@ class EdgeStore:
 
     def optimize(self) -> None:
         """Build the HNSW graph in a child process; blocks the caller, not searches."""
+        self._optimize(writes=None, check=None)
+
+    def write_through(
+        self,
+        items: Iterable[tuple[str, Mapping[str, Any]]],
+        *,
+        key: str | None,
+        check: Callable[[], None] | None,
+    ) -> None:
+        """Many points' payload writes, applied by the optimizer's child to the copy it optimizes.
+
+        Why: the engine never changes a point inside an HNSW-indexed segment; it moves the point
+        (vector and payload) into an appendable segment first, whose payload indexes live in the
+        memory of the process that writes. A value written to every point of a large index (a
+        signal) would so hold ~1.2-1.6 KB a point in this process (measured with seven indexed
+        fields, benchmarks/bench_payload_write.py), ~1.5 GiB at 1,000,000, and leave every point
+        unindexed until the next optimize. Here the child takes the move and the rebuild, and this
+        process loads the optimized copy: the values appear all at once, at the switch, with the
+        graph already built. Writes that arrive meanwhile are journaled and replayed on the copy
+        (after these values). Ids that no longer exist are skipped. `check()` is called every
+        `CHECK_S` while the child works; an exception from it (a cancelled job) stops the child,
+        drops the copy (nothing written) and propagates.
+        """
+        tmp = self.path / WRITES
+        try:
+            with open(tmp, "w") as f:
+                f.write(json.dumps({"key": key}) + "\n")
+                for pid, payload in items:
+                    f.write(json.dumps([pid, dict(payload)], allow_nan=False) + "\n")
+        except (TypeError, ValueError) as exc:
+            tmp.unlink(missing_ok=True)
+            raise InvalidQuery(
+                f"cannot write payloads: {exc} (values are JSON: numbers, strings, booleans, "
+                "lists and objects; no NaN)"
+            ) from exc
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise IndexUnavailable(f"cannot stage payload writes in {tmp}: {exc}") from exc
+        try:
+            self._optimize(writes=tmp, check=check)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _optimize(self, *, writes: Path | None, check: Callable[[], None] | None) -> None:
         with self._optimizing:
-            copied = self._copy()
+            copied = self._copy(force=writes is not None)
             if copied is None:
                 return
             work, stamp, spaces = copied
             try:
-                changed = self._run_optimizer(work, spaces)
+                changed = self._run_optimizer(work, spaces, writes=writes, check=check)
             except BaseException:
                 self._finish(work, changed=False, stamp=None)
+                self.dirty = True  # the copy's flag was taken; the next optimize looks again
                 raise
             self._finish(work, changed=changed, stamp=stamp)
 
-    def _copy(self) -> tuple[Path, int | None, dict[str, int]] | None:
+    def _copy(self, *, force: bool = False) -> tuple[Path, int | None, dict[str, int]] | None:
         """The copy to optimize, the vector cache's stamp, and the spaces whose cache to write."""
         with self._writes:
-            if not self.dirty:
+            if not self.dirty and not force:
                 return None
             self.flush()
             numbers = [int(m[1]) for p in self.path.iterdir() if (m := _SHARD.fullmatch(p.name))]
@@ -255,16 +318,29 @@ class EdgeStore:
             spaces = {} if stamp is None else {n: d for n, d in sizes.items() if not self.vectors.on_disk(n)}
             return work, stamp, spaces
 
-    def _run_optimizer(self, work: Path, spaces: dict[str, int]) -> bool:
-        args = [str(work), str(_staged(work)), vector_cache.__file__, json.dumps(spaces)]
-        self._child = subprocess.Popen(
+    def _run_optimizer(
+        self, work: Path, spaces: dict[str, int], *, writes: Path | None, check: Callable[[], None] | None
+    ) -> bool:
+        args = [str(work), str(_staged(work)), vector_cache.__file__, json.dumps(spaces), str(writes or "")]
+        child = self._child = subprocess.Popen(
             [sys.executable, "-c", _OPTIMIZER, *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
-        out, err = self._child.communicate()
-        code, self._child = self._child.returncode, None
+        while True:
+            try:
+                out, err = child.communicate(timeout=None if check is None else CHECK_S)
+                break
+            except subprocess.TimeoutExpired:
+                try:
+                    check()  # type: ignore[misc]  # a timeout is only asked for with a check
+                except BaseException:
+                    child.kill()
+                    child.communicate()
+                    self._child = None
+                    raise
+        code, self._child = child.returncode, None
         if code != 0:
             if self._closing:
                 return False  # close() stopped it

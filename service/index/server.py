@@ -22,6 +22,7 @@ from service.config import IndexSettings
 from service.errors import InvalidConfig, InvalidQuery
 from service.index.base import (
     BUILTIN_FIELDS,
+    WRITE_RUN,
     Distance,
     FacetCount,
     FieldType,
@@ -258,6 +259,19 @@ class ServerIndex:
                 for pid, payload in items[start : start + BATCH]
             ]
             self._call("set payloads", self._client.batch_update_points, self.collection, ops, wait=True)
+
+    def write_payloads(
+        self,
+        items: Sequence[tuple[str, Mapping[str, Any]]],
+        *,
+        key: str | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        # The server holds what a write moves in its own memory: batches, progress after each.
+        for start in range(0, len(items), WRITE_RUN):
+            self.set_payloads(items[start : start + WRITE_RUN], key=key)
+            if progress is not None:
+                progress(min(len(items), start + WRITE_RUN))
 
     def delete_keys(
         self, keys: Sequence[str], *, ids: Sequence[str] | None = None, filter: Filter | None = None

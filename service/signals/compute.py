@@ -32,7 +32,6 @@ from service.timestamps import rfc3339
 if TYPE_CHECKING:
     from service.jobs.runner import JobContext
 
-WRITE_BATCH = 2000
 LEAF = {
     "uniqueness": "uniqueness",
     "outliers": "outlier",
@@ -79,10 +78,13 @@ def _progress(ctx: JobContext, total: int, *, share: float = 0.8) -> Any:
 
 
 def _write(ctx: JobContext, items: Sequence[tuple[str, dict[str, Any]]], *, start: float = 0.8) -> None:
-    index = ctx.catalog.index
-    for at in range(0, len(items), WRITE_BATCH):
-        index.set_payloads(items[at : at + WRITE_BATCH], key="signals")
-        ctx.report(progress=start + (1 - start) * min(1.0, (at + WRITE_BATCH) / max(1, len(items))))
+    """The scores into `signals.*`: batch by batch, or (an embedded index, many points) by the
+    optimizer's child, which keeps the moved points out of this process (`write_payloads`)."""
+
+    def progress(done: int) -> None:  # also the cancel check
+        ctx.report(progress=start + (1 - start) * min(1.0, done / max(1, len(items))))
+
+    ctx.catalog.index.write_payloads(items, key="signals", progress=progress)
 
 
 def _knn_score(
