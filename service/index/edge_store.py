@@ -280,6 +280,8 @@ class EdgeStore:
             self._optimize(writes=tmp, check=check)
         finally:
             tmp.unlink(missing_ok=True)
+        if self._closing:  # close() stopped the child: the values were not written
+            raise IndexUnavailable(f"the index at {self.path} was closed before the payload writes finished")
 
     def _optimize(self, *, writes: Path | None, check: Callable[[], None] | None) -> None:
         with self._optimizing:

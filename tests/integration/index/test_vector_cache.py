@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -361,8 +362,8 @@ def test_a_write_while_the_optimizer_runs_decides_whether_its_cache_is_installed
         store = index._store
         run = store._run_optimizer
 
-        def run_then_write(work: Path, spaces: dict[str, int]) -> bool:
-            changed = run(work, spaces)  # the child is done: the copy's cache is staged
+        def run_then_write(work: Path, spaces: dict[str, int], **kw: Any) -> bool:
+            changed = run(work, spaces, **kw)  # the child is done: the copy's cache is staged
             assert list(work.with_name(f"{work.name}.vectors").glob("*.json"))
             if meanwhile == "vector write":
                 index.upsert([Point(id=IDS[5], vector=moved, payload=POINTS[5].payload)])

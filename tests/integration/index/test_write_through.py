@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from service.config import IndexSettings, Settings
-from service.errors import InvalidQuery
+from service.errors import IndexUnavailable, InvalidQuery
 from service.index import edge_store
 from service.index.base import Condition, Filter, Point
 from service.index.edge import EdgeIndex
@@ -173,3 +173,25 @@ def test_a_signal_job_writes_its_scores_through_the_child(tmp_path: Path) -> Non
         assert not catalog.index._store.dirty  # written through: no point left for an optimize
     finally:
         catalog.close()
+
+
+def test_a_close_while_the_child_works_is_an_error_not_a_silent_success(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(edge_store, "CHECK_S", 0.01)
+    index, ids = _built(tmp_path / "index")
+    closed: list[int] = []
+
+    def close(n: int) -> None:
+        if not closed:
+            closed.append(n)
+            index.close()  # as a server shutting down does: it kills the child
+
+    with pytest.raises(IndexUnavailable, match="closed before the payload writes finished"):
+        index.write_payloads([(pid, {"u": 0.5}) for pid in ids], key="signals", progress=close)
+    reopened = _index(tmp_path / "index")
+    try:
+        assert _values(reopened, ids[:3]) == [None] * 3
+        assert len(list((tmp_path / "index").glob("shard-*"))) == 1
+    finally:
+        reopened.close()
