@@ -627,6 +627,9 @@ def _signal_tables(
                 f"{len(np.unique(s[ok])):,} clusters ({CLUSTERS} planted), noise {np.mean(s < 0):.3f}; "
                 f"ARI vs planted (non-noise) {adjusted_rand_score(built['cluster'][ok], s[ok]):.3f}"
             )
+        scored = (r.get("counts") or {}).get("scored")
+        if scored is not None:
+            found = f"scored {scored:,}; {found}"
         # Memory held to the target: the anonymous part where sampled (the file-backed rest is the
         # index's mapped files, page cache the kernel drops under pressure), else ru_maxrss.
         rss_ok = r.get("anon_gib", r["rss_gib"]) <= TARGET_RSS_GIB
