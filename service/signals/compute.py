@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from service.index.base import FieldType, Filter, VectorSpec
+from service.index.base import Condition, FieldType, Filter, VectorSpec
 from service.index.filters import parse_filter
 from service.index.spaces import resolve_space
 from service.labels import scores as label_scores
@@ -215,7 +215,11 @@ def _duplicates(ctx: JobContext, planned: Planned, space: VectorSpec, flt: Filte
             items.append((member, {**written, "duplicate_keep": member == keep}))
             in_group.add(member)
     # Old groups under this scope go; an exclusion stays only while its asset is still in a group.
-    index.delete_keys(list(DUPLICATE_KEYS), filter=with_vector(flt, space))
+    # Only the old groups' members are touched: the engine moves every point a payload operation
+    # matches out of its indexed segment, keys or not (at 1,000,000 a scope-wide delete moved them
+    # all, and left the whole graph to rebuild).
+    members = Condition(key="signals.duplicate_group", exists=True)
+    index.delete_keys(list(DUPLICATE_KEYS), filter=Filter(must=[with_vector(flt, space), members]))
     freed = [
         pid
         for pid, p in zip(graph.ids, graph.payloads, strict=True)

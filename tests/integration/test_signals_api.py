@@ -289,3 +289,31 @@ def test_loupe_signals_and_duplicates_against_the_server(
     with pytest.raises(SystemExit) as exc:
         cli.main(["signals", "compute", "label_issues"])
     assert "needs ground_truth" in capsys.readouterr().err
+
+
+def test_a_recompute_drops_the_old_groups_and_touches_only_their_members(world: dict[str, Any]) -> None:
+    client = world["client"]
+    shapes = json.dumps({"source": "shapes"})
+    grouped = json.dumps({"and": [{"source": "shapes"}, {"signals.duplicate_group": {"exists": True}}]})
+    signal(client, "duplicates", {"filter": {"source": "shapes"}, "threshold": TIGHT})
+    before = client.get("/assets/count", params={"filter": grouped}).json()["count"]
+    assert before >= 6
+    catalog, deleted = world["catalog"], []
+    real = catalog.index.delete_keys
+
+    def spy(keys: Any, *, ids: Any = None, filter: Any = None) -> None:
+        deleted.append(catalog.index.count(filter) if ids is None else len(ids))
+        real(keys, ids=ids, filter=filter)
+
+    catalog.index.delete_keys = spy  # type: ignore[method-assign]
+    try:
+        # Threshold 0: the resized and re-encoded copies are no longer near; no group is left.
+        job = signal(client, "duplicates", {"filter": {"source": "shapes"}, "threshold": 0.0})
+    finally:
+        del catalog.index.delete_keys
+    assert job["counts"]["groups"] == 0
+    assert client.get("/assets/count", params={"filter": grouped}).json()["count"] == 0
+    # The delete matched the old groups' members, not every asset of the scope.
+    total = client.get("/assets/count", params={"filter": shapes}).json()["count"]
+    assert deleted[0] == before < total
+    signal(client, "duplicates", {"filter": {"source": "shapes"}, "threshold": TIGHT})  # as the others expect
