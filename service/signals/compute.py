@@ -13,6 +13,7 @@ every import) and always recompute the whole scope.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -147,10 +148,23 @@ def _label_issues(ctx: JobContext, planned: Planned, space: VectorSpec, flt: Fil
     index.ensure_field("signals.label_issue", FieldType.float)
     scope = label_scope(flt, gt)
     total = index.count(with_vector(scope, space))
+
+    def keep(payload: dict[str, Any]) -> tuple[str | None, dict[str, Any] | None]:
+        """The ground-truth label (interned: a few classes over every asset) and the prediction."""
+        label = _label(payload, gt)
+        value = (payload.get("labels") or {}).get(pred) if pred else None
+        return (None if label is None else sys.intern(label)), value
+
     graph = build_graph(
-        index, space=space, filter=scope, k=planned.k, fields=["labels"], on_batch=_progress(ctx, total)
+        index,
+        space=space,
+        filter=scope,
+        k=planned.k,
+        fields=["labels"],
+        on_batch=_progress(ctx, total),
+        kept=keep,
     )
-    labels = [_label(p, gt) for p in graph.payloads]
+    labels = [label for label, _ in graph.payloads]
     raw = scores.weighted_distance(graph.dist)
     median = scores.typical(raw)
     vote = scores.neighbour_vote(labels, graph.idx, graph.dist, median)
@@ -159,8 +173,8 @@ def _label_issues(ctx: JobContext, planned: Planned, space: VectorSpec, flt: Fil
         # The probability vectors are in the state store, not the payload (service/catalog/label_scores.py).
         vectors = label_scores.get(ctx.catalog.state, pred, graph.ids)
         confidence = [
-            scores.self_confidence(lab or "", _prediction(p, pred, vectors.get(pid)), planned.classes)
-            for pid, lab, p in zip(graph.ids, labels, graph.payloads, strict=True)
+            scores.self_confidence(lab or "", _prediction(value, vectors.get(pid)), planned.classes)
+            for pid, (lab, value) in zip(graph.ids, graph.payloads, strict=True)
         ]
     values = scores.label_issue(vote, confidence)
     _write(ctx, [(pid, {"label_issue": float(v)}) for pid, v in zip(graph.ids, values, strict=True)])
@@ -172,9 +186,8 @@ def _label_issues(ctx: JobContext, planned: Planned, space: VectorSpec, flt: Fil
     }
 
 
-def _prediction(payload: dict[str, Any], name: str, vector: dict[str, float] | None) -> dict[str, Any] | None:
-    """The asset's `labels.<name>` value with its `scores` from the state store, when it has them."""
-    value: dict[str, Any] | None = (payload.get("labels") or {}).get(name)
+def _prediction(value: dict[str, Any] | None, vector: dict[str, float] | None) -> dict[str, Any] | None:
+    """An asset's prediction (its `labels.<set>` value) with its `scores` from the state store."""
     if value is None or vector is None:
         return value
     return {**value, "scores": vector}
