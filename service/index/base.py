@@ -14,8 +14,6 @@ from typing import Any, Protocol
 
 import numpy as np
 
-WRITE_RUN = 2000  # points per batch when `write_payloads` writes batch by batch (a progress call each)
-
 
 class FieldType(StrEnum):
     """Payload index types Loupe creates."""
@@ -340,3 +338,20 @@ class VectorIndex(Protocol):
     def flush(self) -> None: ...
 
     def close(self) -> None: ...
+
+
+WRITE_RUN = 2000  # points per batch when `write_payloads` writes batch by batch (a progress call each)
+
+
+def write_in_runs(
+    index: VectorIndex,
+    items: Sequence[tuple[str, Mapping[str, Any]]],
+    *,
+    key: str | None,
+    progress: Callable[[int], None] | None,
+) -> None:
+    """`write_payloads` batch by batch through `set_payloads`, `progress` after each batch."""
+    for start in range(0, len(items), WRITE_RUN):
+        index.set_payloads(items[start : start + WRITE_RUN], key=key)
+        if progress is not None:
+            progress(min(len(items), start + WRITE_RUN))

@@ -20,7 +20,6 @@ from service.config import IndexSettings
 from service.errors import InvalidConfig, InvalidQuery
 from service.index.base import (
     BUILTIN_FIELDS,
-    WRITE_RUN,
     Condition,
     Distance,
     FacetCount,
@@ -31,6 +30,7 @@ from service.index.base import (
     Point,
     Record,
     VectorSpec,
+    write_in_runs,
 )
 from service.index.edge_store import EdgeStore, edge_errors, stored_vector_params
 from service.index.plan import (
@@ -230,10 +230,7 @@ class EdgeIndex:
             and self.stats()["indexed_vectors"] > 0  # else the points are appendable already
         )
         if not through:
-            for start in range(0, len(items), WRITE_RUN):
-                self.set_payloads(items[start : start + WRITE_RUN], key=key)
-                if progress is not None:
-                    progress(min(len(items), start + WRITE_RUN))
+            write_in_runs(self, items, key=key, progress=progress)
             return
         rows = ((_point_id(pid), payload) for pid, payload in items)
         check = None if progress is None else (lambda: progress(0))

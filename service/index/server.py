@@ -22,7 +22,6 @@ from service.config import IndexSettings
 from service.errors import InvalidConfig, InvalidQuery
 from service.index.base import (
     BUILTIN_FIELDS,
-    WRITE_RUN,
     Distance,
     FacetCount,
     FieldType,
@@ -32,6 +31,7 @@ from service.index.base import (
     Point,
     Record,
     VectorSpec,
+    write_in_runs,
 )
 from service.index.plan import (
     SearchPlan,
@@ -268,10 +268,7 @@ class ServerIndex:
         progress: Callable[[int], None] | None = None,
     ) -> None:
         # The server holds what a write moves in its own memory: batches, progress after each.
-        for start in range(0, len(items), WRITE_RUN):
-            self.set_payloads(items[start : start + WRITE_RUN], key=key)
-            if progress is not None:
-                progress(min(len(items), start + WRITE_RUN))
+        write_in_runs(self, items, key=key, progress=progress)
 
     def delete_keys(
         self, keys: Sequence[str], *, ids: Sequence[str] | None = None, filter: Filter | None = None

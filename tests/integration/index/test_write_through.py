@@ -10,6 +10,7 @@ Small indexes are built with a 1 KB indexing threshold, so their optimize builds
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,19 @@ def _built(path: Path, *, through_min: int = 1) -> tuple[EdgeIndex, list[str]]:
     return index, ids
 
 
+@pytest.fixture
+def built(tmp_path: Path) -> Iterator[tuple[EdgeIndex, list[str]]]:
+    index, ids = _built(tmp_path / "index")
+    yield index, ids
+    index.close()
+
+
+@pytest.fixture
+def quick_checks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The write-through asks its caller every 10 ms (not 2 s): these small writes take ~1 s."""
+    monkeypatch.setattr(edge_store, "CHECK_S", 0.01)
+
+
 def _values(index: EdgeIndex, ids: list[str]) -> list[Any]:
     return [r.payload.get("signals", {}).get("u") for r in index.retrieve(ids, fields=["signals"])]
 
@@ -72,15 +86,14 @@ def test_every_value_lands_with_the_graph_built_and_survives_a_reopen(tmp_path: 
         reopened.close()
 
 
-def test_a_value_that_is_not_json_is_refused_and_nothing_is_written(tmp_path: Path) -> None:
-    index, ids = _built(tmp_path / "index")
-    try:
-        with pytest.raises(InvalidQuery, match="no NaN"):
-            index.write_payloads([(ids[0], {"u": 0.1}), (ids[1], {"u": float("nan")})], key="signals")
-        assert _values(index, ids[:2]) == [None, None]
-        assert not (tmp_path / "index" / edge_store.WRITES).exists()
-    finally:
-        index.close()
+def test_a_value_that_is_not_json_is_refused_and_nothing_is_written(
+    built: tuple[EdgeIndex, list[str]], tmp_path: Path
+) -> None:
+    index, ids = built
+    with pytest.raises(InvalidQuery, match="no NaN"):
+        index.write_payloads([(ids[0], {"u": 0.1}), (ids[1], {"u": float("nan")})], key="signals")
+    assert _values(index, ids[:2]) == [None, None]
+    assert not (tmp_path / "index" / edge_store.WRITES).exists()
 
 
 def test_a_write_below_the_threshold_goes_in_place(tmp_path: Path) -> None:
@@ -97,51 +110,45 @@ def test_a_write_below_the_threshold_goes_in_place(tmp_path: Path) -> None:
         index.close()
 
 
+@pytest.mark.usefixtures("quick_checks")
 def test_writes_made_while_the_child_works_are_replayed_after_its_values(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    built: tuple[EdgeIndex, list[str]],
 ) -> None:
-    monkeypatch.setattr(edge_store, "CHECK_S", 0.01)
-    index, ids = _built(tmp_path / "index")
-    try:
-        done: list[int] = []
+    index, ids = built
+    done: list[int] = []
 
-        def progress(n: int) -> None:
-            if not done:  # the first call: the copy is taken, the child is working on it
-                index.set_payloads([(ids[0], {"u": 99.0}), (ids[1], {"other": "x"})], key="signals")
-                assert index._store._journal  # journaled for the copy
-            done.append(n)
+    def progress(n: int) -> None:
+        if not done:  # the first call: the copy is taken, the child is working on it
+            index.set_payloads([(ids[0], {"u": 99.0}), (ids[1], {"other": "x"})], key="signals")
+            assert index._store._journal  # journaled for the copy
+        done.append(n)
 
-        index.write_payloads([(pid, {"u": 0.5}) for pid in ids], key="signals", progress=progress)
-        assert len(done) >= 2
-        got = {r.id: r.payload["signals"] for r in index.retrieve(ids[:3], fields=["signals"])}
-        assert got[ids[0]] == {"u": 99.0}  # the later write wins
-        assert got[ids[1]] == {"u": 0.5, "other": "x"}
-        assert got[ids[2]] == {"u": 0.5}
-    finally:
-        index.close()
+    index.write_payloads([(pid, {"u": 0.5}) for pid in ids], key="signals", progress=progress)
+    assert len(done) >= 2
+    got = {r.id: r.payload["signals"] for r in index.retrieve(ids[:3], fields=["signals"])}
+    assert got[ids[0]] == {"u": 99.0}  # the later write wins
+    assert got[ids[1]] == {"u": 0.5, "other": "x"}
+    assert got[ids[2]] == {"u": 0.5}
 
 
+@pytest.mark.usefixtures("quick_checks")
 def test_a_cancel_while_the_child_works_stops_it_and_writes_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    built: tuple[EdgeIndex, list[str]], tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(edge_store, "CHECK_S", 0.01)
-    index, ids = _built(tmp_path / "index")
-    try:
+    index, ids = built
 
-        def cancel(n: int) -> None:
-            raise RuntimeError("cancelled")
+    def cancel(n: int) -> None:
+        raise RuntimeError("cancelled")
 
-        with pytest.raises(RuntimeError, match="cancelled"):
-            index.write_payloads([(pid, {"u": 0.5}) for pid in ids], key="signals", progress=cancel)
-        assert _values(index, ids) == [None] * N
-        assert index._store._child is None and index._store._journal is None
-        assert len(list((tmp_path / "index").glob("shard-*"))) == 1
-        assert not (tmp_path / "index" / edge_store.WRITES).exists()
-        assert len(index.neighbours([np.ones(DIM, dtype=np.float32)], k=3)[0]) == 3  # still answers
-        index.write_payloads([(pid, {"u": 0.25}) for pid in ids], key="signals")  # and writes again
-        assert _values(index, ids[:2]) == [0.25, 0.25]
-    finally:
-        index.close()
+    with pytest.raises(RuntimeError, match="cancelled"):
+        index.write_payloads([(pid, {"u": 0.5}) for pid in ids], key="signals", progress=cancel)
+    assert _values(index, ids) == [None] * N
+    assert index._store._child is None and index._store._journal is None
+    assert len(list((tmp_path / "index").glob("shard-*"))) == 1
+    assert not (tmp_path / "index" / edge_store.WRITES).exists()
+    assert len(index.neighbours([np.ones(DIM, dtype=np.float32)], k=3)[0]) == 3  # still answers
+    index.write_payloads([(pid, {"u": 0.25}) for pid in ids], key="signals")  # and writes again
+    assert _values(index, ids[:2]) == [0.25, 0.25]
 
 
 def test_a_signal_job_writes_its_scores_through_the_child(tmp_path: Path) -> None:
@@ -175,10 +182,8 @@ def test_a_signal_job_writes_its_scores_through_the_child(tmp_path: Path) -> Non
         catalog.close()
 
 
-def test_a_close_while_the_child_works_is_an_error_not_a_silent_success(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(edge_store, "CHECK_S", 0.01)
+@pytest.mark.usefixtures("quick_checks")
+def test_a_close_while_the_child_works_is_an_error_not_a_silent_success(tmp_path: Path) -> None:
     index, ids = _built(tmp_path / "index")
     closed: list[int] = []
 
