@@ -51,6 +51,15 @@ STRATEGIES: dict[str, list[dict[str, Any]] | None] = {
     "random": None,
     "uncertainty (margin)": [{"kind": "uncertainty", "predictions": "PRED", "measure": "margin"}],
     "uncertainty (entropy)": [{"kind": "uncertainty", "predictions": "PRED", "measure": "entropy"}],
+    # The exact top N by uncertainty: the default spread of a batch turned off.
+    "margin, top N": [
+        {"kind": "uncertainty", "predictions": "PRED", "measure": "margin"},
+        {"kind": "diversity", "strength": 0.0},
+    ],
+    "entropy, top N": [
+        {"kind": "uncertainty", "predictions": "PRED", "measure": "entropy"},
+        {"kind": "diversity", "strength": 0.0},
+    ],
     "diversity": [{"kind": "diversity"}],
     "margin + diversity": [
         {"kind": "uncertainty", "predictions": "PRED", "measure": "margin"},
@@ -308,6 +317,12 @@ def tabulate(result: dict[str, Any], tables: list[Table], plot: dict[str, Any]) 
         "random "
         f"labels, then batches of {result['batch']}; classifier LogisticRegression(C=10) on the catalog's "
         "vectors; 'worse beyond seed noise' = the mean gap plus two standard errors is below 0"
+    )
+    summary.notes.append(
+        "uncertainty (margin / entropy): the API's default for an uncertainty batch, the most uncertain "
+        "first and the rest spread within the batch (service.selections.plan.BATCH_SPREAD); "
+        "'top N': the exact top N by that measure (diversity strength 0); '+ diversity': k-centre "
+        "seeded with what is labelled, times the uncertainty"
     )
     tables += [summary, curve_table]
 

@@ -75,12 +75,14 @@ def choose(catalog: Catalog, checked: Plan, *, report: Any = None) -> tuple[list
         objectives.append((similarity, strength))
     started = time.perf_counter()
     weight = greedy.combine(objectives, len(found.ids))
+    # A spread batch is greedy like diversity, but against its own picks only: no seeds.
+    spread = checked.diversity is None and checked.spread is not None
     picked = greedy.pick(
         weight,
         budget=checked.budget,
         vectors=found.vectors,
-        seeds=found.seeds,
-        diversity=checked.diversity,
+        seeds=None if spread else found.seeds,
+        diversity=checked.spread if spread else checked.diversity,
         groups=found.groups if checked.balance is not None else None,
         target=checked.balance.target if checked.balance is not None else "uniform",
         on_pick=lambda n: tell(counts={"selected": n}, progress=0.4 + 0.5 * n / max(1, checked.budget)),
@@ -107,24 +109,23 @@ def _run(job: JobContext) -> None:
             f"the budget ({request.budget}) is larger than the {counts['candidates']} candidates: "
             f"all {counts['candidates']} were selected"
         )
-    elif batch_hint(request):
-        detail = batch_hint(request)
+    else:
+        detail = spread_note(checked)
     job.remember(counts=counts)
     store.update(request.name, ids=ids, counts=counts, detail=detail)
 
 
-def batch_hint(request: SelectionRequest) -> str | None:
-    """Uncertainty alone over a batch takes the model's most doubtful region many times over (and
-    entropy, at a cold start, the points unlike every class): benchmarks/bench_active_learning.py
-    measured entropy alone worse than random on digits, and either measure with diversity the best.
-    So a batch chosen that way says how to spread it; the request itself is honoured as asked."""
-    kinds = {s.kind for s in request.strategies}
-    if request.budget > 1 and "uncertainty" in kinds and "diversity" not in kinds:
-        return (
-            'uncertainty alone picks near neighbours together in a batch; add {"kind": "diversity"} '
-            "to spread the batch (uncertainty x diversity labelled less data than either alone)"
-        )
-    return None
+def spread_note(checked: Plan) -> str | None:
+    """What a batch spread by default says (service.selections.plan.BATCH_SPREAD), and how to
+    turn it off or widen it."""
+    if checked.spread is None or checked.diversity is not None:
+        return None
+    return (
+        "uncertainty batch spread within itself: the most uncertain first, then each pick weighed by "
+        f"its distance to the batch's earlier picks (strength {checked.spread:g}); "
+        'add {"kind": "diversity", "strength": 0} for the exact top N, or {"kind": "diversity"} to '
+        "spread it from what is labelled too"
+    )
 
 
 def _closed(catalog: object, row: JobRow) -> None:

@@ -25,10 +25,13 @@ class _Strategy(BaseModel):
 
 
 class UncertaintyStrategy(_Strategy):
-    """Prefer the assets a predictions set is least sure about. For a batch, combine it with
-    diversity: alone it takes near neighbours together (and entropy, at a cold start, the points
-    unlike every class); uncertainty x diversity is what labelled the least data in
-    benchmarks/bench_active_learning.py."""
+    """Prefer the assets a predictions set is least sure about. A batch (budget > 1) without a
+    diversity strategy is spread within itself: the most uncertain asset first, then each pick's
+    weight times (distance to the batch's earlier picks / the largest such distance) ** 0.5.
+    The exact top N (near neighbours together, and for entropy the one region the model knows
+    least: worse than random on 30 classes in benchmarks/bench_active_learning.py) is
+    `{"kind": "diversity", "strength": 0}`; `{"kind": "diversity"}` also spreads from what is
+    labelled, which is what labelled the least data there."""
 
     kind: Literal["uncertainty"]
     predictions: str = Field(min_length=1, max_length=200, pattern=NAME, description="A predictions set.")
@@ -40,7 +43,8 @@ class UncertaintyStrategy(_Strategy):
 
 
 class DiversityStrategy(_Strategy):
-    """Spread the picks over the embedding space: greedy k-centre seeded with what is labelled."""
+    """Spread the picks over the embedding space: greedy k-centre seeded with what is labelled.
+    Strength 0 spreads nothing: with uncertainty, the batch is then its exact top N."""
 
     kind: Literal["diversity"]
     strength: float = _STRENGTH

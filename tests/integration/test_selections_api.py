@@ -167,15 +167,18 @@ def test_uncertainty_takes_the_lowest_margins_first_and_exclude_labeled_excludes
             "name": "unsure",
             "budget": 8,
             "exclude_labeled": "truth",
-            "strategies": [{"kind": "uncertainty", "predictions": "pred", "measure": "margin"}],
+            # Strength 0: no spread at all, the exact top 8 (the default spreads a batch: below).
+            "strategies": [
+                {"kind": "uncertainty", "predictions": "pred", "measure": "margin"},
+                {"kind": "diversity", "strength": 0},
+            ],
         },
     )
     left = sorted((m, i) for i, m in margins.items() if world["keys"][i] not in set(labelled))
     assert sel["ids"] == [i for _, i in left[:8]]
     assert not {world["keys"][i] for i in sel["ids"]} & set(labelled)
     assert sel["counts"]["candidates"] == len(keys) - len(labelled)
-    # A batch by uncertainty alone says how to spread it (a diversity selection has no such detail).
-    assert '{"kind": "diversity"}' in (sel["detail"] or "")
+    assert sel["detail"] is None
 
     entropy = select(
         client,
@@ -191,6 +194,43 @@ def test_uncertainty_takes_the_lowest_margins_first_and_exclude_labeled_excludes
     assert len(entropy["ids"]) == 3
     for name in ("unsure", "unsure-entropy"):
         remove(client, name)
+
+
+def test_an_uncertainty_batch_takes_the_lowest_margin_first_then_spreads(world: dict[str, Any]) -> None:
+    """The model's doubts sit in one cluster (c0): the exact top 3 are all there, the default
+    batch takes c0's lowest margin first and then looks elsewhere (service.selections.plan)."""
+    client, ids = world["client"], world["ids"]
+    rng = np.random.default_rng(11)
+    # c0's margins 0.01 ... 0.06 in key order; every other asset's 0.3 ... 0.6.
+    margins = {
+        asset: 0.01 * (1 + int(key[3])) if key.startswith("c0_") else float(rng.uniform(0.3, 0.6))
+        for key, asset in sorted(ids.items())
+    }
+    # Two classes: p1 - p2 is the planted margin.
+    import_set(
+        client,
+        "pred-doubt",
+        "predictions",
+        [{"asset_id": a, "scores": {"a": (1 + m) / 2, "b": (1 - m) / 2}} for a, m in margins.items()],
+    )
+    unsure = [{"kind": "uncertainty", "predictions": "pred-doubt", "measure": "margin"}]
+    top = select(
+        client,
+        {"name": "doubt-top", "budget": 3, "strategies": [*unsure, {"kind": "diversity", "strength": 0}]},
+    )
+    assert [cluster_of(world, i) for i in top["ids"]] == ["c0"] * 3
+    spread = select(client, {"name": "doubt", "budget": 3, "include_selected": True, "strategies": unsure})
+    assert spread["ids"][0] == min(margins, key=lambda a: margins[a]) == top["ids"][0]
+    clusters = [cluster_of(world, i) for i in spread["ids"]]
+    assert clusters[0] == "c0" and "c0" not in clusters[1:] and len(set(clusters)) == 3, clusters
+    # Its detail says so, and how to have the exact top N instead.
+    assert '{"kind": "diversity", "strength": 0}' in spread["detail"]
+    # Budget 1 is the single most uncertain asset, with nothing to say about spreading.
+    one = select(client, {"name": "doubt-1", "budget": 1, "include_selected": True, "strategies": unsure})
+    assert one["ids"] == top["ids"][:1] and one["detail"] is None
+    for name in ("doubt-top", "doubt", "doubt-1"):
+        remove(client, name)
+    assert client.delete("/labelsets/pred-doubt").status_code == 204
 
 
 def test_diversity_is_seeded_with_what_is_labelled(world: dict[str, Any]) -> None:
