@@ -52,11 +52,11 @@ STRATEGIES: dict[str, list[dict[str, Any]] | None] = {
     "uncertainty (margin)": [{"kind": "uncertainty", "predictions": "PRED", "measure": "margin"}],
     "uncertainty (entropy)": [{"kind": "uncertainty", "predictions": "PRED", "measure": "entropy"}],
     # The exact top N by uncertainty: the default spread of a batch turned off.
-    "margin, top N": [
+    "margin top N": [
         {"kind": "uncertainty", "predictions": "PRED", "measure": "margin"},
         {"kind": "diversity", "strength": 0.0},
     ],
-    "entropy, top N": [
+    "entropy top N": [
         {"kind": "uncertainty", "predictions": "PRED", "measure": "entropy"},
         {"kind": "diversity", "strength": 0.0},
     ],
@@ -364,7 +364,17 @@ def _draw_pillow(plot: dict[str, Any], path: Path) -> str:
     w, h, left, right, top, bottom = 640, 440, 56, 16, 64, 44
     img = Image.new("RGB", (w * len(plot), h), "white")
     pen = ImageDraw.Draw(img)
-    palette = [(0, 0, 0), (31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14)]
+    palette = [
+        (0, 0, 0),
+        (31, 119, 180),
+        (214, 39, 40),
+        (44, 160, 44),
+        (148, 103, 189),
+        (255, 127, 14),
+        (140, 86, 75),
+        (23, 190, 207),
+        (227, 119, 194),
+    ]
     for n, (name, curves) in enumerate(plot.items()):
         x0 = n * w
         lo = max(0.0, np.floor(10 * min(float(m.min()) for _, m, _ in curves.values())) / 10)
@@ -402,7 +412,7 @@ def _draw_pillow(plot: dict[str, Any], path: Path) -> str:
                 pen.line(pts, fill=colour, width=2)
             for pt in pts:
                 pen.ellipse([pt[0] - 2, pt[1] - 2, pt[0] + 2, pt[1] + 2], fill=colour)
-            lx, ly = x0 + left + 250 + (c // 3) * 170, 24 + 12 * (c % 3)
+            lx, ly = x0 + left + 262 + (c // 4) * 160, 10 + 12 * (c % 4)
             pen.line([(lx, ly + 6), (lx + 16, ly + 6)], fill=colour, width=3)
             pen.text((lx + 20, ly), strategy, fill=colour)
     img.save(path)
