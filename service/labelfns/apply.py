@@ -69,10 +69,11 @@ def propagation(index: VectorIndex, plan: Plan, step: Step) -> Outcome:
     labelled, label_of = propagate.read_labelled(index, gt, plan.scope, space)
     among = propagate.labelled_filter(gt, plan.scope)
     step("reading", 0.05)
-    n = max(1, len(labelled.ids))
+    calibrated = propagate.calibration_sample(labelled)
+    n = max(1, len(calibrated.ids))
     oof = propagate.vote(
         index,
-        labelled,
+        calibrated,
         among=among,
         label_of=label_of,
         k=k,

@@ -5,7 +5,10 @@ filter to the ground-truth set's assets) vote for their labels, each with its si
 weight; the vote shares are the asset's `scores`, the largest its label and `score`. For the
 calibration every labelled asset is voted on too, but without its own fold's labels: it asks
 for `3k + 1` neighbours and keeps the first k of other folds, so the threshold is never fitted
-on votes that saw the labels they are checked against.
+on votes that saw the labels they are checked against. Past CALIBRATION_MAX labelled assets
+the calibration votes on a fixed random sample of them (every labelled asset still votes as a
+neighbour): 5,000 held-out votes put the standard error of a 0.95 precision near 0.003, and at
+20,000 labelled of 100,000 they were 15 % of the job's searches.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from service.labelfns import calibrate
 from service.labelfns.vectors import Assets, neighbours, read, similarity
 
 BATCH = 256  # vectors per batch query (and per progress report)
+CALIBRATION_MAX = 5_000
 
 
 @dataclass(slots=True)
@@ -85,6 +89,20 @@ def _tally(out: Votes, n: int, hits: list[Hit], *, label_of: dict[str, str], spa
     out.labels.append(best)
     out.shares[n] = shares[best]
     out.scores.append(shares)
+
+
+def calibration_sample(assets: Assets, *, most: int | None = None) -> Assets:
+    """At most `most` (CALIBRATION_MAX) of `assets`, a seeded draw in their order: the ones the
+    calibration votes on."""
+    most = CALIBRATION_MAX if most is None else most
+    if len(assets.ids) <= most:
+        return assets
+    keep = np.sort(np.random.default_rng(0).choice(len(assets.ids), most, replace=False))
+    return Assets(
+        ids=[assets.ids[i] for i in keep],
+        vectors=assets.vectors[keep],
+        payloads=[assets.payloads[i] for i in keep],
+    )
 
 
 def read_labelled(

@@ -92,7 +92,11 @@ class LabelingFunctionRun(BaseModel):
         default=None,
         description="The ground-truth set the estimate was measured on; null = nothing estimated.",
     )
-    estimated_on: int = Field(default=0, description="Ground-truth assets the estimate was measured on.")
+    estimated_on: int = Field(
+        default=0,
+        description="Ground-truth assets the estimate was measured on (propagation: at most 5,000 of "
+        "them, a fixed random sample; all of them still vote).",
+    )
     method: str | None = Field(default=None, description="How the estimate was held out.")
     curve: list[CurvePoint] = Field(default_factory=list)
     detail: str | None = None

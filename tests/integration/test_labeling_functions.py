@@ -194,6 +194,33 @@ def test_propagation_reaches_its_target_on_the_held_out_part(world: dict[str, An
     assert min(v["score"] for v in labels.values()) >= r["threshold"]
 
 
+def test_propagation_calibrates_on_a_capped_sample_of_the_labelled(
+    world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past CALIBRATION_MAX labelled assets the held-out votes run on a fixed sample of them;
+    every labelled asset still votes for the rest."""
+    from service.labelfns import propagate
+
+    client, labelled = world["client"], world["labelled"]
+    monkeypatch.setattr(propagate, "CALIBRATION_MAX", 40)
+    body = {"into": "lf_capped", "propagate_from": "gt", "target_precision": 0.9, "space": "digits"}
+    first = run(client, {"name": "capped", **body})["run"]
+    assert first["estimated_on"] == 40 < len(labelled) and first["estimated_from"] == "gt"
+    assert first["labeled"] + first["abstained"] == N - len(labelled)
+    again = run(client, {"name": "capped-again", **body, "into": "lf_capped2"})["run"]
+    assert again["threshold"] == first["threshold"]  # the same sample each time
+    assert again["estimated_precision"] == first["estimated_precision"]
+    # The votes themselves do not depend on the sample: at a given threshold (nothing calibrated)
+    # every asset the capped run labelled has the same label and vote share.
+    run(
+        client,
+        {"name": "all-votes", "into": "lf_all", "propagate_from": "gt", "threshold": 0.0, "space": "digits"},
+    )
+    every, capped = labels_of(client, "lf_all"), labels_of(client, "lf_capped")
+    assert capped and set(capped) <= set(every)
+    assert all((every[k]["label"], every[k]["score"]) == (v["label"], v["score"]) for k, v in capped.items())
+
+
 def test_votes_equal_scikit_learns_similarity_weighted_knn(world: dict[str, Any]) -> None:
     client, digits, labelled = world["client"], world["digits"], world["labelled"]
     run(
