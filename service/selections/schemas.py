@@ -30,8 +30,8 @@ class UncertaintyStrategy(_Strategy):
     weight times (distance to the batch's earlier picks / the largest such distance) ** 0.5.
     The exact top N (near neighbours together, and for entropy the one region the model knows
     least: worse than random on 30 classes in benchmarks/bench_active_learning.py) is
-    `{"kind": "diversity", "strength": 0}`; `{"kind": "diversity"}` also spreads from what is
-    labelled, which is what labelled the least data there."""
+    `{"kind": "diversity", "strength": 0}`; `{"kind": "diversity"}` spreads it from what is
+    labelled too."""
 
     kind: Literal["uncertainty"]
     predictions: str = Field(min_length=1, max_length=200, pattern=NAME, description="A predictions set.")
