@@ -16,7 +16,7 @@ serve: env
 
 lint: env
 	$(BIN)/ruff check service connectors tests benchmarks scripts
-	$(BIN)/ruff format --check service connectors
+	$(BIN)/ruff format --check service connectors tests benchmarks scripts
 
 typecheck: env
 	$(BIN)/mypy service connectors

@@ -117,9 +117,7 @@ def build(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Build]:
     index.close()
 
 
-def _search_and_write_until(
-    index: EdgeIndex, done: threading.Event
-) -> tuple[list[float], list[str]]:
+def _search_and_write_until(index: EdgeIndex, done: threading.Event) -> tuple[list[float], list[str]]:
     latencies: list[float] = []
     extra: list[str] = []
     pending = iter(range(N - 200, N, 20))

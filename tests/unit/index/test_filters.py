@@ -86,9 +86,7 @@ def test_equality_on_a_builtin_datetime_is_a_point_range() -> None:
 
 
 def test_negations_are_must_not() -> None:
-    assert parse_filter({"source": {"ne": "a"}}) == Filter(
-        must_not=[Condition(key="source", eq="a")]
-    )
+    assert parse_filter({"source": {"ne": "a"}}) == Filter(must_not=[Condition(key="source", eq="a")])
     assert parse_filter({"label": {"nin": ["x", "y"]}}) == Filter(
         must_not=[Condition(key="meta.label", any_of=["x", "y"])]
     )

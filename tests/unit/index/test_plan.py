@@ -25,18 +25,14 @@ OK = Condition(key="status", eq="ok")
 INDEXED = {"meta.site", "meta.label", "status"}
 
 
-def plan(
-    flt: Filter | None, counts: dict[str, int], *, want: int = 10, total: int = TOTAL
-) -> SearchPlan:
+def plan(flt: Filter | None, counts: dict[str, int], *, want: int = 10, total: int = TOTAL) -> SearchPlan:
     """Plan with `counts`: estimated matches per condition key, and "all" for the whole filter."""
 
     def estimate(part: Filter) -> int:
         keys = list(filter_keys(part))
         return counts["all"] if part == flt else counts[keys[0]] if len(keys) == 1 else total
 
-    return plan_search(
-        flt, estimate=estimate, indexed=INDEXED, total=total, want=want, settings=SETTINGS
-    )
+    return plan_search(flt, estimate=estimate, indexed=INDEXED, total=total, want=want, settings=SETTINGS)
 
 
 def test_no_filter_searches_the_graph() -> None:
