@@ -75,8 +75,9 @@ def choose(catalog: Catalog, checked: Plan, *, report: Any = None) -> tuple[list
         objectives.append((similarity, strength))
     started = time.perf_counter()
     weight = greedy.combine(objectives, len(found.ids))
-    # A spread batch is greedy like diversity, but against its own picks only: no seeds.
-    spread = checked.diversity is None and checked.spread is not None
+    # A spread batch (never beside a diversity strategy) is greedy like diversity, but against
+    # its own picks only: no seeds.
+    spread = checked.spread is not None
     picked = greedy.pick(
         weight,
         budget=checked.budget,
@@ -118,7 +119,7 @@ def _run(job: JobContext) -> None:
 def spread_note(checked: Plan) -> str | None:
     """What a batch spread by default says (service.selections.plan.BATCH_SPREAD), and how to
     turn it off or widen it."""
-    if checked.spread is None or checked.diversity is not None:
+    if checked.spread is None:
         return None
     return (
         "uncertainty batch spread within itself: the most uncertain first, then each pick weighed by "

@@ -66,7 +66,7 @@ class Plan:
     excluded: dict[str, Any] | None = None
     weights: list[Weight] = field(default_factory=list)
     diversity: float | None = None  # its strength, when asked
-    spread: float | None = None  # the within-batch spread of an uncertainty batch (BATCH_SPREAD)
+    spread: float | None = None  # an uncertainty batch's spread (BATCH_SPREAD); None beside diversity
     balance: BalanceStrategy | None = None
     balance_path: str | None = None
     similar: list[tuple[np.ndarray, float]] = field(default_factory=list)  # (query vector, strength)
